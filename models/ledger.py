@@ -1,0 +1,73 @@
+"""The credit ledger aggregate: buckets (grants), an append-only ledger, and holds.
+
+Invariants (checked by `services.credits.Ledger.reconcile`):
+- sum(grant.remaining) == sum(entry.delta) - sum(pending hold.amount)
+- the balance a user sees == sum(remaining of unexpired grants), never negative.
+A hold takes credits out of buckets at once (remaining goes down); its ledger entry has
+delta 0 and held_delta +amount. Capture books delta -amount, held_delta -amount. Release
+puts the credits back into the same buckets: delta 0, held_delta -amount.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from models.base import utcnow
+
+GRANT_KINDS = ("subscription", "trial", "admin", "pack")
+ENTRY_KINDS = ("grant", "hold", "capture", "release", "expiry", "refund", "clawback", "adjust")
+HOLD_STATUSES = ("pending", "captured", "released", "expired")
+
+
+class CreditGrant(SQLModel, table=True):
+    """One bucket of credits."""
+
+    __tablename__ = "credit_grants"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=16)  # subscription | trial | admin | pack
+    original: int
+    remaining: int
+    expires_at: datetime | None = None
+    source_ref: str | None = Field(default=None, max_length=255, index=True)
+    note: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """Append-only record of every movement. The idempotency key makes replays no-ops."""
+
+    __tablename__ = "ledger_entries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=16)
+    delta: int = 0  # effect on the ledger sum (granted - spent - expired - clawed back)
+    held_delta: int = 0  # effect on credits held by generations in progress
+    balance_after: int = 0  # the user-visible balance after this entry
+    grant_id: int | None = Field(default=None, foreign_key="credit_grants.id")
+    hold_id: int | None = Field(default=None, foreign_key="holds.id")
+    idempotency_key: str | None = Field(default=None, max_length=255, unique=True)
+    note: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Hold(SQLModel, table=True):
+    """Credits reserved by a generation until it is captured or released."""
+
+    __tablename__ = "holds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    job_id: str = Field(max_length=64, unique=True)
+    amount: int
+    status: str = Field(default="pending", max_length=16, index=True)
+    split: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # {grant_id: n}
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    settled_at: datetime | None = None
+    reason: str | None = Field(default=None, max_length=500)

@@ -1,0 +1,47 @@
+"""The payment aggregate: Stripe events seen, fulfilments granted, subscriptions known."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from models.base import utcnow
+
+
+class StripeEvent(SQLModel, table=True):
+    """Every webhook event id we processed; a replay is a no-op."""
+
+    __tablename__ = "stripe_events"
+
+    id: str = Field(primary_key=True, max_length=255)  # evt_...
+    type: str = Field(max_length=100)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class Fulfillment(SQLModel, table=True):
+    """One payment turned into credits, keyed by the Stripe object that paid for them."""
+
+    __tablename__ = "fulfillments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(max_length=255, unique=True)  # cs_... | in_... | refund:ch_...
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=32)  # pack | subscription | refund
+    product: str | None = Field(default=None, max_length=64)
+    credits: int = 0
+    payment_intent: str | None = Field(default=None, max_length=255, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Subscription(SQLModel, table=True):
+    __tablename__ = "subscriptions"
+
+    id: str = Field(primary_key=True, max_length=255)  # sub_...
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    product: str = Field(max_length=64)  # plan key in assets/pricing.json
+    interval: str = Field(default="month", max_length=16)
+    status: str = Field(max_length=32)
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    updated_at: datetime = Field(default_factory=utcnow)

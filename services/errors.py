@@ -1,0 +1,80 @@
+"""Domain errors. Each carries a message fit to show the user as it is."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class: `str(err)` is the user-facing message."""
+
+    status_code = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationFailed(DomainError):
+    """Bad input: refused before anything changes."""
+
+
+class AuthError(DomainError):
+    status_code = 401
+
+
+class InvalidCredentials(AuthError):
+    def __init__(self, message: str = "Incorrect email or password."):
+        super().__init__(message)
+
+
+class AccountLocked(AuthError):
+    status_code = 429
+
+
+class RateLimited(DomainError):
+    status_code = 429
+
+
+class PermissionDenied(DomainError):
+    status_code = 403
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class Conflict(DomainError):
+    status_code = 409
+
+
+class InsufficientCredits(DomainError):
+    status_code = 402
+
+    def __init__(self, *, needed: int, available: int, message: str | None = None):
+        self.needed = needed
+        self.available = available
+        self.shortfall = max(0, needed - available)
+        super().__init__(
+            message
+            or f"This needs {needed} credits and you have {available}. Buy more credits on the Pricing tab."
+        )
+
+
+class ContentRejected(DomainError):
+    """The prompt or image was refused by content-safety moderation. Never charged."""
+
+
+class ProviderFailed(DomainError):
+    """The image provider failed (timeout, 5xx, 429, bad data). Never charged."""
+
+    status_code = 502
+
+
+class PaymentsNotConfigured(DomainError):
+    status_code = 503
+
+    def __init__(self, message: str = "Payments are not configured on this instance."):
+        super().__init__(message)
+
+
+class PaymentError(DomainError):
+    status_code = 502

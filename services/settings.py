@@ -1,0 +1,147 @@
+"""The one typed configuration object, read from the environment and `.env`.
+
+The real environment wins over `.env`. No other module reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A setting has an invalid value; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(default=Path("./data"), alias="DATA_DIR")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    secret_key: str | None = Field(default=None, alias="SECRET_KEY")
+    public_url: str | None = Field(default=None, alias="PUBLIC_URL")
+    admin_emails: str = Field(default="", alias="ADMIN_EMAILS")
+    trial_credits: int = Field(default=40, ge=0, le=1_000_000, alias="TRIAL_CREDITS")
+    support_contact: str = Field(default="support@example.com", alias="SUPPORT_CONTACT")
+
+    server_name: str = Field(default="127.0.0.1", alias="GRADIO_SERVER_NAME")
+    server_port: int = Field(default=7860, ge=1, le=65535, alias="GRADIO_SERVER_PORT")
+    queue_concurrency: int = Field(default=64, ge=1, le=10_000, alias="QUEUE_CONCURRENCY")
+    max_upload_size: str = Field(default="5mb", alias="MAX_UPLOAD_SIZE")
+
+    session_idle_minutes: int = Field(default=60 * 24 * 7, ge=1, alias="SESSION_IDLE_MINUTES")
+    session_max_days: int = Field(default=30, ge=1, alias="SESSION_MAX_DAYS")
+    signin_rate_per_ip_per_minute: int = Field(default=30, ge=1, alias="SIGNIN_RATE_PER_IP_PER_MINUTE")
+    signup_rate_per_ip_per_hour: int = Field(default=20, ge=1, alias="SIGNUP_RATE_PER_IP_PER_HOUR")
+
+    smtp_host: str | None = Field(default=None, alias="SMTP_HOST")
+    smtp_port: int = Field(default=587, ge=1, le=65535, alias="SMTP_PORT")
+    smtp_user: str | None = Field(default=None, alias="SMTP_USER")
+    smtp_password: str | None = Field(default=None, alias="SMTP_PASSWORD")
+    smtp_from: str | None = Field(default=None, alias="SMTP_FROM")
+    smtp_starttls: bool = Field(default=True, alias="SMTP_STARTTLS")
+
+    openai_api_key: str | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+    openai_timeout: float = Field(default=120.0, gt=0, le=3600, alias="OPENAI_TIMEOUT")
+    image_model: str = Field(default="gpt-image-2", alias="IMAGE_MODEL")
+    image_quality: Literal["auto", "low", "medium", "high", "xhigh", "max"] = Field(
+        default="auto", alias="IMAGE_QUALITY"
+    )
+    image_provider: Literal["auto", "openai", "offline"] = Field(default="auto", alias="IMAGE_PROVIDER")
+    generation_rate_per_minute: int = Field(default=20, ge=1, alias="GENERATION_RATE_PER_MINUTE")
+    generation_max_concurrent: int = Field(default=4, ge=1, alias="GENERATION_MAX_CONCURRENT")
+    hold_ttl_seconds: int = Field(default=900, ge=30, alias="HOLD_TTL_SECONDS")
+
+    stripe_secret_key: str | None = Field(default=None, alias="STRIPE_SECRET_KEY")
+    stripe_webhook_secret: str | None = Field(default=None, alias="STRIPE_WEBHOOK_SECRET")
+    stripe_api_base: str | None = Field(default=None, alias="STRIPE_API_BASE")
+
+    @field_validator(
+        "database_url", "secret_key", "public_url", "smtp_host", "smtp_user", "smtp_password",
+        "smtp_from", "openai_api_key", "openai_base_url", "stripe_secret_key",
+        "stripe_webhook_secret", "stripe_api_base", mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("public_url", "openai_base_url", "stripe_api_base")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def admin_email_set(self) -> frozenset[str]:
+        return frozenset(e.strip().lower() for e in self.admin_emails.split(",") if e.strip())
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return bool(self.public_url and self.public_url.startswith("https://"))
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.server_name}:{self.server_port}"
+
+    @property
+    def use_openai(self) -> bool:
+        if self.image_provider == "offline":
+            return False
+        return bool(self.openai_api_key)
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return bool(self.stripe_secret_key)
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.data_dir / "secret_key"
+
+    def ensure_secret_key(self) -> str:
+        """SECRET_KEY, or one generated once and kept under DATA_DIR (mode 0600)."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.secret_key_path
+        if path.exists():
+            self.secret_key = path.read_text().strip()
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_urlsafe(48)
+            path.touch(mode=0o600)
+            path.write_text(key)
+            self.secret_key = key
+        return self.secret_key
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides) -> Settings:
+    """Build Settings; an invalid value raises ConfigError naming the variable."""
+    try:
+        settings = Settings(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else "?"
+        alias = Settings.model_fields[field].alias if field in Settings.model_fields else field
+        raise ConfigError(f"Invalid configuration: {alias or field}: {first['msg']}") from None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings

@@ -1,0 +1,104 @@
+"""Shared fixtures.
+
+`database` runs a test on SQLite and, when TEST_DATABASE_URL is set, again on PostgreSQL
+(skipped with a reason otherwise). Each test gets an empty, fully migrated store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import SQLModel
+
+import models  # noqa: F401
+from services.db import Database
+from tests.factories import make_user as _make_user
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory) -> Path:
+    """One migrated SQLite file, copied for each test (much faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    db = Database(f"sqlite:///{path}")
+    db.upgrade()
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_migrated() -> str:
+    if not TEST_DATABASE_URL:
+        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL cases skipped (SQLite still runs)")
+    db = Database(TEST_DATABASE_URL)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        db.upgrade()
+    finally:
+        db.dispose()
+    return TEST_DATABASE_URL
+
+
+def sqlite_url(template: Path, directory: Path) -> str:
+    path = directory / "studio.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+def truncate_all(url: str) -> None:
+    db = Database(url)
+    try:
+        tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+        with db.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        db.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path, _sqlite_template) -> str:
+    """A URL to an empty, migrated database: SQLite file, or the PostgreSQL test database."""
+    if request.param == "sqlite":
+        return sqlite_url(_sqlite_template, tmp_path)
+    url = request.getfixturevalue("_postgres_migrated")
+    truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def database(database_url):
+    db = Database(database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def sqlite_database(tmp_path, _sqlite_template):
+    """SQLite only, for tests that have nothing database-specific to check."""
+    db = Database(sqlite_url(_sqlite_template, tmp_path))
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def make_user(request):
+    """make_user(db, email=None, role="user") -> User, inserted directly (no password hashing)."""
+    return _make_user
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
