@@ -1,0 +1,53 @@
+"""The Gradio UI: a header with the balance, one tab per module, a footer with terms and support."""
+
+from __future__ import annotations
+
+import html
+import importlib
+
+import gradio as gr
+
+from services.container import Services
+from ui.common import Shell
+
+TABS = [("Generate", "ui.generate"), ("Gallery", "ui.gallery"), ("Pricing", "ui.pricing"), ("Account", "ui.account")]
+
+
+def build_ui(services: Services) -> gr.Blocks:
+    shell = Shell(services)
+    contact = html.escape(services.settings.support_contact)
+    with gr.Blocks(title="Image Studio", analytics_enabled=False) as demo:
+        with gr.Row(elem_classes="studio-header"):
+            gr.Markdown("## ◐ Image Studio", elem_classes="studio-brand")
+            user_html = gr.HTML(elem_classes="studio-user")
+            shell.balance = gr.Markdown(elem_classes="studio-balance")
+        if not services.settings.use_openai:
+            gr.HTML('<span class="offline-badge">Offline preview engine: images are generated locally as '
+                    "previews, not by GPT Image. Set OPENAI_API_KEY to use GPT Image.</span>")
+        loaders = []
+        with gr.Tabs() as tabs:
+            for label, module_name in TABS:
+                module = importlib.import_module(module_name)
+                with gr.Tab(label, id=label.lower()) as tab:
+                    first = len(shell.tab_loaders)
+                    module.build(services, shell)
+                    for fn, inputs, outputs in shell.tab_loaders[first:]:
+                        tab.select(fn, inputs, outputs, api_visibility="private")
+                        loaders.append((fn, inputs, outputs))
+        shell.tabs = tabs
+        gr.HTML(f'<div class="studio-footer"><a href="/terms" target="_blank">Terms</a> · '
+                f'Support: <a href="mailto:{contact}">{contact}</a></div>')
+
+        def header(request: gr.Request):
+            user = shell.user(request)
+            role = " (admin)" if user.is_admin else ""
+            return (
+                f'{html.escape(user.email)}{role} · <form method="post" action="/logout">'
+                f'<button type="submit">Sign out</button></form>',
+                shell.balance_text(user.id),
+            )
+
+        demo.load(header, None, [user_html, shell.balance], api_visibility="private")
+        for fn, inputs, outputs in loaders:
+            demo.load(fn, inputs, outputs, api_visibility="private")
+    return demo

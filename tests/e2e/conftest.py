@@ -1,0 +1,114 @@
+"""Serve the real app with uvicorn on a free 127.0.0.1 port.
+
+`served_app` (module scope) is one app per test module, on SQLite and, when TEST_DATABASE_URL is
+set, on PostgreSQL. `serve_app(**settings)` starts another one with its own settings (for
+fake-server URLs, limits, keys); it is stopped at the end of the test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from tests.conftest import TEST_DATABASE_URL, free_port, sqlite_url, truncate_all
+
+# Settings that must not leak in from the machine's environment or a developer's .env.
+BASE_SETTINGS = {
+    "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "IMAGE_PROVIDER": "offline",
+    "STRIPE_SECRET_KEY": "", "STRIPE_WEBHOOK_SECRET": "", "STRIPE_API_BASE": "",
+    "SMTP_HOST": "", "PUBLIC_URL": "", "ADMIN_EMAILS": "admin@example.com", "SECRET_KEY": "test-secret",
+}
+
+
+@dataclass
+class ServedApp:
+    url: str
+    services: object
+    settings: object
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.services.db.dispose()
+
+
+def start_app(data_dir: Path, database_url: str, **overrides) -> ServedApp:
+    from app import create_app
+    from services.settings import load_settings
+
+    port = free_port()
+    values = {**BASE_SETTINGS, "DATA_DIR": str(data_dir), "DATABASE_URL": database_url,
+              "GRADIO_SERVER_PORT": port, **overrides}
+    settings = load_settings(env_file=None, **{k: (None if v == "" else v) for k, v in values.items()})
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on", ws="none"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the app did not start")
+        time.sleep(0.02)
+    return ServedApp(url=f"http://127.0.0.1:{port}", services=app.state.services, settings=settings,
+                     server=server, thread=thread)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def served_app(request, tmp_path_factory, _sqlite_template):
+    data_dir = tmp_path_factory.mktemp("served")
+    if request.param == "sqlite":
+        url = sqlite_url(_sqlite_template, data_dir)
+    else:
+        if not TEST_DATABASE_URL:
+            pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL cases skipped (SQLite still runs)")
+        url = request.getfixturevalue("_postgres_migrated")
+        truncate_all(url)
+    served = start_app(data_dir, url)
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def serve_app(tmp_path, _sqlite_template):
+    """serve_app(database_url=None, **settings) -> ServedApp; SQLite in tmp_path by default."""
+    started: list[ServedApp] = []
+
+    def _serve(database_url: str | None = None, **overrides) -> ServedApp:
+        data_dir = tmp_path / f"app{len(started)}"
+        data_dir.mkdir()
+        served = start_app(data_dir, database_url or sqlite_url(_sqlite_template, data_dir), **overrides)
+        started.append(served)
+        return served
+
+    yield _serve
+    for served in started:
+        served.stop()
+
+
+def sign_up(app: ServedApp, email: str, password: str = "correct horse battery") -> httpx.Client:
+    """A browser-like client signed up (and so signed in) through the real pages."""
+    client = app.client(follow_redirects=False)
+    page = client.get("/signup")
+    csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    r = client.post("/signup", data={"email": email, "password": password, "csrf": csrf})
+    assert r.status_code == 303, r.text
+    return client
+
+
+def sign_in(app: ServedApp, email: str, password: str) -> tuple[httpx.Client, httpx.Response]:
+    client = app.client(follow_redirects=False)
+    page = client.get("/login")
+    csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    return client, client.post("/login", data={"email": email, "password": password, "csrf": csrf})

@@ -1,0 +1,194 @@
+"""Accounts through the served app: pages, cookies, lockout, reset, API keys, refusal without auth."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from tests.e2e.conftest import sign_in, sign_up
+
+PASSWORD = "correct horse battery"
+
+
+def new_email() -> str:
+    return f"u-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def test_healthz(served_app):
+    r = httpx.get(f"{served_app.url}/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_browser_without_session_lands_on_sign_in(served_app):
+    r = httpx.get(served_app.url + "/", headers={"accept": "text/html"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    page = httpx.get(served_app.url + "/", headers={"accept": "text/html"}, follow_redirects=True)
+    assert page.status_code == 200 and "Sign in" in page.text and 'type="password"' in page.text
+
+
+def test_gradio_api_refuses_without_auth(served_app):
+    r = httpx.get(f"{served_app.url}/config")
+    assert r.status_code == 401
+    with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own error types
+        Client(served_app.url, verbose=False)
+
+
+def test_sign_up_sign_in_sign_out(served_app):
+    email = new_email()
+    client = sign_up(served_app, email, PASSWORD)
+    assert "studio_session" in client.cookies
+    home = client.get("/", headers={"accept": "text/html"})
+    assert home.status_code == 200 and "gradio" in home.text.lower()
+    user = served_app.services.accounts.get_user_by_email(email)
+    assert served_app.services.ledger.balance(user.id).total == served_app.settings.trial_credits
+
+    token = client.cookies["studio_session"]
+    out = client.post("/logout")
+    assert out.status_code == 303 and out.headers["location"].startswith("/login")
+    stale = httpx.get(served_app.url + "/config", cookies={"studio_session": token})
+    assert stale.status_code == 401, "a signed-out session token must stop working"
+
+    client2, r = sign_in(served_app, email, PASSWORD)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert client2.cookies["studio_session"] != token, "sign-in issues a new token"
+    assert client2.get("/config").status_code == 200
+
+
+def test_session_cookie_flags(served_app):
+    client = served_app.client(follow_redirects=False)
+    page = client.get("/signup")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    r = client.post("/signup", data={"email": new_email(), "password": PASSWORD, "csrf": csrf})
+    set_cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "studio_session=" in set_cookie
+    assert "secure" not in set_cookie  # PUBLIC_URL is not https in tests
+
+
+def test_wrong_password_and_unknown_email_get_the_same_answer(served_app):
+    email = new_email()
+    sign_up(served_app, email, PASSWORD)
+    _, wrong = sign_in(served_app, email, "not the password")
+    _, unknown = sign_in(served_app, new_email(), "not the password")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Incorrect email or password." in wrong.text and "Incorrect email or password." in unknown.text
+    assert "studio_session" not in wrong.headers.get("set-cookie", "")
+
+
+def test_sign_up_rejects_bad_input_and_duplicates(served_app):
+    email = new_email()
+    client = served_app.client(follow_redirects=False)
+    page = client.get("/signup")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    short = client.post("/signup", data={"email": email, "password": "short", "csrf": csrf})
+    assert short.status_code == 400 and "at least 8 characters" in short.text
+    bad = client.post("/signup", data={"email": "not-an-email", "password": PASSWORD, "csrf": csrf})
+    assert bad.status_code == 400 and "valid email" in bad.text
+    with pytest.raises(Exception):  # noqa: B017
+        served_app.services.accounts.get_user_by_email(email)
+    sign_up(served_app, email, PASSWORD)
+    dup = client.post("/signup", data={"email": email.upper(), "password": PASSWORD, "csrf": csrf})
+    assert dup.status_code == 409 and "already exists" in dup.text
+    no_csrf = served_app.client().post("/signup", data={"email": new_email(), "password": PASSWORD, "csrf": "x"})
+    assert no_csrf.status_code == 400
+
+
+def test_lockout_after_ten_failures_and_reset_still_works(served_app):
+    email = new_email()
+    sign_up(served_app, email, PASSWORD)
+    for _ in range(10):
+        _, r = sign_in(served_app, email, "wrong password!")
+        assert r.status_code == 401
+    _, locked = sign_in(served_app, email, PASSWORD)
+    assert locked.status_code == 429 and "locked" in locked.text
+
+    mailer = served_app.services.accounts.mailer
+    before = len(mailer.sent)
+    client = served_app.client()
+    page = client.get("/forgot")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    r = client.post("/forgot", data={"email": email, "csrf": csrf})
+    assert r.status_code == 200 and "reset link is on its way" in r.text
+    to, _, body = mailer.sent[before]
+    assert to == email
+    token = re.search(r"/reset\?token=([\w-]+)", body).group(1)
+
+    page = client.get(f"/reset?token={token}")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    done = client.post("/reset", data={"token": token, "password": "a brand new password", "csrf": csrf},
+                       follow_redirects=False)
+    assert done.status_code == 303 and "msg=reset" in done.headers["location"]
+    again = client.post("/reset", data={"token": token, "password": "yet another password", "csrf": csrf})
+    assert again.status_code == 400 and "invalid or has expired" in again.text
+
+    _, ok = sign_in(served_app, email, "a brand new password")
+    assert ok.status_code == 303
+    _, old = sign_in(served_app, email, PASSWORD)
+    assert old.status_code == 401
+
+
+def test_reset_revokes_every_session(served_app):
+    email = new_email()
+    client = sign_up(served_app, email, PASSWORD)
+    assert client.get("/config").status_code == 200
+    accounts = served_app.services.accounts
+    accounts.request_password_reset(email=email, reset_url="http://x/reset")
+    token = re.search(r"token=([\w-]+)", accounts.mailer.sent[-1][2]).group(1)
+    accounts.reset_password(token=token, new_password="another long password")
+    assert client.get("/config").status_code == 401
+
+
+def test_forgot_password_for_unknown_email_says_the_same(served_app):
+    client = served_app.client()
+    page = client.get("/forgot")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    sent = len(served_app.services.accounts.mailer.sent)
+    r = client.post("/forgot", data={"email": new_email(), "csrf": csrf})
+    assert r.status_code == 200 and "reset link is on its way" in r.text
+    assert len(served_app.services.accounts.mailer.sent) == sent
+
+
+def test_api_key_create_use_revoke(served_app):
+    email = new_email()
+    sign_up(served_app, email, PASSWORD)
+    accounts = served_app.services.accounts
+    user = accounts.get_user_by_email(email)
+    key_row, key = accounts.create_api_key(user_id=user.id, name="test")
+    assert key.startswith("sk_studio_") and key_row.key_hash != key and key not in key_row.prefix + "x"
+
+    client = Client(served_app.url, headers={"Authorization": f"Bearer {key}"}, verbose=False)
+    assert client.predict(api_name="/balance") == served_app.settings.trial_credits
+
+    bogus = httpx.get(f"{served_app.url}/config", headers={"Authorization": "Bearer sk_studio_bogus"})
+    assert bogus.status_code == 401
+    accounts.revoke_api_key(user_id=user.id, key_id=key_row.id)
+    revoked = httpx.get(f"{served_app.url}/config", headers={"Authorization": f"Bearer {key}"})
+    assert revoked.status_code == 401
+    with pytest.raises(Exception):  # noqa: B017
+        Client(served_app.url, headers={"Authorization": f"Bearer {key}"}, verbose=False)
+
+
+def test_per_ip_sign_in_throttle(serve_app):
+    app = serve_app(SIGNIN_RATE_PER_IP_PER_MINUTE=3)
+    statuses = [sign_in(app, new_email(), "whatever password")[1].status_code for _ in range(4)]
+    assert statuses[:3] == [401, 401, 401] and statuses[3] == 429
+
+
+def test_per_ip_sign_up_throttle(serve_app):
+    app = serve_app(SIGNUP_RATE_PER_IP_PER_HOUR=2)
+    sign_up(app, new_email())
+    sign_up(app, new_email())
+    client = app.client()
+    page = client.get("/signup")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    r = client.post("/signup", data={"email": new_email(), "password": PASSWORD, "csrf": csrf})
+    assert r.status_code == 429 and "Too many sign-ups" in r.text
+
+
+def test_admin_role_from_admin_emails(served_app):
+    client = sign_up(served_app, "admin@example.com", PASSWORD)
+    assert client.cookies["studio_session"]
+    assert served_app.services.accounts.get_user_by_email("admin@example.com").is_admin

@@ -1,0 +1,119 @@
+"""Account tab: balance with its split, held credits, paginated history, API keys."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from services.container import Services
+from services.errors import DomainError
+from ui.common import Shell
+
+HISTORY_COLUMNS = ["Date (UTC)", "What", "Change", "Balance"]
+KEY_COLUMNS = ["Name", "Key", "Created (UTC)", "Last used (UTC)", "Status"]
+BUCKET_LABELS = {"subscription": "Subscription", "trial": "Free trial", "pack": "Credit packs",
+                 "admin": "Granted by an administrator"}
+
+
+def _when(dt) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M") if dt else "—"
+
+
+def balance_markdown(services: Services, user_id: int) -> str:
+    b = services.ledger.balance(user_id)
+    lines = [f"## {b.total} credits available", ""]
+    for kind in ("subscription", "trial", "admin", "pack"):
+        amount = b.buckets.get(kind, 0)
+        if not amount:
+            continue
+        label = BUCKET_LABELS[kind]
+        if kind == "subscription" and b.subscription_expires_at:
+            label += f" (until {b.subscription_expires_at:%Y-%m-%d})"
+        lines.append(f"- {label}: **{amount}**")
+    if b.held:
+        lines.append(f"- Held by generations in progress: **{b.held}**")
+    if b.next_expiry:
+        lines.append(f"\nNext expiry: {b.next_expiry:%Y-%m-%d %H:%M} UTC")
+    if b.total == 0 and not b.held:
+        lines.append("You have no credits left. Buy a pack or a plan on the **Pricing** tab.")
+    return "\n".join(lines)
+
+
+def build(services: Services, shell: Shell) -> None:
+    page = gr.State(1)
+    balance_md = gr.Markdown()
+    with gr.Accordion("History", open=True):
+        history = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, wrap=True)
+        with gr.Row():
+            prev_btn = gr.Button("← Newer", size="sm")
+            page_label = gr.Markdown()
+            next_btn = gr.Button("Older →", size="sm")
+    with gr.Accordion("API keys", open=False):
+        gr.Markdown(
+            "Use a key as `Authorization: Bearer <key>`, e.g. "
+            "`gradio_client.Client(url, headers={\"Authorization\": \"Bearer <key>\"})`. "
+            "A key is shown once, when you create it."
+        )
+        with gr.Row():
+            key_name = gr.Textbox(label="Name", placeholder="e.g. laptop script", max_length=100, scale=3)
+            create_btn = gr.Button("Create key", variant="primary", scale=1)
+        new_key = gr.Textbox(label="Your new key (copy it now: it will not be shown again)",
+                             visible=False, buttons=["copy"], interactive=False)
+        keys = gr.Dataframe(headers=KEY_COLUMNS, interactive=False)
+        with gr.Row():
+            revoke_choice = gr.Dropdown(label="Revoke a key", choices=[], scale=3)
+            revoke_btn = gr.Button("Revoke", variant="stop", scale=1)
+
+    def render(page_no: int, request: gr.Request):
+        user = shell.user(request)
+        hist = services.ledger.history(user.id, page=max(1, int(page_no or 1)), per_page=20)
+        rows = [[_when(r.at), r.what, f"{r.delta:+d}" if r.delta else "0", r.balance_after] for r in hist.rows]
+        return (
+            balance_markdown(services, user.id),
+            rows,
+            f"Page {hist.page} of {max(1, hist.pages)}",
+            hist.page,
+            shell.balance_text(user.id),
+        )
+
+    def render_keys(request: gr.Request):
+        user = shell.user(request)
+        rows, choices = [], []
+        for k in services.accounts.list_api_keys(user_id=user.id):
+            status = "revoked" if k.revoked_at else "active"
+            rows.append([k.name or "—", f"{k.prefix}…", _when(k.created_at), _when(k.last_used_at), status])
+            if not k.revoked_at:
+                choices.append((f"{k.name or 'unnamed'} ({k.prefix}…)", k.id))
+        return rows, gr.Dropdown(choices=choices, value=None)
+
+    def create_key(name: str, request: gr.Request):
+        user = shell.user(request)
+        try:
+            _, plaintext = services.accounts.create_api_key(user_id=user.id, name=name)
+        except DomainError as err:
+            raise shell.domain_error(err) from None
+        rows, dropdown = render_keys(request)
+        return gr.Textbox(value=plaintext, visible=True), rows, dropdown, ""
+
+    def revoke_key(key_id, request: gr.Request):
+        user = shell.user(request)
+        if key_id is None:
+            raise gr.Error("Choose a key to revoke.")
+        try:
+            services.accounts.revoke_api_key(user_id=user.id, key_id=int(key_id))
+        except (DomainError, ValueError) as err:
+            raise gr.Error(getattr(err, "message", "No such API key.")) from None
+        return render_keys(request)
+
+    def newer(page_no: int, request: gr.Request):
+        return render(max(1, page_no - 1), request)
+
+    def older(page_no: int, request: gr.Request):
+        return render(page_no + 1, request)
+
+    outputs = [balance_md, history, page_label, page, shell.balance]
+    prev_btn.click(newer, [page], outputs, api_visibility="private")
+    next_btn.click(older, [page], outputs, api_visibility="private")
+    create_btn.click(create_key, [key_name], [new_key, keys, revoke_choice, key_name], api_visibility="private")
+    revoke_btn.click(revoke_key, [revoke_choice], [keys, revoke_choice], api_visibility="private")
+    shell.on_show(render, [page], outputs)
+    shell.on_show(render_keys, [], [keys, revoke_choice])

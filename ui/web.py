@@ -1,0 +1,331 @@
+"""Plain HTTP routes served beside the Gradio UI: sign-in pages, terms, health, images,
+the Stripe webhook and the checkout return. Registered on the FastAPI app before the mount."""
+
+from __future__ import annotations
+
+import html
+import logging
+import secrets
+from pathlib import Path
+from string import Template
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from markdown_it import MarkdownIt
+
+from models.user import User
+from services.container import Services
+from services.errors import DomainError, NotFound
+
+log = logging.getLogger("studio.web")
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SESSION_COOKIE = "studio_session"
+CSRF_COOKIE = "studio_csrf"
+# Paths a visitor may open without signing in.
+PUBLIC_PREFIXES = ("/login", "/signup", "/forgot", "/reset", "/terms", "/healthz", "/webhooks/")
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def authenticate(services: Services, request: Request) -> User | None:
+    """The user behind a request: an API key in `Authorization: Bearer`, else the session cookie."""
+    token = bearer_token(request)
+    if token is not None:
+        return services.accounts.user_for_api_key(token)
+    return services.accounts.user_for_session(request.cookies.get(SESSION_COOKIE))
+
+
+def safe_next(target: str | None) -> str:
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+class Pages:
+    """Server-rendered pages in the product's look (assets/page.html + assets/pages.css)."""
+
+    def __init__(self, services: Services):
+        self.services = services
+        self.template = Template((ASSETS / "page.html").read_text())
+        self.css = (ASSETS / "pages.css").read_text()
+
+    def render(self, title: str, body: str, *, status: int = 200, wide: bool = False,
+               csrf: str | None = None) -> HTMLResponse:
+        contact = html.escape(self.services.settings.support_contact)
+        footer = f'<a href="/terms">Terms</a> · Support: <a href="mailto:{contact}">{contact}</a>'
+        page = self.template.substitute(title=html.escape(title), css=self.css, body=body, footer=footer)
+        if wide:
+            page = page.replace('<main class="card">', '<main class="card wide">', 1)
+        response = HTMLResponse(page, status_code=status)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        if csrf:
+            response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict",
+                                secure=self.services.settings.secure_cookies, path="/")
+        return response
+
+    def form(self, *, title: str, lead: str, action: str, fields: str, submit: str, links: str,
+             error: str | None = None, info: str | None = None, status: int = 200,
+             hidden: dict[str, str] | None = None) -> HTMLResponse:
+        csrf = secrets.token_urlsafe(24)
+        msgs = ""
+        if error:
+            msgs += f'<div class="msg error" role="alert">{html.escape(error)}</div>'
+        if info:
+            msgs += f'<div class="msg info" role="status">{html.escape(info)}</div>'
+        hidden_inputs = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in (hidden or {}).items()
+        )
+        body = (
+            f"<h1>{html.escape(title)}</h1><p class=\"lead\">{lead}</p>{msgs}"
+            f'<form method="post" action="{action}">'
+            f'<input type="hidden" name="csrf" value="{csrf}">{hidden_inputs}{fields}'
+            f"<button type=\"submit\">{html.escape(submit)}</button></form>"
+            f'<div class="alt">{links}</div>'
+        )
+        return self.render(title, body, status=status, csrf=csrf)
+
+
+EMAIL_FIELD = '<label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required value="{value}">'
+PASSWORD_FIELD = ('<label for="password">Password</label><input id="password" name="password" type="password" '
+                  'autocomplete="{ac}" required minlength="8" maxlength="1024">')
+
+
+def build_router(services: Services) -> APIRouter:
+    router = APIRouter()
+    pages = Pages(services)
+    settings = services.settings
+
+    def csrf_ok(request: Request, token: str) -> bool:
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        return bool(cookie) and secrets.compare_digest(cookie, token or "")
+
+    def with_session(response: Response, token: str) -> Response:
+        response.set_cookie(
+            SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies,
+            max_age=settings.session_max_days * 86400, path="/",
+        )
+        return response
+
+    # Sign in / sign up / sign out ------------------------------------------------------------
+
+    def login_page(*, next_url: str = "/", email: str = "", error: str | None = None,
+                   info: str | None = None, status: int = 200) -> HTMLResponse:
+        q = f"?next={quote(next_url)}" if next_url != "/" else ""
+        return pages.form(
+            title="Sign in", lead="Welcome back. Sign in to create images.", action=f"/login{q}",
+            fields=EMAIL_FIELD.format(value=html.escape(email)) + PASSWORD_FIELD.format(ac="current-password"),
+            submit="Sign in", error=error, info=info, status=status,
+            links=f'<a href="/signup{q}">Create an account</a><a href="/forgot">Forgot password?</a>',
+        )
+
+    @router.get("/login", include_in_schema=False)
+    def get_login(request: Request, next: str = "/", msg: str | None = None):
+        if authenticate(services, request):
+            return RedirectResponse(safe_next(next), status_code=303)
+        info = {"reset": "Your password was changed. Sign in with the new one.",
+                "signed_out": "You are signed out."}.get(msg or "")
+        return login_page(next_url=safe_next(next), info=info)
+
+    @router.post("/login", include_in_schema=False)
+    def post_login(request: Request, email: str = Form(""), password: str = Form(""), csrf: str = Form(""),
+                   next: str = "/"):
+        next_url = safe_next(next)
+        if not csrf_ok(request, csrf):
+            return login_page(next_url=next_url, email=email, error="Your form expired. Please try again.", status=400)
+        try:
+            result = services.accounts.sign_in(email=email, password=password, ip=client_ip(request),
+                                               user_agent=request.headers.get("user-agent"))
+        except DomainError as err:
+            return login_page(next_url=next_url, email=email, error=err.message, status=err.status_code)
+        return with_session(RedirectResponse(next_url, status_code=303), result.token)
+
+    def signup_page(*, next_url: str = "/", email: str = "", error: str | None = None, status: int = 200):
+        q = f"?next={quote(next_url)}" if next_url != "/" else ""
+        trial = settings.trial_credits
+        lead = f"New accounts get <strong>{trial} free credits</strong> to try every style." if trial else "Create your account."
+        return pages.form(
+            title="Create your account", lead=lead, action=f"/signup{q}",
+            fields=EMAIL_FIELD.format(value=html.escape(email)) + PASSWORD_FIELD.format(ac="new-password")
+            + '<p class="lead" style="font-size:13px;margin-top:8px">At least 8 characters. '
+              'By signing up you accept the <a href="/terms">terms</a>.</p>',
+            submit="Create account", error=error, status=status,
+            links=f'<span>Already have an account? <a href="/login{q}">Sign in</a></span>',
+        )
+
+    @router.get("/signup", include_in_schema=False)
+    def get_signup(next: str = "/"):
+        return signup_page(next_url=safe_next(next))
+
+    @router.post("/signup", include_in_schema=False)
+    def post_signup(request: Request, email: str = Form(""), password: str = Form(""), csrf: str = Form(""),
+                    next: str = "/"):
+        next_url = safe_next(next)
+        if not csrf_ok(request, csrf):
+            return signup_page(next_url=next_url, email=email, error="Your form expired. Please try again.", status=400)
+        try:
+            result = services.accounts.sign_up(email=email, password=password, ip=client_ip(request))
+        except DomainError as err:
+            return signup_page(next_url=next_url, email=email, error=err.message, status=err.status_code)
+        return with_session(RedirectResponse(next_url, status_code=303), result.token)
+
+    @router.post("/logout", include_in_schema=False)
+    def post_logout(request: Request):
+        services.accounts.sign_out(token=request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse("/login?msg=signed_out", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # Password reset --------------------------------------------------------------------------
+
+    def forgot_page(*, error=None, info=None, status=200):
+        return pages.form(
+            title="Reset your password", lead="We will send you a link to choose a new password.",
+            action="/forgot", fields=EMAIL_FIELD.format(value=""), submit="Send reset link",
+            error=error, info=info, status=status, links='<a href="/login">Back to sign in</a>',
+        )
+
+    @router.get("/forgot", include_in_schema=False)
+    def get_forgot():
+        return forgot_page()
+
+    @router.post("/forgot", include_in_schema=False)
+    def post_forgot(request: Request, email: str = Form(""), csrf: str = Form("")):
+        if not csrf_ok(request, csrf):
+            return forgot_page(error="Your form expired. Please try again.", status=400)
+        try:
+            services.accounts.request_password_reset(email=email, reset_url=f"{settings.base_url}/reset",
+                                                     ip=client_ip(request))
+        except DomainError as err:
+            return forgot_page(error=err.message, status=err.status_code)
+        return forgot_page(info="If an account exists for that email, a reset link is on its way. "
+                                "It is valid for one hour.")
+
+    def reset_page(token: str, *, error=None, status=200):
+        return pages.form(
+            title="Choose a new password", lead="This signs you out everywhere else.", action="/reset",
+            fields=PASSWORD_FIELD.format(ac="new-password"), submit="Set new password", error=error,
+            status=status, hidden={"token": token}, links='<a href="/forgot">Ask for a new link</a>',
+        )
+
+    @router.get("/reset", include_in_schema=False)
+    def get_reset(token: str = ""):
+        return reset_page(token)
+
+    @router.post("/reset", include_in_schema=False)
+    def post_reset(request: Request, token: str = Form(""), password: str = Form(""), csrf: str = Form("")):
+        if not csrf_ok(request, csrf):
+            return reset_page(token, error="Your form expired. Please try again.", status=400)
+        try:
+            services.accounts.reset_password(token=token, new_password=password)
+        except DomainError as err:
+            return reset_page(token, error=err.message, status=err.status_code)
+        response = RedirectResponse("/login?msg=reset", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # Public pages ----------------------------------------------------------------------------
+
+    terms_html = MarkdownIt("commonmark", {"html": False}).render((ASSETS / "terms.md").read_text()) \
+        if (ASSETS / "terms.md").exists() else "<p>No terms published.</p>"
+
+    @router.get("/terms", include_in_schema=False)
+    def get_terms():
+        return pages.render("Terms", f'<div class="terms">{terms_html}</div>', wide=True)
+
+    @router.get("/healthz")
+    def healthz():
+        if services.db.ping():
+            return {"status": "ok"}
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+
+    # A user's own images ----------------------------------------------------------------------
+
+    @router.get("/images/{generation_id}/{variant}", include_in_schema=False)
+    def get_image(generation_id: str, variant: str, request: Request):
+        user = authenticate(services, request)
+        if user is None:
+            return JSONResponse({"detail": "Not authenticated"}, status_code=401)
+        try:
+            content, media_type = services.studio.open_image(user_id=user.id, generation_id=generation_id,
+                                                             variant=variant)
+        except NotFound:
+            return JSONResponse({"detail": "Not found"}, status_code=404)
+        headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
+        if variant == "png":
+            headers["Content-Disposition"] = f'attachment; filename="image-{generation_id[:12]}.png"'
+        if isinstance(content, Path):
+            return FileResponse(content, media_type=media_type, headers=headers)
+        return Response(content, media_type=media_type, headers=headers)
+
+    # Payments ---------------------------------------------------------------------------------
+
+    @router.post("/webhooks/stripe", include_in_schema=False)
+    async def stripe_webhook(request: Request):
+        payload = await request.body()
+        try:
+            result = await _in_thread(services.billing.handle_webhook, payload,
+                                      request.headers.get("stripe-signature"))
+        except DomainError as err:
+            return JSONResponse({"error": err.message}, status_code=err.status_code)
+        except Exception:
+            log.exception("stripe webhook failed; Stripe will retry")
+            return JSONResponse({"error": "internal error"}, status_code=500)
+        return JSONResponse(result or {"received": True})
+
+    @router.get("/billing/success", include_in_schema=False)
+    def billing_success(request: Request, session_id: str = ""):
+        user = authenticate(services, request)
+        if user is None:
+            return RedirectResponse(f"/login?next={quote('/billing/success?session_id=' + session_id)}", 303)
+        try:
+            services.billing.fulfil_checkout_session(session_id, user_id=user.id)
+        except DomainError as err:
+            log.warning("checkout return not fulfilled: %s", err.message)
+            body = (f"<h1>Payment pending</h1><p class=\"lead\">{html.escape(err.message)}</p>"
+                    "<p>If you paid, your credits arrive as soon as Stripe confirms the payment.</p>"
+                    '<p><a href="/">Back to the studio</a></p>')
+            return pages.render("Payment pending", body, status=200)
+        return RedirectResponse("/?paid=1", status_code=303)
+
+    @router.get("/billing/cancel", include_in_schema=False)
+    def billing_cancel():
+        return RedirectResponse("/", status_code=303)
+
+    return router
+
+
+async def _in_thread(fn, *args):
+    import anyio
+
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+def browser_redirect_middleware(services: Services):
+    """Send a browser without a session to the sign-in page instead of Gradio's JSON 401."""
+
+    async def middleware(request: Request, call_next):
+        path = request.url.path
+        if (
+            request.method == "GET"
+            and not path.startswith(PUBLIC_PREFIXES)
+            and "authorization" not in request.headers
+            and "text/html" in request.headers.get("accept", "")
+        ):
+            user = await _in_thread(services.accounts.user_for_session, request.cookies.get(SESSION_COOKIE))
+            if user is None:
+                target = path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/login?next={quote(safe_next(target))}", status_code=303)
+        return await call_next(request)
+
+    return middleware
