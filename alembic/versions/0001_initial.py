@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:36:52.006227
+Create Date: 2026-11-25 22:42:44.942311
 """
 from alembic import op
 import sqlalchemy as sa
@@ -34,6 +34,7 @@ def upgrade() -> None:
     op.create_table('stripe_events',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('type', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('received_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
