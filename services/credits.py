@@ -1,0 +1,753 @@
+"""The credit ledger: buckets (grants), holds for generations in progress, an append-only ledger.
+
+Every movement of a credit goes through `Ledger`. The rules:
+
+- Buckets are spent in SPEND_ORDER (the soonest-expiring kind first), oldest first within a kind.
+- A hold debits its buckets at once (ledger entry: delta 0, held_delta +amount). Capture books
+  delta -amount, held_delta -amount. Release puts the credits back into the same buckets
+  (delta 0, held_delta -amount); what goes back into a bucket that expired meanwhile expires at
+  once (an "expiry" entry follows the release).
+- The visible balance is the sum of `remaining` over unexpired buckets (held credits are already
+  out of the buckets). A bucket is expired once `expires_at <= now`, whether or not an "expiry"
+  entry has been booked yet: expired buckets never count.
+- Each entry's `balance_after` is the visible balance after it, so along a user's entries
+  `balance_after[i] == balance_after[i-1] + delta[i] - held_delta[i]`. To keep that chain exact,
+  every write for a user first books that user's due expiries (under the user's lock).
+- Idempotency: the UNIQUE `LedgerEntry.idempotency_key`. Holds use `hold:<job_id>`, and both
+  capture and release use `settle:<job_id>`, so the database itself refuses a hold that is
+  both captured and released. A grant's bucket keeps its idempotency key as `source_ref`
+  (what `clawback` looks for).
+- Concurrency: every per-user write runs in one transaction that first locks the user's row
+  (`SELECT ... FOR NO KEY UPDATE` on PostgreSQL; on SQLite `db.transaction()` is already
+  BEGIN IMMEDIATE, a database-wide write lock), so reads of buckets and the writes that follow
+  cannot interleave with another writer for the same user.
+
+Methods accept `session=`: when given, the call joins the caller's open write transaction
+(obtained from `db.transaction()`) and does not commit; otherwise it opens its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, select
+
+from models.base import utcnow
+from models.ledger import ENTRY_KINDS, GRANT_KINDS, HOLD_STATUSES, CreditGrant, Hold, LedgerEntry
+from models.user import User
+from services.db import Database
+from services.errors import Conflict, InsufficientCredits, NotFound, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+SPEND_ORDER = ("subscription", "trial", "admin", "pack")  # soonest-expiring first; oldest first within a kind
+_RANK = {kind: i for i, kind in enumerate(SPEND_ORDER)}
+MAX_AMOUNT = 100_000_000  # per operation; keeps every sum far inside a 32-bit column
+
+_GRANT_LABELS = {
+    "subscription": "Subscription credits",
+    "trial": "Trial credits",
+    "admin": "Credits from the team",
+    "pack": "Credit pack",
+}
+_KIND_NAMES = {"subscription": "Subscription", "trial": "Trial", "admin": "Bonus", "pack": "Pack"}
+
+
+@dataclass(frozen=True)
+class Balance:
+    total: int  # what the user can spend now: unexpired buckets (held credits already taken out)
+    held: int  # credits held by generations in progress
+    buckets: dict[str, int]  # kind -> unexpired remaining, every kind of GRANT_KINDS present
+    next_expiry: datetime | None  # soonest expiry among unexpired buckets with credits left
+    subscription_expires_at: datetime | None  # end of the current subscription bucket, if any
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    at: datetime
+    kind: str  # the ledger entry kind
+    what: str  # a user-facing label; a released hold reads "Not charged ..."
+    delta: int  # change of the visible balance
+    balance_after: int
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    rows: list[HistoryRow]
+    page: int
+    pages: int
+    total: int
+
+
+@dataclass(frozen=True)
+class GrantResult:
+    grant_id: int | None
+    amount: int
+    balance: int
+    replayed: bool
+
+
+class Ledger:
+    """The only way credits move. Thread-safe; one instance per process is enough."""
+
+    def __init__(
+        self, db: Database, *, hold_ttl_seconds: int = 900, clock: Callable[[], datetime] = utcnow
+    ):
+        self.db = db
+        self.hold_ttl = timedelta(seconds=hold_ttl_seconds)
+        self.clock = clock
+        # SQLite serialises writers anyway; queueing them here in-process spares them SQLite's
+        # sleeping busy handler (much higher throughput with many threads).
+        self._sqlite_writer = threading.Lock() if db.is_sqlite else None
+
+    # Granting ---------------------------------------------------------------------------------
+
+    def grant(
+        self, *, user_id: int, amount: int, kind: str, idempotency_key: str,
+        expires_at: datetime | None = None, note: str | None = None, session: Session | None = None,
+    ) -> GrantResult:
+        """Add a bucket of `amount` credits. Repeating the key returns the first result."""
+        _check_user_id(user_id)
+        _check_amount(amount)
+        if kind not in GRANT_KINDS:
+            raise ValidationFailed(f"Unknown credit kind {kind!r}; expected one of {', '.join(GRANT_KINDS)}.")
+        _check_key(idempotency_key)
+        _check_note(note)
+        now = self.clock()
+        if expires_at is not None:
+            _check_aware(expires_at, "expires_at")
+            if expires_at <= now:
+                raise ValidationFailed("The expiry date must be in the future.")
+        elif kind == "subscription":
+            raise ValidationFailed("Subscription credits need an expiry date (the end of the period).")
+
+        def do(s: Session) -> GrantResult:
+            balance, _ = self._book_expiries(s, user_id, now)
+            return self._add_bucket(
+                s, user_id=user_id, amount=amount, kind=kind, entry_kind="grant", key=idempotency_key,
+                expires_at=expires_at, note=note, balance=balance, now=now,
+            )
+
+        with self._tx(session) as s:
+            return self._once(s, user_id, idempotency_key, do, _grant_result)
+
+    def refresh_subscription(
+        self, *, user_id: int, allowance: int, period_end: datetime, idempotency_key: str,
+        note: str | None = None, session: Session | None = None,
+    ) -> GrantResult:
+        """Start a billing period: what is left of the current subscription bucket(s) expires
+        (no rollover) and a new bucket of `allowance` credits expires at `period_end`.
+
+        A refresh whose `period_end` is earlier than the current subscription bucket's end
+        (an out-of-order webhook for an older invoice) changes nothing and returns amount 0;
+        its key is still recorded.
+        """
+        _check_user_id(user_id)
+        _check_amount(allowance)
+        _check_key(idempotency_key)
+        _check_note(note)
+        _check_aware(period_end, "period_end")
+        now = self.clock()
+        if period_end <= now:
+            raise ValidationFailed("The end of the billing period must be in the future.")
+
+        def do(s: Session) -> GrantResult:
+            balance, _ = self._book_expiries(s, user_id, now)
+            current = s.exec(
+                select(CreditGrant)
+                .where(CreditGrant.user_id == user_id, CreditGrant.kind == "subscription",
+                       CreditGrant.expires_at > now)
+                .order_by(CreditGrant.id)
+            ).all()
+            if any(g.expires_at > period_end for g in current):
+                s.add(LedgerEntry(
+                    user_id=user_id, kind="grant", delta=0, balance_after=balance,
+                    idempotency_key=idempotency_key, note="out-of-date subscription refresh ignored",
+                    created_at=now,
+                ))
+                s.flush()
+                return GrantResult(grant_id=None, amount=0, balance=balance, replayed=False)
+            for g in current:
+                if g.remaining > 0:
+                    balance -= g.remaining
+                    s.add(LedgerEntry(
+                        user_id=user_id, kind="expiry", delta=-g.remaining, balance_after=balance,
+                        grant_id=g.id, note="subscription period ended", created_at=now,
+                    ))
+                    g.remaining = 0
+                g.expires_at = now
+                s.add(g)
+            return self._add_bucket(
+                s, user_id=user_id, amount=allowance, kind="subscription", entry_kind="grant",
+                key=idempotency_key, expires_at=period_end, note=note, balance=balance, now=now,
+            )
+
+        with self._tx(session) as s:
+            return self._once(s, user_id, idempotency_key, do, _grant_result)
+
+    def adjust(
+        self, *, user_id: int, amount: int, idempotency_key: str, note: str | None = None,
+        session: Session | None = None,
+    ) -> GrantResult:
+        """An admin correction. Positive: a new non-expiring admin bucket. Negative: takes up to
+        -amount from the unexpired buckets in spend order, never below zero (the result's
+        `amount` is what actually changed)."""
+        _check_user_id(user_id)
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0 or abs(amount) > MAX_AMOUNT:
+            raise ValidationFailed(f"The amount must be a whole number other than 0, at most {MAX_AMOUNT:,} either way.")
+        _check_key(idempotency_key)
+        _check_note(note)
+        now = self.clock()
+
+        def do(s: Session) -> GrantResult:
+            balance, live = self._book_expiries(s, user_id, now)
+            if amount > 0:
+                return self._add_bucket(
+                    s, user_id=user_id, amount=amount, kind="admin", entry_kind="adjust",
+                    key=idempotency_key, expires_at=None, note=note, balance=balance, now=now,
+                )
+            taken = 0
+            for g in live:
+                n = min(g.remaining, -amount - taken)
+                if n <= 0:
+                    break
+                g.remaining -= n
+                s.add(g)
+                taken += n
+            s.add(LedgerEntry(
+                user_id=user_id, kind="adjust", delta=-taken, balance_after=balance - taken,
+                idempotency_key=idempotency_key, note=note, created_at=now,
+            ))
+            s.flush()
+            return GrantResult(grant_id=None, amount=-taken, balance=balance - taken, replayed=False)
+
+        with self._tx(session) as s:
+            return self._once(s, user_id, idempotency_key, do, _grant_result)
+
+    def clawback(
+        self, *, user_id: int, source_ref: str, idempotency_key: str, amount: int | None = None,
+        session: Session | None = None,
+    ) -> int:
+        """Take back what is left of the bucket(s) granted under `source_ref` (at most `amount`),
+        never below zero; returns the credits taken (a replay returns the first answer).
+
+        Raises NotFound (nothing written) if no bucket was ever granted under `source_ref`, so a
+        refund that arrives before its purchase can be retried later.
+        """
+        _check_user_id(user_id)
+        _check_key(source_ref, "source_ref")
+        _check_key(idempotency_key)
+        if amount is not None:
+            _check_amount(amount)
+        now = self.clock()
+
+        def do(s: Session) -> int:
+            balance, _ = self._book_expiries(s, user_id, now)
+            grants = s.exec(
+                select(CreditGrant)
+                .where(CreditGrant.user_id == user_id, CreditGrant.source_ref == source_ref)
+                .order_by(CreditGrant.id)
+            ).all()
+            if not grants:
+                raise NotFound("No credits were granted for that reference.")
+            limit = MAX_AMOUNT if amount is None else amount
+            taken = 0
+            for g in grants:
+                n = min(g.remaining, limit - taken)
+                if n > 0:
+                    g.remaining -= n
+                    s.add(g)
+                    taken += n
+            s.add(LedgerEntry(
+                user_id=user_id, kind="clawback", delta=-taken, balance_after=balance - taken,
+                grant_id=grants[0].id, idempotency_key=idempotency_key, note=source_ref, created_at=now,
+            ))
+            s.flush()
+            return taken
+
+        with self._tx(session) as s:
+            return self._once(s, user_id, idempotency_key, do, lambda e: -e.delta)
+
+    # Holds ------------------------------------------------------------------------------------
+
+    def reserve(self, *, user_id: int, amount: int, job_id: str, session: Session | None = None) -> Hold:
+        """Hold `amount` credits for job `job_id`, taken from the buckets in spend order.
+
+        Raises InsufficientCredits(needed=, available=) when the balance is too small. Calling it
+        again with the same job id returns the existing hold (Conflict if user or amount differ).
+        """
+        _check_user_id(user_id)
+        _check_amount(amount)
+        if not isinstance(job_id, str) or not job_id.strip() or len(job_id) > 64:
+            raise ValidationFailed("The job id must be a non-empty string of at most 64 characters.")
+        now = self.clock()
+        with self._tx(session) as s:
+            self._lock_user(s, user_id)
+            existing = s.exec(select(Hold).where(Hold.job_id == job_id)).first()
+            if existing is not None:
+                if existing.user_id != user_id or existing.amount != amount:
+                    raise Conflict("This job id is already used by another reservation.")
+                return existing
+            balance, live = self._book_expiries(s, user_id, now)
+            if balance < amount:
+                raise InsufficientCredits(needed=amount, available=balance)
+            split: dict[str, int] = {}
+            left = amount
+            for g in live:
+                n = min(g.remaining, left)
+                if n <= 0:
+                    break
+                # Conditional debit: under the user lock it always matches; if it ever did not,
+                # the transaction is abandoned rather than overspending.
+                done = s.execute(
+                    update(CreditGrant)
+                    .where(CreditGrant.id == g.id, CreditGrant.remaining >= n)
+                    .values(remaining=CreditGrant.remaining - n)
+                    .execution_options(synchronize_session=False)
+                )
+                if done.rowcount != 1:
+                    raise Conflict("Credits changed while reserving; please try again.")
+                set_committed_value(g, "remaining", g.remaining - n)
+                split[str(g.id)] = n
+                left -= n
+            hold = Hold(
+                user_id=user_id, job_id=job_id, amount=amount, status="pending", split=split,
+                created_at=now, expires_at=now + self.hold_ttl,
+            )
+            s.add(hold)
+            s.flush()
+            s.add(LedgerEntry(
+                user_id=user_id, kind="hold", delta=0, held_delta=amount, balance_after=balance - amount,
+                hold_id=hold.id, idempotency_key=f"hold:{job_id}", created_at=now,
+            ))
+            s.flush()
+            return hold
+
+    def capture(self, hold: Hold | int, *, session: Session | None = None) -> Hold:
+        """Charge a pending hold (after the image is stored). Exactly once: calling it again, or
+        on a hold that was released, changes nothing and returns the hold as it is — check
+        `.status == "captured"`."""
+        hold_id = _hold_id(hold)
+        now = self.clock()
+        with self._tx(session) as s:
+            h = self._locked_hold(s, hold_id)
+            if h.status != "pending":
+                if h.status != "captured":
+                    log.warning("capture of hold %s ignored: it is %s", h.id, h.status)
+                return h
+            balance, _ = self._book_expiries(s, h.user_id, now)
+            h.status = "captured"
+            h.settled_at = now
+            s.add(h)
+            s.add(LedgerEntry(
+                user_id=h.user_id, kind="capture", delta=-h.amount, held_delta=-h.amount,
+                balance_after=balance, hold_id=h.id, idempotency_key=f"settle:{h.job_id}", created_at=now,
+            ))
+            s.flush()
+            return h
+
+    def release(self, hold: Hold | int, reason: str, *, session: Session | None = None) -> Hold:
+        """Give a pending hold's credits back to the buckets they came from (the generation
+        failed: not charged). Exactly once; a captured hold is never released."""
+        if not isinstance(reason, str):
+            raise ValidationFailed("A reason is required.")
+        return self._release(_hold_id(hold), reason[:500], status="released", session=session)
+
+    def get_hold(self, job_id: str) -> Hold | None:
+        with self.db.session() as s:
+            return s.exec(select(Hold).where(Hold.job_id == job_id)).first()
+
+    def sweep_stale_holds(self, *, is_stored: Callable[[str], bool]) -> dict:
+        """Settle pending holds past their expiry (a process died mid-generation).
+
+        A hold whose image was stored (`is_stored(job_id)`) is captured; any other is given
+        back like a release but with status "expired". Returns
+        {"captured": n, "released": n, "errors": n}; a hold whose check raised is left pending
+        for the next sweep.
+        """
+        now = self.clock()
+        with self.db.session() as s:
+            stale = s.exec(
+                select(Hold.id, Hold.job_id).where(Hold.status == "pending", Hold.expires_at <= now)
+                .order_by(Hold.id)
+            ).all()
+        counts = {"captured": 0, "released": 0, "errors": 0}
+        for hold_id, job_id in stale:
+            try:
+                stored = bool(is_stored(job_id))
+            except Exception:
+                log.exception("sweep: could not tell whether job %s was stored", job_id)
+                counts["errors"] += 1
+                continue
+            if stored:
+                if self.capture(hold_id).status == "captured":
+                    counts["captured"] += 1
+            elif self._release(hold_id, "stale hold: the image was never stored", status="expired").status == "expired":
+                counts["released"] += 1
+        return counts
+
+    # Expiry -----------------------------------------------------------------------------------
+
+    def expire_due(self, *, user_id: int | None = None) -> int:
+        """Book "expiry" entries for expired buckets that still hold credits; returns how many
+        buckets were booked. (Expired buckets never count towards a balance either way.)"""
+        now = self.clock()
+        with self.db.session() as s:
+            q = select(CreditGrant.user_id).where(
+                CreditGrant.remaining > 0, CreditGrant.expires_at <= now
+            ).distinct()
+            if user_id is not None:
+                q = q.where(CreditGrant.user_id == user_id)
+            users = sorted(s.exec(q).all())
+        booked = 0
+        for uid in users:
+            with self._tx(None) as s:
+                self._lock_user(s, uid)
+                booked += self._book_expiries(s, uid, now, count=True)[1]
+        return booked
+
+    # Reading ----------------------------------------------------------------------------------
+
+    def balance(self, user_id: int) -> Balance:
+        """The visible balance with its split per kind (an unknown user has an empty balance)."""
+        now = self.clock()
+        with self.db.session() as s:
+            rows = s.exec(
+                select(CreditGrant.kind, CreditGrant.remaining, CreditGrant.expires_at).where(
+                    CreditGrant.user_id == user_id,
+                    or_(CreditGrant.expires_at.is_(None), CreditGrant.expires_at > now),
+                    or_(CreditGrant.remaining > 0, CreditGrant.kind == "subscription"),
+                )
+            ).all()
+            held = s.exec(
+                select(func.coalesce(func.sum(Hold.amount), 0))
+                .where(Hold.user_id == user_id, Hold.status == "pending")
+            ).one()
+        buckets = dict.fromkeys(GRANT_KINDS, 0)
+        next_expiry = subscription_end = None
+        for kind, remaining, expires_at in rows:
+            buckets[kind] = buckets.get(kind, 0) + remaining
+            if expires_at is not None and remaining > 0 and (next_expiry is None or expires_at < next_expiry):
+                next_expiry = expires_at
+            if kind == "subscription" and (subscription_end is None or expires_at > subscription_end):
+                subscription_end = expires_at
+        return Balance(
+            total=sum(buckets.values()), held=int(held), buckets=buckets,
+            next_expiry=next_expiry, subscription_expires_at=subscription_end,
+        )
+
+    def history(self, user_id: int, page: int = 1, per_page: int = 20) -> HistoryPage:
+        """The movements that changed the visible balance, newest first. Captures are not
+        listed (the hold already showed the charge); a released hold shows as "Not charged"."""
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise ValidationFailed("The page must be a whole number from 1.")
+        if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 200:
+            raise ValidationFailed("Rows per page must be between 1 and 200.")
+        visible = (LedgerEntry.user_id == user_id, LedgerEntry.delta != LedgerEntry.held_delta)
+        with self.db.session() as s:
+            total = s.exec(select(func.count()).select_from(LedgerEntry).where(*visible)).one()
+            pages = max(1, math.ceil(total / per_page))
+            page = min(page, pages)
+            rows = s.exec(
+                select(LedgerEntry, CreditGrant.kind, Hold.status)
+                .outerjoin(CreditGrant, LedgerEntry.grant_id == CreditGrant.id)
+                .outerjoin(Hold, LedgerEntry.hold_id == Hold.id)
+                .where(*visible)
+                .order_by(LedgerEntry.id.desc())
+                .offset((page - 1) * per_page)
+                .limit(per_page)
+            ).all()
+        return HistoryPage(
+            rows=[
+                HistoryRow(
+                    at=e.created_at, kind=e.kind, what=_describe(e, grant_kind, hold_status),
+                    delta=e.delta - e.held_delta, balance_after=e.balance_after,
+                )
+                for e, grant_kind, hold_status in rows
+            ],
+            page=page, pages=pages, total=int(total),
+        )
+
+    def reconcile(self, user_id: int | None = None) -> list[str]:
+        """Check the ledger against the buckets and holds; returns discrepancies (none expected).
+
+        Per user: (1) sum(remaining of all buckets) == sum(delta) - sum(held_delta);
+        (2) sum(held_delta) == sum(amount of pending holds); (3) along the entries in id order,
+        balance_after[i] == balance_after[i-1] + delta[i] - held_delta[i] (from 0), never
+        negative, and the last one equals sum(remaining of all buckets) (expired-but-unbooked
+        buckets still count there: booking them is itself an entry); (4) entry kinds are known.
+        Per bucket: 0 <= remaining <= original, kind known. Per hold: status known, its split
+        sums to its amount over positive parts of the user's own buckets, and its entries match
+        its status (one "hold", plus one "capture" if captured or one "release" if released or
+        expired).
+        """
+        problems: list[str] = []
+        with self.db.session() as s:
+            gq = select(CreditGrant.id, CreditGrant.user_id, CreditGrant.kind, CreditGrant.original,
+                        CreditGrant.remaining)
+            hq = select(Hold.id, Hold.user_id, Hold.amount, Hold.status, Hold.split)
+            eq = select(LedgerEntry.id, LedgerEntry.user_id, LedgerEntry.kind, LedgerEntry.delta,
+                        LedgerEntry.held_delta, LedgerEntry.balance_after, LedgerEntry.hold_id)
+            if user_id is not None:
+                gq = gq.where(CreditGrant.user_id == user_id)
+                hq = hq.where(Hold.user_id == user_id)
+                eq = eq.where(LedgerEntry.user_id == user_id)
+            grants = s.exec(gq).all()
+            holds = s.exec(hq).all()
+            entries = s.exec(eq.order_by(LedgerEntry.user_id, LedgerEntry.id)).all()
+
+        remaining_by_user: dict[int, int] = defaultdict(int)
+        grant_owner: dict[int, int] = {}
+        for gid, uid, kind, original, remaining in grants:
+            grant_owner[gid] = uid
+            remaining_by_user[uid] += remaining
+            if kind not in GRANT_KINDS:
+                problems.append(f"grant {gid}: unknown kind {kind!r}")
+            if not 0 <= remaining <= original:
+                problems.append(f"grant {gid}: remaining {remaining} outside 0..{original}")
+
+        pending_by_user: dict[int, int] = defaultdict(int)
+        hold_status: dict[int, str] = {}
+        for hid, uid, amount, status, split in holds:
+            hold_status[hid] = status
+            if status not in HOLD_STATUSES:
+                problems.append(f"hold {hid}: unknown status {status!r}")
+            if status == "pending":
+                pending_by_user[uid] += amount
+            parts = list((split or {}).items())
+            if sum(n for _, n in parts) != amount or any(n <= 0 for _, n in parts):
+                problems.append(f"hold {hid}: split {split} does not add up to {amount}")
+            for gid, _ in parts:
+                if grant_owner.get(int(gid)) != uid:
+                    problems.append(f"hold {hid}: split names grant {gid}, not a bucket of user {uid}")
+
+        ledger_sum: dict[int, int] = defaultdict(int)
+        held_sum: dict[int, int] = defaultdict(int)
+        last_balance: dict[int, int] = {}
+        hold_entries: dict[int, list[str]] = defaultdict(list)
+        for eid, uid, kind, delta, held_delta, balance_after, hold_id in entries:
+            if kind not in ENTRY_KINDS:
+                problems.append(f"entry {eid}: unknown kind {kind!r}")
+            expected = last_balance.get(uid, 0) + delta - held_delta
+            if balance_after != expected:
+                problems.append(f"entry {eid}: balance_after {balance_after}, expected {expected}")
+            if balance_after < 0:
+                problems.append(f"entry {eid}: negative balance {balance_after}")
+            last_balance[uid] = balance_after
+            ledger_sum[uid] += delta
+            held_sum[uid] += held_delta
+            if hold_id is not None:
+                hold_entries[hold_id].append(kind)
+
+        for uid in sorted(set(remaining_by_user) | set(ledger_sum) | set(pending_by_user)):
+            remaining = remaining_by_user.get(uid, 0)
+            expected = ledger_sum.get(uid, 0) - held_sum.get(uid, 0)
+            if remaining != expected:
+                problems.append(f"user {uid}: buckets hold {remaining}, ledger says {expected}")
+            if held_sum.get(uid, 0) != pending_by_user.get(uid, 0):
+                problems.append(
+                    f"user {uid}: ledger holds {held_sum.get(uid, 0)}, pending holds {pending_by_user.get(uid, 0)}"
+                )
+            if last_balance.get(uid, 0) != remaining:
+                problems.append(f"user {uid}: last balance_after {last_balance.get(uid, 0)}, buckets hold {remaining}")
+
+        want = {"pending": ["hold"], "captured": ["hold", "capture"], "released": ["hold", "release"],
+                "expired": ["hold", "release"]}
+        for hid, status in hold_status.items():
+            if status in want and sorted(hold_entries.get(hid, [])) != sorted(want[status]):
+                problems.append(f"hold {hid} ({status}): entries {hold_entries.get(hid, [])}")
+        return problems
+
+    # Internals --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:
+            yield session
+        elif self._sqlite_writer is not None:
+            with self._sqlite_writer, self.db.transaction() as s:
+                yield s
+        else:
+            with self.db.transaction() as s:
+                yield s
+
+    def _lock_user(self, s: Session, user_id: int) -> None:
+        found = s.exec(select(User.id).where(User.id == user_id).with_for_update(key_share=True)).first()
+        if found is None:
+            raise NotFound("No such user.")
+
+    def _locked_hold(self, s: Session, hold_id: int) -> Hold:
+        user_id = s.exec(select(Hold.user_id).where(Hold.id == hold_id)).first()
+        if user_id is None:
+            raise NotFound("No such reservation.")
+        self._lock_user(s, user_id)
+        return s.exec(
+            select(Hold).where(Hold.id == hold_id).execution_options(populate_existing=True)
+        ).one()
+
+    def _book_expiries(self, s: Session, user_id: int, now: datetime, count: bool = False):
+        """Book due expiries for a locked user. Returns (visible balance, live buckets in spend
+        order), or (visible balance, number booked) with count=True."""
+        buckets = s.exec(
+            select(CreditGrant).where(CreditGrant.user_id == user_id, CreditGrant.remaining > 0)
+        ).all()
+        balance = sum(g.remaining for g in buckets)
+        live, booked = [], 0
+        for g in sorted(buckets, key=lambda g: (_RANK.get(g.kind, len(_RANK)), g.id)):
+            if g.expires_at is not None and g.expires_at <= now:
+                balance -= g.remaining
+                s.add(LedgerEntry(
+                    user_id=user_id, kind="expiry", delta=-g.remaining, balance_after=balance,
+                    grant_id=g.id, created_at=now,
+                ))
+                g.remaining = 0
+                s.add(g)
+                booked += 1
+            else:
+                live.append(g)
+        if booked:
+            s.flush()
+        return balance, (booked if count else live)
+
+    def _add_bucket(
+        self, s: Session, *, user_id: int, amount: int, kind: str, entry_kind: str, key: str,
+        expires_at: datetime | None, note: str | None, balance: int, now: datetime,
+    ) -> GrantResult:
+        g = CreditGrant(
+            user_id=user_id, kind=kind, original=amount, remaining=amount, expires_at=expires_at,
+            source_ref=key, note=note, created_at=now,
+        )
+        s.add(g)
+        s.flush()
+        s.add(LedgerEntry(
+            user_id=user_id, kind=entry_kind, delta=amount, balance_after=balance + amount,
+            grant_id=g.id, idempotency_key=key, note=note, created_at=now,
+        ))
+        s.flush()
+        return GrantResult(grant_id=g.id, amount=amount, balance=balance + amount, replayed=False)
+
+    def _once(self, s: Session, user_id: int, key: str, do: Callable, replay: Callable):
+        """Run `do(s)` unless `key` was already booked; then return `replay(first_entry)`.
+
+        Under the user's lock a replay by the same user is found by the check; the savepoint
+        also covers the same key racing for two different users (the UNIQUE key decides).
+        """
+        self._lock_user(s, user_id)
+        first = _entry_by_key(s, key)
+        if first is None:
+            try:
+                with s.begin_nested():
+                    return do(s)
+            except IntegrityError:
+                first = _entry_by_key(s, key)
+                if first is None:
+                    raise
+        if first.user_id != user_id:
+            raise Conflict("This request was already processed for another account.")
+        return replay(first)
+
+    def _release(self, hold_id: int, reason: str, *, status: str, session: Session | None = None) -> Hold:
+        now = self.clock()
+        with self._tx(session) as s:
+            h = self._locked_hold(s, hold_id)
+            if h.status != "pending":
+                if h.status == "captured":
+                    log.warning("release of hold %s ignored: it was captured", h.id)
+                return h
+            balance, _ = self._book_expiries(s, h.user_id, now)
+            ids = [int(gid) for gid in h.split]
+            grants = {g.id: g for g in s.exec(select(CreditGrant).where(CreditGrant.id.in_(ids))).all()}
+            for gid, n in h.split.items():
+                grants[int(gid)].remaining += n
+            balance += h.amount
+            h.status = status
+            h.reason = reason
+            h.settled_at = now
+            s.add(h)
+            s.add(LedgerEntry(
+                user_id=h.user_id, kind="release", delta=0, held_delta=-h.amount, balance_after=balance,
+                hold_id=h.id, idempotency_key=f"settle:{h.job_id}", note=reason, created_at=now,
+            ))
+            # Credits returned to a bucket that expired during the generation expire at once.
+            for g in sorted(grants.values(), key=lambda g: g.id):
+                s.add(g)
+                if g.expires_at is not None and g.expires_at <= now and g.remaining > 0:
+                    balance -= g.remaining
+                    s.add(LedgerEntry(
+                        user_id=h.user_id, kind="expiry", delta=-g.remaining, balance_after=balance,
+                        grant_id=g.id, created_at=now,
+                    ))
+                    g.remaining = 0
+            s.flush()
+            return h
+
+
+def _entry_by_key(s: Session, key: str) -> LedgerEntry | None:
+    return s.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == key)).first()
+
+
+def _grant_result(entry: LedgerEntry) -> GrantResult:
+    return GrantResult(grant_id=entry.grant_id, amount=entry.delta, balance=entry.balance_after, replayed=True)
+
+
+def _hold_id(hold: Hold | int) -> int:
+    if isinstance(hold, Hold):
+        if hold.id is None:
+            raise ValidationFailed("That reservation was never saved.")
+        return hold.id
+    if isinstance(hold, bool) or not isinstance(hold, int):
+        raise ValidationFailed("Expected a reservation or its id.")
+    return hold
+
+
+def _describe(e: LedgerEntry, grant_kind: str | None, hold_status: str | None) -> str:
+    if e.kind in ("grant",):
+        return _GRANT_LABELS.get(grant_kind or "", "Credits added")
+    if e.kind == "hold":
+        return "Image generation (in progress)" if hold_status == "pending" else "Image generation"
+    if e.kind == "release":
+        return "Not charged: the generation did not finish" if hold_status == "expired" else "Not charged: the generation failed"
+    if e.kind == "expiry":
+        return f"{_KIND_NAMES.get(grant_kind or '', 'Unused')} credits expired"
+    if e.kind == "clawback":
+        return "Credits removed after a refund"
+    if e.kind == "adjust":
+        return "Balance correction"
+    if e.kind == "refund":
+        return "Refund"
+    return e.kind
+
+
+def _check_user_id(user_id) -> None:
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
+        raise ValidationFailed("Unknown user.")
+
+
+def _check_amount(amount) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:
+        raise ValidationFailed(f"The amount must be a whole number of credits from 1 to {MAX_AMOUNT:,}.")
+
+
+def _check_key(key, name: str = "idempotency_key") -> None:
+    if not isinstance(key, str) or not key.strip() or len(key) > 255:
+        raise ValidationFailed(f"{name} must be a non-empty string of at most 255 characters.")
+
+
+def _check_note(note) -> None:
+    if note is not None and (not isinstance(note, str) or len(note) > 500):
+        raise ValidationFailed("The note must be text of at most 500 characters.")
+
+
+def _check_aware(value, name: str) -> None:
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ValidationFailed(f"{name} must be a timezone-aware datetime.")
