@@ -22,17 +22,17 @@ SWEEP_INTERVAL_SECONDS = 60
 
 def build_services(settings: Settings, *, migrate: bool = True):
     """Settings → store → services. Imports are local so `python app.py --help` stays quick."""
+    from services.accounts import Accounts
+    from services.admin import Admin
     from services.billing import Billing, make_gateway
     from services.catalog import Catalog
+    from services.container import Services
     from services.credits import Ledger
+    from services.db import Database
+    from services.mailer import make_mailer
     from services.pricing import Pricing
     from services.storage import LocalImageStore
     from services.studio import Studio, make_engine, make_moderator
-
-    from services.accounts import Accounts
-    from services.container import Services
-    from services.db import Database
-    from services.mailer import make_mailer
 
     settings.ensure_secret_key()
     db = Database(settings.resolved_database_url)
@@ -47,7 +47,8 @@ def build_services(settings: Settings, *, migrate: bool = True):
                     settings=settings, billing=billing)
     accounts = Accounts(db=db, ledger=ledger, settings=settings, mailer=make_mailer(settings))
     return Services(settings=settings, db=db, accounts=accounts, ledger=ledger, catalog=catalog,
-                    studio=studio, pricing=pricing, billing=billing)
+                    studio=studio, pricing=pricing, billing=billing,
+                    admin=Admin(db=db, accounts=accounts, ledger=ledger))
 
 
 def create_app(settings: Settings, services=None):

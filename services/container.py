@@ -20,3 +20,4 @@ class Services:
     studio: Any  # services.studio.Studio
     pricing: Any  # services.pricing.Pricing
     billing: Any  # services.billing.Billing
+    admin: Any = None  # services.admin.Admin
