@@ -63,6 +63,17 @@ def build(services: Services, shell: Shell) -> None:
             revoke_choice = gr.Dropdown(label="Revoke a key", choices=[], scale=3)
             revoke_btn = gr.Button("Revoke", variant="stop", scale=1)
 
+    with gr.Accordion("Administration", open=False, visible=False) as admin_box:
+        admin_overview = gr.Markdown()
+        with gr.Row():
+            grant_email = gr.Textbox(label="User email", scale=3)
+            grant_amount = gr.Number(label="Credits", value=100, precision=0, minimum=1, scale=1)
+            grant_note = gr.Textbox(label="Note", scale=2)
+            grant_btn = gr.Button("Grant credits", variant="primary", scale=1)
+        grant_result = gr.Markdown()
+        rejections = gr.Dataframe(headers=["Date (UTC)", "User", "Source", "Prompt"], interactive=False,
+                                  wrap=True, label="Recent moderation rejections")
+
     def render(page_no: int, request: gr.Request):
         user = shell.user(request)
         hist = services.ledger.history(user.id, page=max(1, int(page_no or 1)), per_page=20)
@@ -104,6 +115,27 @@ def build(services: Services, shell: Shell) -> None:
             raise gr.Error(getattr(err, "message", "No such API key.")) from None
         return render_keys(request)
 
+    def render_admin(request: gr.Request):
+        user = shell.user(request)
+        if not user.is_admin:
+            return gr.Accordion(visible=False), "", []
+        o = services.admin.overview(actor=user)
+        text = (f"**{o.users}** users · last 24 h: **{o.generations_24h}** generations, "
+                f"{o.failed_24h} failed (not charged), {o.rejections_24h} moderation rejections")
+        rows = [[_when(e.created_at), email, e.source, e.prompt[:200]]
+                for e, email in services.admin.recent_rejections(actor=user, limit=50)]
+        return gr.Accordion(visible=True), text, rows
+
+    def admin_grant(email: str, amount, note: str, request: gr.Request):
+        user = shell.user(request)
+        try:
+            balance = services.admin.grant_credits(actor=user, email=email, amount=int(amount or 0), note=note)
+        except DomainError as err:
+            raise shell.domain_error(err) from None
+        except (TypeError, ValueError):
+            raise gr.Error("Enter a whole number of credits.") from None
+        return f"Granted. {email.strip().lower()} now has **{balance}** credits."
+
     def newer(page_no: int, request: gr.Request):
         return render(max(1, page_no - 1), request)
 
@@ -116,4 +148,6 @@ def build(services: Services, shell: Shell) -> None:
     create_btn.click(create_key, [key_name], [new_key, keys, revoke_choice, key_name], api_visibility="private")
     revoke_btn.click(revoke_key, [revoke_choice], [keys, revoke_choice], api_visibility="private")
     shell.on_show(render, [page], outputs)
+    grant_btn.click(admin_grant, [grant_email, grant_amount, grant_note], [grant_result], api_visibility="private")
     shell.on_show(render_keys, [], [keys, revoke_choice])
+    shell.on_show(render_admin, [], [admin_box, admin_overview, rejections])
