@@ -78,3 +78,10 @@ class PaymentsNotConfigured(DomainError):
 
 class PaymentError(DomainError):
     status_code = 502
+
+
+class WebhookRejected(DomainError):
+    """A webhook whose signature is missing, wrong or stale, or whose body is not an event."""
+
+    def __init__(self, message: str = "Invalid webhook signature."):
+        super().__init__(message)
