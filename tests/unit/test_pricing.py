@@ -1,0 +1,94 @@
+"""The offer in assets/pricing.json: shipped defaults match the terms; bad data is refused clearly."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from services.errors import ValidationFailed
+from services.pricing import Pricing, PricingError, format_money
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return json.loads((ASSETS / "pricing.json").read_text())
+
+
+def test_defaults_match_the_terms():
+    pricing = Pricing.load(ASSETS)
+    assert pricing.cheapest_monthly.display_price == "$9.99"  # plans "from $9.99" a month
+    assert pricing.plans, "at least one plan"
+    assert pricing.packs, "at least one pack"
+    for plan in pricing.plans:
+        assert plan.annual_saving_percent == 65
+        assert plan.annual.credits == 12 * plan.monthly.credits == 12 * plan.credits_per_month
+        assert plan.monthly.interval == "month" and plan.annual.interval == "year"
+    for pack in pricing.packs:
+        assert pack.interval is None and pack.kind == "pack"
+
+
+def test_products_json_shape():
+    products = Pricing.load(ASSETS).products_json()
+    assert products["basic_monthly"] == {
+        "kind": "plan", "name": "Basic", "credits": 300, "price": 9.99, "unit_amount": 999, "currency": "usd",
+        "interval": "month", "lookup_key": "studio_basic_monthly", "plan": "basic", "credits_per_month": 300,
+    }
+    assert products["basic_annual"]["interval"] == "year"
+    assert products["basic_annual"]["saving_percent_vs_monthly"] == 65
+    assert products["pack_500"]["kind"] == "pack"
+    assert products["pack_500"]["interval"] is None
+    assert products["pack_500"]["credits"] == 500
+    assert json.loads(json.dumps(products)) == products  # plain JSON
+
+
+def test_unknown_product_is_a_clear_refusal():
+    pricing = Pricing.load(ASSETS)
+    with pytest.raises(ValidationFailed, match="not on sale"):
+        pricing.product("pack_999999")
+    assert pricing.find(None) is None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["packs"][0].update(price="-1"), "must be positive"),
+        (lambda d: d["packs"][0].update(price="4.999"), "at most 2 decimals"),
+        (lambda d: d["packs"][0].update(price="abc"), "is not a price"),
+        (lambda d: d["packs"][0].update(credits=0), "credits must be a positive"),
+        (lambda d: d["packs"][0].update(credits=True), "credits must be a positive"),
+        (lambda d: d["plans"][0].update(credits_per_month="300"), "credits must be a positive"),
+        (lambda d: d["plans"][0].pop("annual_price"), "annual_price"),
+        (lambda d: d["packs"][1].update(key=d["packs"][0]["key"]), "duplicate product key"),
+        (lambda d: d["packs"][0].update(key="Pack One"), "lower-case"),
+        (lambda d: d.update(currency="dollars"), "3-letter"),
+        (lambda d: d.update(stripe_price_ids={"nope": "price_1"}), "unknown products: nope"),
+    ],
+)
+def test_bad_catalog_is_refused_naming_the_place(raw, mutate, message):
+    data = copy.deepcopy(raw)
+    mutate(data)
+    with pytest.raises(PricingError, match=message):
+        Pricing.from_dict(data, source="pricing.json")
+
+
+def test_configured_price_ids_and_zero_decimal_currency(raw):
+    data = copy.deepcopy(raw)
+    data["currency"] = "jpy"
+    data["packs"] = [{"key": "pack_a", "name": "A", "credits": 100, "price": "500"}]
+    data["plans"] = []
+    data["stripe_price_ids"] = {"pack_a": "price_123"}
+    pricing = Pricing.from_dict(data)
+    assert pricing.product("pack_a").unit_amount == 500
+    assert pricing.product("pack_a").stripe_price_id == "price_123"
+    assert pricing.product("pack_a").display_price == "¥500"
+
+
+def test_format_money():
+    assert format_money(999, "usd") == "$9.99"
+    assert format_money(123456, "eur") == "€1,234.56"
+    assert format_money(1000, "chf") == "10.00 CHF"
