@@ -1,0 +1,114 @@
+"""Content checks before any credit is held: a small local blocklist always, and OpenAI's
+moderation endpoint (`omni-moderation-latest`) when an API key is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from services.errors import ProviderFailed
+from services.settings import Settings
+
+log = logging.getLogger("studio.moderation")
+
+MODERATION_MODEL = "omni-moderation-latest"
+
+# Terms refused whatever the provider says. Deliberately short: the provider's own moderation
+# is the main line; this catches the unambiguous cases even offline. Matched on whole words
+# after folding case, accents and punctuation.
+BLOCKLIST: dict[str, tuple[str, ...]] = {
+    "sexual/minors": (
+        "child porn", "child pornography", "csam", "cp porn", "loli porn", "lolicon", "shotacon",
+        "underage nude", "underage sex", "naked child", "naked children", "nude child", "nude children",
+        "nude minor", "nude minors", "sexualized child", "sexualized minor", "preteen nude",
+    ),
+    "sexual/non-consensual": ("revenge porn", "non consensual porn", "nonconsensual porn", "rape porn"),
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    flagged: bool
+    source: str = ""  # "blocklist" | "moderation"
+    categories: list[str] = field(default_factory=list)
+
+
+class Moderator(Protocol):
+    async def check(self, *, text: str) -> Verdict:
+        """Flagged or not. Raises ProviderFailed when the check itself cannot be made."""
+        ...
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " " + re.sub(r"[\W_]+", " ", plain).strip() + " "
+
+
+class LocalBlocklist:
+    def __init__(self, terms: dict[str, tuple[str, ...]] | None = None):
+        self._terms = [(category, _fold(term)) for category, items in (terms or BLOCKLIST).items()
+                       for term in items]
+
+    def verdict(self, text: str) -> Verdict:
+        folded = _fold(text)
+        hits = sorted({category for category, term in self._terms if term in folded})
+        return Verdict(flagged=True, source="blocklist", categories=hits) if hits else Verdict(flagged=False)
+
+    async def check(self, *, text: str) -> Verdict:
+        return self.verdict(text)
+
+
+class OpenAIModerator:
+    """The local blocklist first, then `moderations.create(model="omni-moderation-latest")`.
+
+    If the moderation endpoint cannot be reached the prompt is refused (ProviderFailed, nothing
+    charged): an operator who configured a key expects every prompt to be checked.
+    """
+
+    def __init__(self, *, api_key: str, base_url: str | None = None, timeout: float = 30.0,
+                 max_retries: int = 2, blocklist: LocalBlocklist | None = None):
+        self._client_args = {"api_key": api_key, "base_url": base_url, "timeout": min(timeout, 60.0),
+                             "max_retries": max_retries}
+        self._clients: dict[int, object] = {}
+        self.blocklist = blocklist or LocalBlocklist()
+
+    def client(self):
+        from openai import AsyncOpenAI
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(id(loop))
+        if client is None:
+            self._clients.clear()
+            client = self._clients[id(loop)] = AsyncOpenAI(**self._client_args)
+        return client
+
+    async def check(self, *, text: str) -> Verdict:
+        local = self.blocklist.verdict(text)
+        if local.flagged:
+            return local
+        try:
+            response = await self.client().moderations.create(model=MODERATION_MODEL, input=text)
+        except Exception as exc:
+            log.warning("moderation check failed: %s", type(exc).__name__)
+            raise ProviderFailed(
+                "We could not check this prompt right now. Please try again in a minute."
+            ) from exc
+        result = response.results[0] if response.results else None
+        if result is None or not result.flagged:
+            return Verdict(flagged=False)
+        categories = result.categories.model_dump(by_alias=True) if result.categories else {}
+        return Verdict(flagged=True, source="moderation",
+                       categories=sorted(name for name, hit in categories.items() if hit is True))
+
+
+def make_moderator(settings: Settings) -> Moderator:
+    if settings.openai_api_key:
+        return OpenAIModerator(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
+                               timeout=settings.openai_timeout)
+    return LocalBlocklist()

@@ -1,0 +1,318 @@
+"""A small OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
+
+It speaks the real wire protocol, so the real `openai` SDK talks to it through `base_url`:
+
+    POST /v1/images/generations   JSON  → {"created", "data": [{"b64_json"}], "usage", "size", ...}
+    POST /v1/images/edits         multipart → the same shape
+    POST /v1/moderations          JSON  → {"id", "model", "results": [{"flagged", "categories", ...}]}
+
+Switchable behaviour: `latency` (seconds before answering), `fail(mode, times=None)` with mode one
+of "error_500", "rate_limit" (429), "moderation_blocked", "content_policy_violation",
+"garbage_base64", "not_an_image", "hang" (never answers in time), "no_data"; `moderation_fail`
+makes /v1/moderations answer 500. Prompts containing any of `flag_words` are flagged by the
+moderation endpoint. Every request is recorded (`requests`, `calls(path)`), and the greatest
+number of image requests in flight at once is kept in `max_in_flight`.
+
+Sizes are checked as the real API does (independently of services/sizing.py): gpt-image-2 /
+2.5 take any WxH with both sides divisible by 16, ratio within 1:3..3:1, at most 3840x2160 pixels
+and 3840 per edge; other models take only 1024x1024, 1536x1024, 1024x1536 or auto.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+from PIL import Image
+
+FIXED_SIZES = {(1024, 1024), (1536, 1024), (1024, 1536)}
+FLEXIBLE_PREFIXES = ("gpt-image-2-", "gpt-image-2.5-")
+FAIL_MODES = ("error_500", "rate_limit", "moderation_blocked", "content_policy_violation", "garbage_base64",
+              "not_an_image", "hang", "no_data")
+MODERATION_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+    "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence",
+    "violence/graphic",
+)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict
+    body: dict = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)
+
+
+def size_error(model: str, size: str) -> str | None:
+    """None when the real API would accept `size` for `model`, else its complaint."""
+    if size == "auto":
+        return None
+    try:
+        w, h = (int(p) for p in size.lower().split("x"))
+    except ValueError:
+        return f"Invalid size '{size}'."
+    if model == "gpt-image-2" or model.startswith(FLEXIBLE_PREFIXES):
+        if w % 16 or h % 16:
+            return f"Invalid size '{size}': width and height must be divisible by 16."
+        if max(w, h) > 3 * min(w, h):
+            return f"Invalid size '{size}': aspect ratio must be between 1:3 and 3:1."
+        if w * h > 3840 * 2160 or max(w, h) > 3840:
+            return f"Invalid size '{size}': at most 3840x2160 pixels."
+        return None
+    if (w, h) not in FIXED_SIZES:
+        return f"Invalid size '{size}' for {model}: supported sizes are 1024x1024, 1536x1024, 1024x1536 and auto."
+    return None
+
+
+def render_png(width: int, height: int, kind: str = "flat") -> bytes:
+    """A PNG of the size asked. "flat": a plain gradient (cheap, for tests); "photo": smooth light
+    and colour, mid-frequency texture and a little sensor grain (for benchmarks)."""
+    if kind == "flat":
+        ramp = np.linspace(30, 220, width, dtype=np.float32)
+        row = np.stack([ramp, ramp[::-1], np.full(width, 128, np.float32)], axis=-1).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(np.broadcast_to(row, (height, width, 3)).copy(), "RGB").save(buf, "PNG", compress_level=1)
+        return buf.getvalue()
+    rng = np.random.default_rng(width * 10007 + height)
+    small = rng.random((9, 16, 3)) * 255
+    base = np.asarray(Image.fromarray(small.astype(np.uint8), "RGB").resize((width, height), Image.BICUBIC),
+                      dtype=np.int16)
+    texture = rng.random((max(2, height // 24), max(2, width // 24))) * 40
+    tex = np.asarray(Image.fromarray(texture.astype(np.uint8), "L").resize((width, height), Image.BICUBIC),
+                     dtype=np.int16)
+    grain = rng.integers(-3, 4, size=(height, width), dtype=np.int16)
+    pixels = np.clip(base + (tex + grain)[..., None] - 20, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buf, "PNG", compress_level=6)
+    return buf.getvalue()
+
+
+class FakeOpenAI:
+    def __init__(self, *, flag_words: tuple[str, ...] = ("forbidden",), latency: float = 0.0,
+                 image_kind: str = "flat"):
+        self.flag_words = tuple(w.lower() for w in flag_words)
+        self.image_kind = image_kind
+        self.latency = latency
+        self.hang_seconds = 30.0
+        self.moderation_fail = False
+        self.requests: list[Recorded] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._mode: str | None = None
+        self._mode_left: int | None = None
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self._png_cache: dict[tuple[int, int, str], bytes] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # Control ----------------------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(_Handler):
+            server_fake = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._released.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        """The base_url to give the SDK (ends in /v1)."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def fail(self, mode: str | None, times: int | None = None) -> None:
+        """Answer image requests with `mode` (None: succeed again), for `times` requests or until reset."""
+        if mode is not None and mode not in FAIL_MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {FAIL_MODES}")
+        with self._lock:
+            self._mode, self._mode_left = mode, times
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._mode = self._mode_left = None
+            self.max_in_flight = self.in_flight
+        self.latency = 0.0
+        self.moderation_fail = False
+
+    def calls(self, path: str) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith(path)]
+
+    def png(self, width: int, height: int) -> bytes:
+        key = (width, height, self.image_kind)
+        with self._lock:
+            cached = self._png_cache.get(key)
+        if cached is None:
+            cached = render_png(width, height, self.image_kind)
+            with self._lock:
+                self._png_cache[key] = cached
+        return cached
+
+    # Behaviour --------------------------------------------------------------------------------
+
+    def _take_mode(self) -> str | None:
+        with self._lock:
+            mode = self._mode
+            if mode is not None and self._mode_left is not None:
+                self._mode_left -= 1
+                if self._mode_left <= 0:
+                    self._mode = self._mode_left = None
+            return mode
+
+    def _record(self, rec: Recorded) -> None:
+        with self._lock:
+            self.requests.append(rec)
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def image_response(self, body: dict) -> tuple[int, dict, dict]:
+        model = str(body.get("model") or "gpt-image-2")
+        size = str(body.get("size") or "auto")
+        if not body.get("prompt"):
+            return 400, _error("prompt is required", "invalid_request_error", param="prompt"), {}
+        problem = size_error(model, size)
+        if problem:
+            return 400, _error(problem, "invalid_request_error", param="size", code="invalid_value"), {}
+        mode = self._take_mode()
+        if self.latency:
+            time.sleep(self.latency)
+        if mode == "hang":
+            self._released.wait(self.hang_seconds)
+            return 504, _error("gateway timeout", "server_error"), {}
+        if mode == "error_500":
+            return 500, _error("The server had an error while processing your request.", "server_error"), \
+                {"retry-after-ms": "10"}
+        if mode == "rate_limit":
+            return 429, _error("Rate limit reached for images per minute.", "requests",
+                               code="rate_limit_exceeded"), {"retry-after-ms": "10"}
+        if mode in ("moderation_blocked", "content_policy_violation"):
+            return 400, _error("Your request was rejected by the safety system.", "image_generation_user_error",
+                               code=mode), {}
+        w, h = (1024, 1024) if size == "auto" else (int(p) for p in size.split("x"))
+        if mode == "garbage_base64":
+            b64 = "this is not base64 at all!!"
+        elif mode == "not_an_image":
+            b64 = base64.b64encode(b"\x00\x01 definitely not a picture " * 20).decode()
+        else:
+            b64 = base64.b64encode(self.png(w, h)).decode()
+        data = [] if mode == "no_data" else [{"b64_json": b64}]
+        usage = {"input_tokens": 42, "input_tokens_details": {"image_tokens": 0, "text_tokens": 42},
+                 "output_tokens": w * h // 256, "total_tokens": 42 + w * h // 256,
+                 "output_tokens_details": {"image_tokens": w * h // 256, "text_tokens": 0}}
+        return 200, {"created": int(time.time()), "data": data, "usage": usage, "size": f"{w}x{h}",
+                     "output_format": "png", "quality": "medium", "background": "opaque"}, {}
+
+    def moderation_response(self, body: dict) -> tuple[int, dict, dict]:
+        if self.moderation_fail:
+            return 500, _error("moderation is down", "server_error"), {"retry-after-ms": "10"}
+        items = body.get("input")
+        texts = items if isinstance(items, list) else [items]
+        results = []
+        for text in texts:
+            text = text if isinstance(text, str) else json.dumps(text)
+            flagged = any(word in text.lower() for word in self.flag_words)
+            categories = {c: (flagged and c == "violence") for c in MODERATION_CATEGORIES}
+            scores = {c: (0.97 if categories[c] else 0.001) for c in MODERATION_CATEGORIES}
+            results.append({"flagged": flagged, "categories": categories, "category_scores": scores,
+                            "category_applied_input_types": {c: ["text"] for c in MODERATION_CATEGORIES}})
+        return 200, {"id": f"modr-{len(self.requests)}", "model": body.get("model") or "omni-moderation-latest",
+                     "results": results}, {}
+
+
+def _error(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_fake: FakeOpenAI
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        fake = self.server_fake
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        if not (self.headers.get("authorization") or "").startswith("Bearer "):
+            return self._send(401, _error("Missing API key.", "invalid_request_error", code="invalid_api_key"))
+        content_type = self.headers.get("content-type") or ""
+        try:
+            body = _multipart(content_type, raw) if content_type.startswith("multipart/") else json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return self._send(400, _error("Could not parse the request body.", "invalid_request_error"))
+        fake._record(Recorded(method="POST", path=path, headers=dict(self.headers.items()), body=body))
+        if path.endswith("/images/generations") or path.endswith("/images/edits"):
+            fake._enter()
+            try:
+                status, payload, headers = fake.image_response(body)
+            finally:
+                fake._leave()
+        elif path.endswith("/moderations"):
+            status, payload, headers = fake.moderation_response(body)
+        else:
+            status, payload, headers = 404, _error(f"Unknown path {path}", "invalid_request_error"), {}
+        self._send(status, payload, headers)
+
+    def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.send_header("x-request-id", f"req_fake_{id(payload):x}")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+            pass
+
+
+def _multipart(content_type: str, raw: bytes) -> dict:
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw
+    )
+    fields: dict = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if part.get_filename():
+            fields.setdefault(name, []).append(len(part.get_payload(decode=True) or b""))
+        else:
+            fields[name] = (part.get_payload(decode=True) or b"").decode()
+    return fields
+
+
+def start_fake_openai(**kwargs) -> FakeOpenAI:
+    return FakeOpenAI(**kwargs).start()

@@ -1,0 +1,98 @@
+import copy
+import json
+
+import pytest
+
+from services.catalog import Catalog, CatalogError
+from services.db import ROOT
+from services.errors import ValidationFailed
+
+ASSETS = ROOT / "assets"
+STYLES = json.loads((ASSETS / "styles.json").read_text())
+CATALOG = json.loads((ASSETS / "catalog.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.load(ASSETS)
+
+
+def test_shipped_catalog_has_what_the_product_promises(catalog):
+    names = catalog.style_names
+    assert len(names) >= 16
+    assert {"photographic", "cinematic", "anime", "none"} <= set(names)
+    assert all("{prompt}" in s.template and s.description for s in catalog.styles)
+    assert [r.ratio for r in catalog.aspect_ratios] == ["1:1", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16", "21:9"]
+    assert all(r.ratio in r.label for r in catalog.aspect_ratios)
+    assert {r.key: r.price for r in catalog.resolutions} == {"1K": 10, "2K": 20, "4K": 40}
+    assert all(r.key in r.label for r in catalog.resolutions)
+    assert [r.long_edge for r in catalog.resolutions] == [1024, 2048, 3840]
+    assert all(r.requires is None for r in catalog.resolutions), "the shipped default opens every resolution"
+
+
+def test_to_json_is_the_public_shape(catalog):
+    out = catalog.to_json()
+    assert out["resolutions"] == {"1K": 10, "2K": 20, "4K": 40}
+    assert out["aspect_ratios"][0] == "1:1" and "21:9" in out["aspect_ratios"]
+    assert out["styles"] == catalog.style_names
+    json.dumps(out)
+
+
+def test_style_template_keeps_user_braces_literal(catalog):
+    style = catalog.style("photographic")
+    sent = style.apply("a sign reading {hello} and {prompt}")
+    assert "a sign reading {hello} and {prompt}" in sent
+    assert catalog.style("none").apply("just this") == "just this"
+
+
+def test_lookups_accept_case_and_spaces_and_refuse_unknown_values(catalog):
+    assert catalog.style("  Cinematic ").name == "cinematic"
+    assert catalog.resolution("2k").key == "2K"
+    assert catalog.aspect_ratio("16:9").width == 16
+    for bad in ("", "16/9", "5:4", None, 3):
+        with pytest.raises(ValidationFailed, match="aspect ratio"):
+            catalog.aspect_ratio(bad)
+    with pytest.raises(ValidationFailed, match="Unknown style"):
+        catalog.style("vaporwave-deluxe")
+    with pytest.raises(ValidationFailed, match="Unknown resolution"):
+        catalog.resolution("8K")
+
+
+def _broken(mutate) -> tuple[dict, dict]:
+    styles, cat = copy.deepcopy(STYLES), copy.deepcopy(CATALOG)
+    mutate(styles, cat)
+    return styles, cat
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda s, c: s["styles"][0].update(template="no placeholder"), "must contain {prompt}"),
+    (lambda s, c: s["styles"].append(dict(s["styles"][1])), "duplicate style"),
+    (lambda s, c: s["styles"][0]["preview"].update(palette=["red"]), "palette"),
+    (lambda s, c: c["aspect_ratios"].append({"ratio": "4:1", "label": "4:1"}), "beyond 3:1"),
+    (lambda s, c: c["aspect_ratios"].append({"ratio": "5-4", "label": "5-4"}), "16:9"),
+    (lambda s, c: c["aspect_ratios"][0].update(label="Square"), "must contain the ratio"),
+    (lambda s, c: c["resolutions"][0].update(price="10"), "price"),
+    (lambda s, c: c["resolutions"][0].update(price=0), "price"),
+    (lambda s, c: c["resolutions"][2].update(long_edge=8192), "long_edge"),
+    (lambda s, c: c["resolutions"][2].update(requires="vip"), "requires"),
+    (lambda s, c: c.update(resolutions=[]), "non-empty"),
+    (lambda s, c: c.update(defaults={"style": "nope"}), "defaults"),
+])
+def test_invalid_catalog_data_is_refused_at_load(mutate, message):
+    with pytest.raises(CatalogError, match=message):
+        Catalog.from_dicts(*_broken(mutate))
+
+
+def test_gating_is_data(tmp_path):
+    styles, cat = _broken(lambda s, c: c["resolutions"][2].update(requires="paid"))
+    (tmp_path / "styles.json").write_text(json.dumps(styles))
+    (tmp_path / "catalog.json").write_text(json.dumps(cat))
+    assert Catalog.load(tmp_path).resolution("4K").requires == "paid"
+
+
+def test_missing_or_malformed_files_name_the_file(tmp_path):
+    with pytest.raises(CatalogError, match="styles.json is missing"):
+        Catalog.load(tmp_path)
+    (tmp_path / "styles.json").write_text("{not json")
+    with pytest.raises(CatalogError, match="not valid JSON"):
+        Catalog.load(tmp_path)
