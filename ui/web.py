@@ -24,7 +24,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SESSION_COOKIE = "studio_session"
 CSRF_COOKIE = "studio_csrf"
 # Paths a visitor may open without signing in.
-PUBLIC_PREFIXES = ("/login", "/signup", "/forgot", "/reset", "/terms", "/healthz", "/webhooks/")
+PUBLIC_PREFIXES = ("/login", "/signup", "/forgot", "/reset", "/terms", "/pricing", "/healthz", "/webhooks/")
 
 
 def client_ip(request: Request) -> str | None:
@@ -243,6 +243,10 @@ def build_router(services: Services) -> APIRouter:
     def get_terms():
         return pages.render("Terms", f'<div class="terms">{terms_html}</div>', wide=True)
 
+    @router.get("/pricing", include_in_schema=False)
+    def get_pricing():
+        return pages.render("Pricing", pricing_html(services), wide=True)
+
     @router.get("/healthz")
     def healthz():
         if services.db.ping():
@@ -303,6 +307,33 @@ def build_router(services: Services) -> APIRouter:
         return RedirectResponse("/", status_code=303)
 
     return router
+
+
+def pricing_html(services: Services) -> str:
+    """The public price list: what a visitor sees before signing up (buying happens in the app)."""
+    pricing, catalog = services.pricing, services.catalog
+    esc = html.escape
+    costs = " · ".join(f"{r.label}: {r.price} credits" for r in catalog.resolutions)
+    parts = [f"<h1>Pricing</h1><p class=\"lead\">One image costs {esc(costs)}. New accounts get "
+             f"{services.settings.trial_credits} free credits. A generation that fails is never charged.</p>"]
+    if pricing.plans:
+        parts.append("<h2>Plans</h2><p>Credits refresh at the start of each billing cycle; unused plan credits "
+                     "do not roll over. Cancel any time in the customer portal.</p><ul>")
+        for plan in pricing.plans:
+            parts.append(
+                f"<li><strong>{esc(plan.name)}</strong>: {plan.credits_per_month} credits a month for "
+                f"{esc(plan.monthly.display_price)}/month, or {esc(plan.annual.display_price)}/year "
+                f"(save {plan.annual_saving_percent}%). {esc(plan.description)}</li>")
+        parts.append("</ul>")
+    if pricing.packs:
+        parts.append("<h2>Credit packs</h2><p>One-time purchases; pack credits never expire.</p><ul>")
+        for pack in pricing.packs:
+            parts.append(f"<li><strong>{esc(pack.name)}</strong> for {esc(pack.display_price)}. "
+                         f"{esc(pack.description)}</li>")
+        parts.append("</ul>")
+    parts.append('<p><a href="/signup">Create an account</a> · <a href="/login">Sign in</a> · '
+                 '<a href="/terms">Terms</a></p>')
+    return "".join(parts)
 
 
 async def _in_thread(fn, *args):

@@ -192,3 +192,11 @@ def test_admin_role_from_admin_emails(served_app):
     client = sign_up(served_app, "admin@example.com", PASSWORD)
     assert client.cookies["studio_session"]
     assert served_app.services.accounts.get_user_by_email("admin@example.com").is_admin
+
+
+def test_public_pages_need_no_sign_in(served_app):
+    pricing = httpx.get(f"{served_app.url}/pricing", headers={"accept": "text/html"})
+    assert pricing.status_code == 200 and "$9.99" in pricing.text and "save 65%" in pricing.text
+    terms = httpx.get(f"{served_app.url}/terms", headers={"accept": "text/html"})
+    assert terms.status_code == 200 and "refund" in terms.text.lower()
+    assert served_app.settings.support_contact in terms.text
