@@ -31,16 +31,17 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from models.base import utcnow
 from models.ledger import ENTRY_KINDS, GRANT_KINDS, HOLD_STATUSES, CreditGrant, Hold, LedgerEntry
@@ -106,9 +107,10 @@ class Ledger:
         self.db = db
         self.hold_ttl = timedelta(seconds=hold_ttl_seconds)
         self.clock = clock
+        self._pg = not db.is_sqlite
         # SQLite serialises writers anyway; queueing them here in-process spares them SQLite's
         # sleeping busy handler (much higher throughput with many threads).
-        self._sqlite_writer = threading.Lock() if db.is_sqlite else None
+        self._sqlite_writer = _sqlite_writer_lock(db) if db.is_sqlite else None
 
     # Granting ---------------------------------------------------------------------------------
 
@@ -116,7 +118,8 @@ class Ledger:
         self, *, user_id: int, amount: int, kind: str, idempotency_key: str,
         expires_at: datetime | None = None, note: str | None = None, session: Session | None = None,
     ) -> GrantResult:
-        """Add a bucket of `amount` credits. Repeating the key returns the first result."""
+        """Add a bucket of `amount` credits (its `source_ref` is the idempotency key).
+        Repeating the key returns the first result with replayed=True and changes nothing."""
         _check_user_id(user_id)
         _check_amount(amount)
         if kind not in GRANT_KINDS:
@@ -131,15 +134,14 @@ class Ledger:
         elif kind == "subscription":
             raise ValidationFailed("Subscription credits need an expiry date (the end of the period).")
 
-        def do(s: Session) -> GrantResult:
-            balance, _ = self._book_expiries(s, user_id, now)
+        def do(conn: Connection) -> GrantResult:
+            balance, _ = self._book_expiries(conn, user_id, now)
             return self._add_bucket(
-                s, user_id=user_id, amount=amount, kind=kind, entry_kind="grant", key=idempotency_key,
+                conn, user_id=user_id, amount=amount, kind=kind, entry_kind="grant", key=idempotency_key,
                 expires_at=expires_at, note=note, balance=balance, now=now,
             )
 
-        with self._tx(session) as s:
-            return self._once(s, user_id, idempotency_key, do, _grant_result)
+        return self._once(session, user_id, idempotency_key, do, _grant_result)
 
     def refresh_subscription(
         self, *, user_id: int, allowance: int, period_end: datetime, idempotency_key: str,
@@ -161,39 +163,39 @@ class Ledger:
         if period_end <= now:
             raise ValidationFailed("The end of the billing period must be in the future.")
 
-        def do(s: Session) -> GrantResult:
-            balance, _ = self._book_expiries(s, user_id, now)
-            current = s.exec(
-                select(CreditGrant)
-                .where(CreditGrant.user_id == user_id, CreditGrant.kind == "subscription",
-                       CreditGrant.expires_at > now)
-                .order_by(CreditGrant.id)
+        def do(conn: Connection) -> GrantResult:
+            balance, _ = self._book_expiries(conn, user_id, now)
+            current = conn.execute(
+                select(G.c.id, G.c.remaining, G.c.expires_at)
+                .where(G.c.user_id == user_id, G.c.kind == "subscription", G.c.expires_at > now)
+                .order_by(G.c.id)
             ).all()
-            if any(g.expires_at > period_end for g in current):
-                s.add(LedgerEntry(
-                    user_id=user_id, kind="grant", delta=0, balance_after=balance,
-                    idempotency_key=idempotency_key, note="out-of-date subscription refresh ignored",
-                    created_at=now,
-                ))
-                s.flush()
+            if any(expires_at > period_end for _, _, expires_at in current):
+                conn.execute(insert(E), [_entry(
+                    user_id, "grant", balance_after=balance, key=idempotency_key,
+                    note="out-of-date subscription refresh ignored", at=now,
+                )])
                 return GrantResult(grant_id=None, amount=0, balance=balance, replayed=False)
-            for g in current:
-                if g.remaining > 0:
-                    balance -= g.remaining
-                    s.add(LedgerEntry(
-                        user_id=user_id, kind="expiry", delta=-g.remaining, balance_after=balance,
-                        grant_id=g.id, note="subscription period ended", created_at=now,
+            expired = []
+            for gid, remaining, _ in current:
+                if remaining > 0:
+                    balance -= remaining
+                    expired.append(_entry(
+                        user_id, "expiry", delta=-remaining, balance_after=balance, grant_id=gid,
+                        note="subscription period ended", at=now,
                     ))
-                    g.remaining = 0
-                g.expires_at = now
-                s.add(g)
+            if current:
+                conn.execute(
+                    update(G).where(G.c.id.in_([gid for gid, _, _ in current])).values(remaining=0, expires_at=now)
+                )
+            if expired:
+                conn.execute(insert(E), expired)
             return self._add_bucket(
-                s, user_id=user_id, amount=allowance, kind="subscription", entry_kind="grant",
+                conn, user_id=user_id, amount=allowance, kind="subscription", entry_kind="grant",
                 key=idempotency_key, expires_at=period_end, note=note, balance=balance, now=now,
             )
 
-        with self._tx(session) as s:
-            return self._once(s, user_id, idempotency_key, do, _grant_result)
+        return self._once(session, user_id, idempotency_key, do, _grant_result)
 
     def adjust(
         self, *, user_id: int, amount: int, idempotency_key: str, note: str | None = None,
@@ -209,30 +211,21 @@ class Ledger:
         _check_note(note)
         now = self.clock()
 
-        def do(s: Session) -> GrantResult:
-            balance, live = self._book_expiries(s, user_id, now)
+        def do(conn: Connection) -> GrantResult:
+            balance, live = self._book_expiries(conn, user_id, now)
             if amount > 0:
                 return self._add_bucket(
-                    s, user_id=user_id, amount=amount, kind="admin", entry_kind="adjust",
+                    conn, user_id=user_id, amount=amount, kind="admin", entry_kind="adjust",
                     key=idempotency_key, expires_at=None, note=note, balance=balance, now=now,
                 )
-            taken = 0
-            for g in live:
-                n = min(g.remaining, -amount - taken)
-                if n <= 0:
-                    break
-                g.remaining -= n
-                s.add(g)
-                taken += n
-            s.add(LedgerEntry(
-                user_id=user_id, kind="adjust", delta=-taken, balance_after=balance - taken,
-                idempotency_key=idempotency_key, note=note, created_at=now,
-            ))
-            s.flush()
+            taken = sum(self._debit(conn, live, min(-amount, balance)).values())
+            conn.execute(insert(E), [_entry(
+                user_id, "adjust", delta=-taken, balance_after=balance - taken, key=idempotency_key,
+                note=note, at=now,
+            )])
             return GrantResult(grant_id=None, amount=-taken, balance=balance - taken, replayed=False)
 
-        with self._tx(session) as s:
-            return self._once(s, user_id, idempotency_key, do, _grant_result)
+        return self._once(session, user_id, idempotency_key, do, _grant_result)
 
     def clawback(
         self, *, user_id: int, source_ref: str, idempotency_key: str, amount: int | None = None,
@@ -251,32 +244,29 @@ class Ledger:
             _check_amount(amount)
         now = self.clock()
 
-        def do(s: Session) -> int:
-            balance, _ = self._book_expiries(s, user_id, now)
-            grants = s.exec(
-                select(CreditGrant)
-                .where(CreditGrant.user_id == user_id, CreditGrant.source_ref == source_ref)
-                .order_by(CreditGrant.id)
+        def do(conn: Connection) -> int:
+            balance, _ = self._book_expiries(conn, user_id, now)
+            grants = conn.execute(
+                select(G.c.id, G.c.remaining)
+                .where(G.c.user_id == user_id, G.c.source_ref == source_ref)
+                .order_by(G.c.id)
             ).all()
             if not grants:
                 raise NotFound("No credits were granted for that reference.")
             limit = MAX_AMOUNT if amount is None else amount
             taken = 0
-            for g in grants:
-                n = min(g.remaining, limit - taken)
+            for gid, remaining in grants:
+                n = min(remaining, limit - taken)
                 if n > 0:
-                    g.remaining -= n
-                    s.add(g)
+                    _conditional_debit(conn, gid, n)
                     taken += n
-            s.add(LedgerEntry(
-                user_id=user_id, kind="clawback", delta=-taken, balance_after=balance - taken,
-                grant_id=grants[0].id, idempotency_key=idempotency_key, note=source_ref, created_at=now,
-            ))
-            s.flush()
+            conn.execute(insert(E), [_entry(
+                user_id, "clawback", delta=-taken, balance_after=balance - taken, grant_id=grants[0][0],
+                key=idempotency_key, note=source_ref[:500], at=now,
+            )])
             return taken
 
-        with self._tx(session) as s:
-            return self._once(s, user_id, idempotency_key, do, lambda e: -e.delta)
+        return self._once(session, user_id, idempotency_key, do, lambda e: -e.delta)
 
     # Holds ------------------------------------------------------------------------------------
 
@@ -291,47 +281,45 @@ class Ledger:
         if not isinstance(job_id, str) or not job_id.strip() or len(job_id) > 64:
             raise ValidationFailed("The job id must be a non-empty string of at most 64 characters.")
         now = self.clock()
-        with self._tx(session) as s:
-            self._lock_user(s, user_id)
-            existing = s.exec(select(Hold).where(Hold.job_id == job_id)).first()
-            if existing is not None:
-                if existing.user_id != user_id or existing.amount != amount:
-                    raise Conflict("This job id is already used by another reservation.")
-                return existing
-            balance, live = self._book_expiries(s, user_id, now)
-            if balance < amount:
-                raise InsufficientCredits(needed=amount, available=balance)
-            split: dict[str, int] = {}
-            left = amount
-            for g in live:
-                n = min(g.remaining, left)
-                if n <= 0:
-                    break
-                # Conditional debit: under the user lock it always matches; if it ever did not,
-                # the transaction is abandoned rather than overspending.
-                done = s.execute(
-                    update(CreditGrant)
-                    .where(CreditGrant.id == g.id, CreditGrant.remaining >= n)
-                    .values(remaining=CreditGrant.remaining - n)
-                    .execution_options(synchronize_session=False)
+        try:
+            with self._conn(session) as conn:
+                if self._pg or session is not None:
+                    self._lock_user(conn, user_id)
+                if session is not None:  # the caller's transaction cannot be retried: look first
+                    existing = _hold_by_job(conn, job_id)
+                    if existing is not None:
+                        return _same_hold(existing, user_id, amount)
+                balance, live = self._book_expiries(conn, user_id, now)
+                if balance < amount:
+                    existing = _hold_by_job(conn, job_id)
+                    if existing is not None:
+                        return _same_hold(existing, user_id, amount)
+                    raise InsufficientCredits(needed=amount, available=balance)
+                split = self._debit(conn, live, amount)
+                hold = Hold(
+                    user_id=user_id, job_id=job_id, amount=amount, status="pending",
+                    split={str(gid): n for gid, n in split.items()},
+                    created_at=now, expires_at=now + self.hold_ttl,
                 )
-                if done.rowcount != 1:
-                    raise Conflict("Credits changed while reserving; please try again.")
-                set_committed_value(g, "remaining", g.remaining - n)
-                split[str(g.id)] = n
-                left -= n
-            hold = Hold(
-                user_id=user_id, job_id=job_id, amount=amount, status="pending", split=split,
-                created_at=now, expires_at=now + self.hold_ttl,
-            )
-            s.add(hold)
-            s.flush()
-            s.add(LedgerEntry(
-                user_id=user_id, kind="hold", delta=0, held_delta=amount, balance_after=balance - amount,
-                hold_id=hold.id, idempotency_key=f"hold:{job_id}", created_at=now,
-            ))
-            s.flush()
-            return hold
+                hold.id = conn.execute(
+                    insert(H).values(
+                        user_id=user_id, job_id=job_id, amount=amount, status="pending", split=hold.split,
+                        created_at=now, expires_at=hold.expires_at,
+                    ).returning(H.c.id)
+                ).scalar_one()
+                conn.execute(insert(E), [_entry(
+                    user_id, "hold", held_delta=amount, balance_after=balance - amount, hold_id=hold.id,
+                    key=f"hold:{job_id}", at=now,
+                )])
+                return hold
+        except IntegrityError:
+            if session is not None:
+                raise
+            with self.db.session() as s:  # the same job id won a race: answer like a replay
+                existing = _hold_by_job(s.connection(), job_id)
+            if existing is None:
+                raise
+            return _same_hold(existing, user_id, amount)
 
     def capture(self, hold: Hold | int, *, session: Session | None = None) -> Hold:
         """Charge a pending hold (after the image is stored). Exactly once: calling it again, or
@@ -339,22 +327,18 @@ class Ledger:
         `.status == "captured"`."""
         hold_id = _hold_id(hold)
         now = self.clock()
-        with self._tx(session) as s:
-            h = self._locked_hold(s, hold_id)
-            if h.status != "pending":
-                if h.status != "captured":
-                    log.warning("capture of hold %s ignored: it is %s", h.id, h.status)
-                return h
-            balance, _ = self._book_expiries(s, h.user_id, now)
-            h.status = "captured"
-            h.settled_at = now
-            s.add(h)
-            s.add(LedgerEntry(
-                user_id=h.user_id, kind="capture", delta=-h.amount, held_delta=-h.amount,
-                balance_after=balance, hold_id=h.id, idempotency_key=f"settle:{h.job_id}", created_at=now,
-            ))
-            s.flush()
-            return h
+        with self._conn(session) as conn:
+            settled, changed = self._settle(conn, hold_id, status="captured", reason=None, now=now)
+            if not changed:
+                if settled.status != "captured":
+                    log.warning("capture of hold %s ignored: it is %s", hold_id, settled.status)
+                return settled
+            balance, _ = self._book_expiries(conn, settled.user_id, now)
+            conn.execute(insert(E), [_entry(
+                settled.user_id, "capture", delta=-settled.amount, held_delta=-settled.amount,
+                balance_after=balance, hold_id=hold_id, key=f"settle:{settled.job_id}", at=now,
+            )])
+            return settled
 
     def release(self, hold: Hold | int, reason: str, *, session: Session | None = None) -> Hold:
         """Give a pending hold's credits back to the buckets they came from (the generation
@@ -365,21 +349,20 @@ class Ledger:
 
     def get_hold(self, job_id: str) -> Hold | None:
         with self.db.session() as s:
-            return s.exec(select(Hold).where(Hold.job_id == job_id)).first()
+            return _hold_by_job(s.connection(), job_id)
 
     def sweep_stale_holds(self, *, is_stored: Callable[[str], bool]) -> dict:
         """Settle pending holds past their expiry (a process died mid-generation).
 
         A hold whose image was stored (`is_stored(job_id)`) is captured; any other is given
-        back like a release but with status "expired". Returns
-        {"captured": n, "released": n, "errors": n}; a hold whose check raised is left pending
-        for the next sweep.
+        back like a release but with status "expired" (so it can be told apart from a failure
+        the app saw). Returns {"captured": n, "released": n, "errors": n}; a hold whose check
+        raised is left pending for the next sweep. Safe to run from several processes at once.
         """
         now = self.clock()
         with self.db.session() as s:
-            stale = s.exec(
-                select(Hold.id, Hold.job_id).where(Hold.status == "pending", Hold.expires_at <= now)
-                .order_by(Hold.id)
+            stale = s.connection().execute(
+                select(H.c.id, H.c.job_id).where(H.c.status == "pending", H.c.expires_at <= now).order_by(H.c.id)
             ).all()
         counts = {"captured": 0, "released": 0, "errors": 0}
         for hold_id, job_id in stale:
@@ -402,18 +385,17 @@ class Ledger:
         """Book "expiry" entries for expired buckets that still hold credits; returns how many
         buckets were booked. (Expired buckets never count towards a balance either way.)"""
         now = self.clock()
+        q = select(G.c.user_id).where(G.c.remaining > 0, G.c.expires_at <= now).distinct()
+        if user_id is not None:
+            q = q.where(G.c.user_id == user_id)
         with self.db.session() as s:
-            q = select(CreditGrant.user_id).where(
-                CreditGrant.remaining > 0, CreditGrant.expires_at <= now
-            ).distinct()
-            if user_id is not None:
-                q = q.where(CreditGrant.user_id == user_id)
-            users = sorted(s.exec(q).all())
+            users = sorted(s.connection().execute(q).scalars().all())
         booked = 0
         for uid in users:
-            with self._tx(None) as s:
-                self._lock_user(s, uid)
-                booked += self._book_expiries(s, uid, now, count=True)[1]
+            with self._conn(None) as conn:
+                if self._pg:
+                    self._lock_user(conn, uid)
+                booked += self._book_expiries(conn, uid, now, count=True)[1]
         return booked
 
     # Reading ----------------------------------------------------------------------------------
@@ -422,17 +404,17 @@ class Ledger:
         """The visible balance with its split per kind (an unknown user has an empty balance)."""
         now = self.clock()
         with self.db.session() as s:
-            rows = s.exec(
-                select(CreditGrant.kind, CreditGrant.remaining, CreditGrant.expires_at).where(
-                    CreditGrant.user_id == user_id,
-                    or_(CreditGrant.expires_at.is_(None), CreditGrant.expires_at > now),
-                    or_(CreditGrant.remaining > 0, CreditGrant.kind == "subscription"),
+            conn = s.connection()
+            rows = conn.execute(
+                select(G.c.kind, G.c.remaining, G.c.expires_at).where(
+                    G.c.user_id == user_id,
+                    or_(G.c.expires_at.is_(None), G.c.expires_at > now),
+                    or_(G.c.remaining > 0, G.c.kind == "subscription"),
                 )
             ).all()
-            held = s.exec(
-                select(func.coalesce(func.sum(Hold.amount), 0))
-                .where(Hold.user_id == user_id, Hold.status == "pending")
-            ).one()
+            held = conn.execute(
+                select(func.coalesce(func.sum(H.c.amount), 0)).where(H.c.user_id == user_id, H.c.status == "pending")
+            ).scalar_one()
         buckets = dict.fromkeys(GRANT_KINDS, 0)
         next_expiry = subscription_end = None
         for kind, remaining, expires_at in rows:
@@ -453,27 +435,27 @@ class Ledger:
             raise ValidationFailed("The page must be a whole number from 1.")
         if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 200:
             raise ValidationFailed("Rows per page must be between 1 and 200.")
-        visible = (LedgerEntry.user_id == user_id, LedgerEntry.delta != LedgerEntry.held_delta)
+        visible = (E.c.user_id == user_id, E.c.delta != E.c.held_delta)
         with self.db.session() as s:
-            total = s.exec(select(func.count()).select_from(LedgerEntry).where(*visible)).one()
+            conn = s.connection()
+            total = conn.execute(select(func.count()).select_from(E).where(*visible)).scalar_one()
             pages = max(1, math.ceil(total / per_page))
             page = min(page, pages)
-            rows = s.exec(
-                select(LedgerEntry, CreditGrant.kind, Hold.status)
-                .outerjoin(CreditGrant, LedgerEntry.grant_id == CreditGrant.id)
-                .outerjoin(Hold, LedgerEntry.hold_id == Hold.id)
+            rows = conn.execute(
+                select(E.c.created_at, E.c.kind, E.c.delta, E.c.held_delta, E.c.balance_after, G.c.kind, H.c.status)
+                .select_from(E.outerjoin(G, E.c.grant_id == G.c.id).outerjoin(H, E.c.hold_id == H.c.id))
                 .where(*visible)
-                .order_by(LedgerEntry.id.desc())
+                .order_by(E.c.id.desc())
                 .offset((page - 1) * per_page)
                 .limit(per_page)
             ).all()
         return HistoryPage(
             rows=[
                 HistoryRow(
-                    at=e.created_at, kind=e.kind, what=_describe(e, grant_kind, hold_status),
-                    delta=e.delta - e.held_delta, balance_after=e.balance_after,
+                    at=at, kind=kind, what=_describe(kind, grant_kind, hold_status),
+                    delta=delta - held_delta, balance_after=balance_after,
                 )
-                for e, grant_kind, hold_status in rows
+                for at, kind, delta, held_delta, balance_after, grant_kind, hold_status in rows
             ],
             page=page, pages=pages, total=int(total),
         )
@@ -492,19 +474,19 @@ class Ledger:
         expired).
         """
         problems: list[str] = []
+        gq = select(G.c.id, G.c.user_id, G.c.kind, G.c.original, G.c.remaining)
+        hq = select(H.c.id, H.c.user_id, H.c.amount, H.c.status, H.c.split)
+        eq = select(E.c.id, E.c.user_id, E.c.kind, E.c.delta, E.c.held_delta, E.c.balance_after, E.c.hold_id)
+        if user_id is not None:
+            gq = gq.where(G.c.user_id == user_id)
+            hq = hq.where(H.c.user_id == user_id)
+            eq = eq.where(E.c.user_id == user_id)
+        # One read transaction, so the three reads see one state on PostgreSQL too.
         with self.db.session() as s:
-            gq = select(CreditGrant.id, CreditGrant.user_id, CreditGrant.kind, CreditGrant.original,
-                        CreditGrant.remaining)
-            hq = select(Hold.id, Hold.user_id, Hold.amount, Hold.status, Hold.split)
-            eq = select(LedgerEntry.id, LedgerEntry.user_id, LedgerEntry.kind, LedgerEntry.delta,
-                        LedgerEntry.held_delta, LedgerEntry.balance_after, LedgerEntry.hold_id)
-            if user_id is not None:
-                gq = gq.where(CreditGrant.user_id == user_id)
-                hq = hq.where(Hold.user_id == user_id)
-                eq = eq.where(LedgerEntry.user_id == user_id)
-            grants = s.exec(gq).all()
-            holds = s.exec(hq).all()
-            entries = s.exec(eq.order_by(LedgerEntry.user_id, LedgerEntry.id)).all()
+            conn = s.connection(execution_options={"isolation_level": "REPEATABLE READ"} if self._pg else None)
+            grants = conn.execute(gq).all()
+            holds = conn.execute(hq).all()
+            entries = conn.execute(eq.order_by(E.c.user_id, E.c.id)).all()
 
         remaining_by_user: dict[int, int] = defaultdict(int)
         grant_owner: dict[int, int] = {}
@@ -571,134 +553,209 @@ class Ledger:
     # Internals --------------------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self, session: Session | None) -> Iterator[Session]:
+    def _conn(self, session: Session | None) -> Iterator[Connection]:
+        """The connection of the caller's transaction, or of a new write transaction."""
         if session is not None:
-            yield session
+            session.flush()  # Core statements below do not autoflush the caller's pending objects
+            yield session.connection()
         elif self._sqlite_writer is not None:
             with self._sqlite_writer, self.db.transaction() as s:
-                yield s
+                yield s.connection()
         else:
             with self.db.transaction() as s:
-                yield s
+                yield s.connection()
 
-    def _lock_user(self, s: Session, user_id: int) -> None:
-        found = s.exec(select(User.id).where(User.id == user_id).with_for_update(key_share=True)).first()
+    def _lock_user(self, conn: Connection, user_id: int) -> None:
+        """Serialise this user's ledger writes (PostgreSQL row lock; a plain read on SQLite,
+        where the transaction already holds the database's write lock)."""
+        found = conn.execute(select(U.c.id).where(U.c.id == user_id).with_for_update(key_share=True)).first()
         if found is None:
             raise NotFound("No such user.")
 
-    def _locked_hold(self, s: Session, hold_id: int) -> Hold:
-        user_id = s.exec(select(Hold.user_id).where(Hold.id == hold_id)).first()
-        if user_id is None:
-            raise NotFound("No such reservation.")
-        self._lock_user(s, user_id)
-        return s.exec(
-            select(Hold).where(Hold.id == hold_id).execution_options(populate_existing=True)
-        ).one()
-
-    def _book_expiries(self, s: Session, user_id: int, now: datetime, count: bool = False):
+    def _book_expiries(self, conn: Connection, user_id: int, now: datetime, count: bool = False):
         """Book due expiries for a locked user. Returns (visible balance, live buckets in spend
-        order), or (visible balance, number booked) with count=True."""
-        buckets = s.exec(
-            select(CreditGrant).where(CreditGrant.user_id == user_id, CreditGrant.remaining > 0)
+        order as [id, remaining] lists), or (visible balance, number booked) with count=True."""
+        rows = conn.execute(
+            select(G.c.id, G.c.kind, G.c.remaining, G.c.expires_at)
+            .where(G.c.user_id == user_id, G.c.remaining > 0)
         ).all()
-        balance = sum(g.remaining for g in buckets)
-        live, booked = [], 0
-        for g in sorted(buckets, key=lambda g: (_RANK.get(g.kind, len(_RANK)), g.id)):
-            if g.expires_at is not None and g.expires_at <= now:
-                balance -= g.remaining
-                s.add(LedgerEntry(
-                    user_id=user_id, kind="expiry", delta=-g.remaining, balance_after=balance,
-                    grant_id=g.id, created_at=now,
-                ))
-                g.remaining = 0
-                s.add(g)
-                booked += 1
+        balance = sum(r[2] for r in rows)
+        live, expired = [], []
+        for gid, _kind, remaining, expires_at in sorted(rows, key=lambda r: (_RANK.get(r[1], len(_RANK)), r[0])):
+            if expires_at is not None and expires_at <= now:
+                balance -= remaining
+                expired.append(_entry(user_id, "expiry", delta=-remaining, balance_after=balance, grant_id=gid, at=now))
             else:
-                live.append(g)
-        if booked:
-            s.flush()
-        return balance, (booked if count else live)
+                live.append([gid, remaining])
+        if expired:
+            conn.execute(update(G).where(G.c.id.in_([e["grant_id"] for e in expired])).values(remaining=0))
+            conn.execute(insert(E), expired)
+        return balance, (len(expired) if count else live)
+
+    def _debit(self, conn: Connection, live: list[list[int]], amount: int) -> dict[int, int]:
+        """Take `amount` from the live buckets in order; returns {grant_id: taken}."""
+        split: dict[int, int] = {}
+        left = amount
+        for bucket in live:
+            n = min(bucket[1], left)
+            if n <= 0:
+                break
+            _conditional_debit(conn, bucket[0], n)
+            bucket[1] -= n
+            split[bucket[0]] = n
+            left -= n
+        return split
 
     def _add_bucket(
-        self, s: Session, *, user_id: int, amount: int, kind: str, entry_kind: str, key: str,
+        self, conn: Connection, *, user_id: int, amount: int, kind: str, entry_kind: str, key: str,
         expires_at: datetime | None, note: str | None, balance: int, now: datetime,
     ) -> GrantResult:
-        g = CreditGrant(
-            user_id=user_id, kind=kind, original=amount, remaining=amount, expires_at=expires_at,
-            source_ref=key, note=note, created_at=now,
-        )
-        s.add(g)
-        s.flush()
-        s.add(LedgerEntry(
-            user_id=user_id, kind=entry_kind, delta=amount, balance_after=balance + amount,
-            grant_id=g.id, idempotency_key=key, note=note, created_at=now,
-        ))
-        s.flush()
-        return GrantResult(grant_id=g.id, amount=amount, balance=balance + amount, replayed=False)
+        grant_id = conn.execute(
+            insert(G).values(
+                user_id=user_id, kind=kind, original=amount, remaining=amount, expires_at=expires_at,
+                source_ref=key, note=note, created_at=now,
+            ).returning(G.c.id)
+        ).scalar_one()
+        conn.execute(insert(E), [_entry(
+            user_id, entry_kind, delta=amount, balance_after=balance + amount, grant_id=grant_id,
+            key=key, note=note, at=now,
+        )])
+        return GrantResult(grant_id=grant_id, amount=amount, balance=balance + amount, replayed=False)
 
-    def _once(self, s: Session, user_id: int, key: str, do: Callable, replay: Callable):
-        """Run `do(s)` unless `key` was already booked; then return `replay(first_entry)`.
+    def _once(self, session: Session | None, user_id: int, key: str, do: Callable, replay: Callable):
+        """Run `do(conn)` in a transaction unless `key` was already booked; then return
+        `replay(first_entry)` instead.
 
         Under the user's lock a replay by the same user is found by the check; the savepoint
         also covers the same key racing for two different users (the UNIQUE key decides).
         """
-        self._lock_user(s, user_id)
-        first = _entry_by_key(s, key)
-        if first is None:
-            try:
-                with s.begin_nested():
-                    return do(s)
-            except IntegrityError:
-                first = _entry_by_key(s, key)
-                if first is None:
-                    raise
-        if first.user_id != user_id:
-            raise Conflict("This request was already processed for another account.")
-        return replay(first)
+        with self._conn(session) as conn:
+            self._lock_user(conn, user_id)
+            first = _entry_by_key(conn, key)
+            if first is None:
+                try:
+                    with conn.begin_nested():
+                        return do(conn)
+                except IntegrityError:
+                    first = _entry_by_key(conn, key)
+                    if first is None:
+                        raise
+            if first.user_id != user_id:
+                raise Conflict("This request was already processed for another account.")
+            return replay(first)
+
+    def _settle(self, conn: Connection, hold_id: int, *, status: str, reason: str | None,
+                now: datetime) -> tuple[Hold, bool]:
+        """Move a pending hold to `status` with one conditional UPDATE. Returns the hold as it
+        is afterwards and whether this call changed it (exactly one caller ever does)."""
+        if self._pg:
+            # Lock the owner's row first, like every other write for this user (no deadlocks).
+            owner = conn.execute(
+                select(U.c.id).select_from(H.join(U, U.c.id == H.c.user_id)).where(H.c.id == hold_id)
+                .with_for_update(of=U, key_share=True)
+            ).first()
+            if owner is None:
+                raise NotFound("No such reservation.")
+        row = conn.execute(
+            update(H).where(H.c.id == hold_id, H.c.status == "pending")
+            .values(status=status, reason=reason, settled_at=now).returning(*H.c)
+        ).first()
+        if row is not None:
+            return Hold(**row._mapping), True
+        row = conn.execute(select(H).where(H.c.id == hold_id)).first()
+        if row is None:
+            raise NotFound("No such reservation.")
+        return Hold(**row._mapping), False
 
     def _release(self, hold_id: int, reason: str, *, status: str, session: Session | None = None) -> Hold:
         now = self.clock()
-        with self._tx(session) as s:
-            h = self._locked_hold(s, hold_id)
-            if h.status != "pending":
-                if h.status == "captured":
-                    log.warning("release of hold %s ignored: it was captured", h.id)
-                return h
-            balance, _ = self._book_expiries(s, h.user_id, now)
-            ids = [int(gid) for gid in h.split]
-            grants = {g.id: g for g in s.exec(select(CreditGrant).where(CreditGrant.id.in_(ids))).all()}
-            for gid, n in h.split.items():
-                grants[int(gid)].remaining += n
-            balance += h.amount
-            h.status = status
-            h.reason = reason
-            h.settled_at = now
-            s.add(h)
-            s.add(LedgerEntry(
-                user_id=h.user_id, kind="release", delta=0, held_delta=-h.amount, balance_after=balance,
-                hold_id=h.id, idempotency_key=f"settle:{h.job_id}", note=reason, created_at=now,
-            ))
+        with self._conn(session) as conn:
+            settled, changed = self._settle(conn, hold_id, status=status, reason=reason, now=now)
+            if not changed:
+                if settled.status == "captured":
+                    log.warning("release of hold %s ignored: it was captured", hold_id)
+                return settled
+            user_id = settled.user_id
+            balance, _ = self._book_expiries(conn, user_id, now)
+            split = {int(gid): n for gid, n in settled.split.items()}
+            for gid, n in sorted(split.items()):
+                conn.execute(update(G).where(G.c.id == gid).values(remaining=G.c.remaining + n))
+            balance += settled.amount
+            entries = [_entry(
+                user_id, "release", held_delta=-settled.amount, balance_after=balance, hold_id=hold_id,
+                key=f"settle:{settled.job_id}", note=reason, at=now,
+            )]
             # Credits returned to a bucket that expired during the generation expire at once.
-            for g in sorted(grants.values(), key=lambda g: g.id):
-                s.add(g)
-                if g.expires_at is not None and g.expires_at <= now and g.remaining > 0:
-                    balance -= g.remaining
-                    s.add(LedgerEntry(
-                        user_id=h.user_id, kind="expiry", delta=-g.remaining, balance_after=balance,
-                        grant_id=g.id, created_at=now,
-                    ))
-                    g.remaining = 0
-            s.flush()
-            return h
+            lapsed = conn.execute(
+                select(G.c.id, G.c.remaining)
+                .where(G.c.id.in_(list(split)), G.c.expires_at <= now, G.c.remaining > 0)
+                .order_by(G.c.id)
+            ).all()
+            for gid, remaining in lapsed:
+                balance -= remaining
+                entries.append(_entry(user_id, "expiry", delta=-remaining, balance_after=balance, grant_id=gid, at=now))
+            if lapsed:
+                conn.execute(update(G).where(G.c.id.in_([gid for gid, _ in lapsed])).values(remaining=0))
+            conn.execute(insert(E), entries)
+            return settled
 
 
-def _entry_by_key(s: Session, key: str) -> LedgerEntry | None:
-    return s.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == key)).first()
+G = CreditGrant.__table__
+H = Hold.__table__
+E = LedgerEntry.__table__
+U = User.__table__
+
+_writer_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_writer_locks_guard = threading.Lock()
 
 
-def _grant_result(entry: LedgerEntry) -> GrantResult:
+def _sqlite_writer_lock(db: Database) -> threading.Lock:
+    """One lock per Database object, shared by every Ledger on it."""
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(db, threading.Lock())
+
+
+def _entry(
+    user_id: int, kind: str, *, delta: int = 0, held_delta: int = 0, balance_after: int,
+    grant_id: int | None = None, hold_id: int | None = None, key: str | None = None,
+    note: str | None = None, at: datetime,
+) -> dict:
+    return {
+        "user_id": user_id, "kind": kind, "delta": delta, "held_delta": held_delta,
+        "balance_after": balance_after, "grant_id": grant_id, "hold_id": hold_id,
+        "idempotency_key": key, "note": note, "created_at": at,
+    }
+
+
+def _conditional_debit(conn: Connection, grant_id: int, n: int) -> None:
+    # Under the user's lock this always matches; if it ever did not, the transaction is
+    # abandoned rather than overspending.
+    done = conn.execute(
+        update(G).where(G.c.id == grant_id, G.c.remaining >= n).values(remaining=G.c.remaining - n)
+    )
+    if done.rowcount != 1:
+        raise Conflict("Credits changed while this was being processed; please try again.")
+
+
+def _hold_by_job(conn: Connection, job_id: str) -> Hold | None:
+    row = conn.execute(select(H).where(H.c.job_id == job_id)).first()
+    return Hold(**row._mapping) if row is not None else None
+
+
+def _same_hold(existing: Hold, user_id: int, amount: int) -> Hold:
+    if existing.user_id != user_id or existing.amount != amount:
+        raise Conflict("This job id is already used by another reservation.")
+    return existing
+
+
+def _entry_by_key(conn: Connection, key: str):
+    return conn.execute(
+        select(E.c.user_id, E.c.delta, E.c.grant_id, E.c.balance_after).where(E.c.idempotency_key == key)
+    ).first()
+
+
+def _grant_result(entry) -> GrantResult:
     return GrantResult(grant_id=entry.grant_id, amount=entry.delta, balance=entry.balance_after, replayed=True)
-
 
 def _hold_id(hold: Hold | int) -> int:
     if isinstance(hold, Hold):
@@ -710,22 +767,22 @@ def _hold_id(hold: Hold | int) -> int:
     return hold
 
 
-def _describe(e: LedgerEntry, grant_kind: str | None, hold_status: str | None) -> str:
-    if e.kind in ("grant",):
+def _describe(kind: str, grant_kind: str | None, hold_status: str | None) -> str:
+    if kind == "grant":
         return _GRANT_LABELS.get(grant_kind or "", "Credits added")
-    if e.kind == "hold":
+    if kind == "hold":
         return "Image generation (in progress)" if hold_status == "pending" else "Image generation"
-    if e.kind == "release":
+    if kind == "release":
         return "Not charged: the generation did not finish" if hold_status == "expired" else "Not charged: the generation failed"
-    if e.kind == "expiry":
+    if kind == "expiry":
         return f"{_KIND_NAMES.get(grant_kind or '', 'Unused')} credits expired"
-    if e.kind == "clawback":
+    if kind == "clawback":
         return "Credits removed after a refund"
-    if e.kind == "adjust":
+    if kind == "adjust":
         return "Balance correction"
-    if e.kind == "refund":
+    if kind == "refund":
         return "Refund"
-    return e.kind
+    return kind
 
 
 def _check_user_id(user_id) -> None:
