@@ -61,6 +61,7 @@ SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
 PRICE_CACHE_SECONDS = 300
 PRICING_PATH = "/?tab=pricing"
 SUCCESS_PATH = "/billing/success"
+CANCEL_PATH = "/billing/cancel"
 
 
 # The payment provider -------------------------------------------------------------------------
@@ -185,6 +186,11 @@ class StripeGateway:
             params, options={"idempotency_key": idempotency_key}))
 
 
+def make_gateway(settings) -> StripeGateway | None:
+    """The Stripe gateway for these settings, or None without STRIPE_SECRET_KEY."""
+    return StripeGateway.from_settings(settings)
+
+
 def _plain(obj: Any) -> Any:
     if isinstance(obj, stripe.StripeObject):
         return obj.to_dict()
@@ -304,8 +310,13 @@ class Billing:
         return f"{self.settings.base_url}{SUCCESS_PATH}?session_id={{CHECKOUT_SESSION_ID}}"
 
     @property
+    def cancel_url(self) -> str:
+        """Checkout's "back" link: the app's route that returns to the pricing tab, nothing changed."""
+        return f"{self.settings.base_url}{CANCEL_PATH}"
+
+    @property
     def pricing_url(self) -> str:
-        """Where Checkout's cancel button and the Customer Portal's return link lead."""
+        """Where the Customer Portal's return link leads."""
         return f"{self.settings.base_url}{PRICING_PATH}"
 
     def _require_gateway(self) -> PaymentGateway:
@@ -331,7 +342,7 @@ class Billing:
             "mode": "subscription" if item.kind == "plan" else "payment",
             "line_items": [{"price": price_id, "quantity": 1}],
             "success_url": self.success_url,
-            "cancel_url": self.pricing_url,
+            "cancel_url": self.cancel_url,
             "client_reference_id": str(user.id),
             "metadata": metadata,
         }

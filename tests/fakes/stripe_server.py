@@ -546,6 +546,30 @@ class FakeStripe:
             sub["items"]["data"][0]["price"] = copy.deepcopy(self.prices[price_id])
             return copy.deepcopy(sub)
 
+    def switch_interval(self, subscription_id: str, price_id: str) -> dict:
+        """Switch to a price with another interval: the cycle restarts now and the new period is
+        invoiced at once (billing_reason subscription_update, with a proration credit line)."""
+        with self._lock:
+            sub = self.subscriptions[subscription_id]
+            item = sub["items"]["data"][0]
+            old = item["price"]
+            credit = {
+                "id": new_id("il"), "object": "line_item", "amount": -old["unit_amount"] // 2,
+                "currency": old["currency"], "description": "Unused time", "metadata": {},
+                "period": {"start": int(time.time()), "end": item["current_period_end"]},
+                "pricing": {"type": "price_details", "price_details": {"price": old["id"], "product": old["product"]},
+                            "unit_amount_decimal": str(old["unit_amount"])},
+                "parent": {"type": "subscription_item_details", "invoice_item_details": None,
+                           "subscription_item_details": {"subscription": sub["id"], "subscription_item": item["id"],
+                                                         "proration": True, "proration_details": None,
+                                                         "invoice_item": new_id("ii")}},
+                "quantity": 1,
+            }
+            item["price"] = copy.deepcopy(self.prices[price_id])
+            item["current_period_start"] = int(time.time())
+            item["current_period_end"] = item["current_period_start"] + self._period(item["price"])
+            return copy.deepcopy(self._new_invoice(sub, "subscription_update", proration_lines=[credit]))
+
     def cancel(self, subscription_id: str, *, at_period_end: bool = False) -> dict:
         with self._lock:
             sub = self.subscriptions[subscription_id]

@@ -158,7 +158,7 @@ def test_pack_checkout_carries_price_metadata_and_idempotency_key(shop, make_use
     assert p["customer_email"] == user.email and "customer" not in p
     assert p["customer_creation"] == "always"
     assert p["success_url"] == f"{PUBLIC_URL}/billing/success?session_id={{CHECKOUT_SESSION_ID}}"
-    assert p["cancel_url"].startswith(PUBLIC_URL + "/")
+    assert p["cancel_url"] == f"{PUBLIC_URL}/billing/cancel"
     assert first.idempotency_key and first.idempotency_key.startswith(f"checkout:{user.id}:pack_500:")
     assert first.idempotency_key != second.idempotency_key
     assert first.headers["authorization"] == "Bearer sk_test_123"
@@ -452,6 +452,21 @@ def test_proration_invoices_do_not_refresh(shop, make_user):
     manual = dict(invoice, id="in_manual", billing_reason="manual")
     assert shop.deliver("invoice.paid", manual)["status"] == "ignored"
     assert shop.buckets(user)[0][:3] == ("subscription", 300, 300) and len(shop.buckets(user)) == 1
+
+
+def test_switching_to_annual_bills_a_new_period_and_refreshes(shop, make_user):
+    user = make_user(shop.db)
+    session = shop.buy(user, "basic_monthly")
+    shop.deliver("checkout.session.completed", session)
+    sub_id = session["subscription"]
+    invoice = shop.fake.switch_interval(sub_id, price_of(shop.fake, "studio_basic_annual")["id"])
+    assert shop.deliver("invoice.paid", invoice)["status"] == "granted"
+    shop.deliver("customer.subscription.updated", shop.fake.subscriptions[sub_id])
+    assert shop.balance(user) == 3600
+    year_end = shop.fake.subscriptions[sub_id]["items"]["data"][0]["current_period_end"]
+    assert shop.ledger.balance(user.id).subscription_expires_at.timestamp() == year_end
+    plan = shop.billing.current_plan(user.id)
+    assert (plan.product, plan.interval, plan.credits) == ("basic_annual", "year", 3600)
 
 
 # Refunds ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""The Pricing tab's handlers, built in a real gr.Blocks and called as Gradio calls them, against
+real services (SQLite) and the fake Stripe server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from services.accounts import Accounts
+from services.billing import Billing, make_gateway
+from services.container import Services
+from services.credits import Ledger
+from services.mailer import make_mailer
+from services.pricing import Pricing
+from services.settings import load_settings
+from tests.fakes.stripe_server import FakeStripe
+from ui import pricing as pricing_ui
+from ui.common import Shell
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+
+def build_tab(db, tmp_path, *, stripe_url: str | None):
+    settings = load_settings(env_file=None, data_dir=tmp_path, stripe_secret_key="sk_test_1" if stripe_url else None,
+                             stripe_api_base=stripe_url, public_url="https://studio.example")
+    ledger = Ledger(db)
+    pricing = Pricing.load(ASSETS)
+    billing = Billing(db=db, ledger=ledger, pricing=pricing, gateway=make_gateway(settings), settings=settings)
+    services = Services(settings=settings, db=db, ledger=ledger, pricing=pricing, billing=billing, catalog=None,
+                        studio=None, accounts=Accounts(db=db, ledger=ledger, settings=settings,
+                                                       mailer=make_mailer(settings)))
+    shell = Shell(services)
+    with gr.Blocks() as demo:
+        pricing_ui.build(services, shell)
+    handlers: dict[str, list] = {}
+    for block_fn in demo.fns.values():
+        handlers.setdefault(block_fn.fn.__name__, []).append(block_fn.fn)
+    for fn, _inputs, _outputs in shell.tab_loaders:
+        handlers.setdefault(fn.__name__, []).append(fn)
+    return billing, handlers
+
+
+def as_user(user) -> gr.Request:
+    return gr.Request(username=str(user.id))
+
+
+def test_offer_shows_and_buy_explains_without_stripe(sqlite_database, tmp_path, make_user):
+    user = make_user(sqlite_database)
+    _, h = build_tab(sqlite_database, tmp_path, stripe_url=None)
+    status, _ = h["render"][0](as_user(user))
+    assert "not configured" in status
+    for buy in h["buy"]:
+        args = ("month", as_user(user)) if buy.__code__.co_argcount == 2 else (as_user(user),)
+        with pytest.raises(gr.Error, match="not configured"):
+            buy(*args)
+    annual = h["show_interval"][0]("year")
+    assert all("save 65%" in card for card in annual)
+    assert "$9.99" in h["show_interval"][0]("month")[0]
+    with pytest.raises(gr.Error, match="sign in"):
+        h["render"][0](gr.Request())
+
+
+def test_buy_and_manage_give_stripe_links(sqlite_database, tmp_path, make_user):
+    user = make_user(sqlite_database)
+    with FakeStripe() as fake:
+        billing, h = build_tab(sqlite_database, tmp_path, stripe_url=fake.url)
+        billing.sync_catalog()
+        with pytest.raises(gr.Error, match="nothing|no subscription"):
+            h["manage"][0](as_user(user))
+
+        plan_buys = [f for f in h["buy"] if f.__code__.co_argcount == 2]
+        html = plan_buys[-1]("year", as_user(user))  # the last plan, billed annually
+        assert f'href="{fake.url}/pay/cs_' in html and "a year" in html
+        req = fake.requests_to("POST", "/v1/checkout/sessions")[-1]
+        assert req.params["metadata"] == {"user_id": str(user.id), "product": billing.pricing.plans[-1].annual.key}
+
+        pack_buys = [f for f in h["buy"] if f.__code__.co_argcount == 1]
+        html = pack_buys[0](as_user(user))
+        session_id = html.split("/pay/", 1)[1].split('"', 1)[0]
+        billing.fulfil_checkout_session(fake.complete_checkout(session_id)["id"], user_id=user.id)
+        assert billing.ledger.balance(user.id).total == billing.pricing.packs[0].credits
+
+        portal = h["manage"][0](as_user(user))
+        assert f'href="{fake.url}/portal/bps_' in portal
