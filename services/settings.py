@@ -102,7 +102,11 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return self.public_url or f"http://{self.server_name}:{self.server_port}"
+        if self.public_url:
+            return self.public_url
+        # 0.0.0.0 / :: mean "every interface": links must name a reachable host.
+        host = "127.0.0.1" if self.server_name in ("0.0.0.0", "::", "") else self.server_name
+        return f"http://{host}:{self.server_port}"
 
     @property
     def use_openai(self) -> bool:

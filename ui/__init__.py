@@ -11,6 +11,7 @@ from services.container import Services
 from ui.common import Shell
 
 TABS = [("Generate", "ui.generate"), ("Gallery", "ui.gallery"), ("Pricing", "ui.pricing"), ("Account", "ui.account")]
+TAB_IDS = {label.lower() for label, _ in TABS}
 
 
 def build_ui(services: Services) -> gr.Blocks:
@@ -41,13 +42,19 @@ def build_ui(services: Services) -> gr.Blocks:
         def header(request: gr.Request):
             user = shell.user(request)
             role = " (admin)" if user.is_admin else ""
+            params = dict(request.query_params) if request else {}
+            tab = params.get("tab", "").lower()
+            if params.get("paid") == "1":
+                gr.Info("Thank you! Your payment was received and your credits are on your account.")
+                tab = tab or "account"
             return (
                 f'{html.escape(user.email)}{role} · <form method="post" action="/logout">'
                 f'<button type="submit">Sign out</button></form>',
                 shell.balance_text(user.id),
+                gr.Tabs(selected=tab) if tab in TAB_IDS else gr.Tabs(),
             )
 
-        demo.load(header, None, [user_html, shell.balance], api_visibility="private")
+        demo.load(header, None, [user_html, shell.balance, tabs], api_visibility="private")
         for fn, inputs, outputs in loaders:
             demo.load(fn, inputs, outputs, api_visibility="private")
     return demo

@@ -293,20 +293,25 @@ def build_router(services: Services) -> APIRouter:
         if user is None:
             return RedirectResponse(f"/login?next={quote('/billing/success?session_id=' + session_id)}", 303)
         try:
-            services.billing.fulfil_checkout_session(session_id, user_id=user.id)
+            result = services.billing.fulfil_checkout_session(session_id, user_id=user.id)
         except DomainError as err:
             log.warning("checkout return not fulfilled: %s", err.message)
-            body = (f"<h1>Payment pending</h1><p class=\"lead\">{html.escape(err.message)}</p>"
-                    "<p>If you paid, your credits arrive as soon as Stripe confirms the payment.</p>"
-                    '<p><a href="/">Back to the studio</a></p>')
-            return pages.render("Payment pending", body, status=200)
+            return pages.render("Payment pending", _pending_body(err.message), status=200)
+        if result.status == "pending":
+            return pages.render("Payment pending", _pending_body(result.message or "Your payment is being processed."))
         return RedirectResponse("/?paid=1", status_code=303)
 
     @router.get("/billing/cancel", include_in_schema=False)
     def billing_cancel():
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse("/?tab=pricing", status_code=303)
 
     return router
+
+
+def _pending_body(message: str) -> str:
+    return (f"<h1>Payment pending</h1><p class=\"lead\">{html.escape(message)}</p>"
+            "<p>If you paid, your credits arrive as soon as Stripe confirms the payment.</p>"
+            '<p><a href="/">Back to the studio</a></p>')
 
 
 def pricing_html(services: Services) -> str:
