@@ -85,11 +85,13 @@ def test_sign_up_rejects_bad_input_and_duplicates(served_app):
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     short = client.post("/signup", data={"email": email, "password": "short", "csrf": csrf})
     assert short.status_code == 400 and "at least 8 characters" in short.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', short.text).group(1)  # each form page has a fresh token
     bad = client.post("/signup", data={"email": "not-an-email", "password": PASSWORD, "csrf": csrf})
     assert bad.status_code == 400 and "valid email" in bad.text
     with pytest.raises(Exception):  # noqa: B017
         served_app.services.accounts.get_user_by_email(email)
     sign_up(served_app, email, PASSWORD)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', bad.text).group(1)
     dup = client.post("/signup", data={"email": email.upper(), "password": PASSWORD, "csrf": csrf})
     assert dup.status_code == 409 and "already exists" in dup.text
     no_csrf = served_app.client().post("/signup", data={"email": new_email(), "password": PASSWORD, "csrf": "x"})
@@ -121,6 +123,8 @@ def test_lockout_after_ten_failures_and_reset_still_works(served_app):
     done = client.post("/reset", data={"token": token, "password": "a brand new password", "csrf": csrf},
                        follow_redirects=False)
     assert done.status_code == 303 and "msg=reset" in done.headers["location"]
+    page = client.get(f"/reset?token={token}")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     again = client.post("/reset", data={"token": token, "password": "yet another password", "csrf": csrf})
     assert again.status_code == 400 and "invalid or has expired" in again.text
 
