@@ -6,13 +6,15 @@ Invariants (checked by `services.credits.Ledger.reconcile`):
 A hold takes credits out of buckets at once (remaining goes down); its ledger entry has
 delta 0 and held_delta +amount. Capture books delta -amount, held_delta -amount. Release
 puts the credits back into the same buckets: delta 0, held_delta -amount.
+A bucket is expired once expires_at <= now, booked or not; an "expiry" entry (delta -remaining)
+books it. Along a user's entries, balance_after[i] == balance_after[i-1] + delta - held_delta.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from models.base import utcnow
@@ -42,9 +44,11 @@ class LedgerEntry(SQLModel, table=True):
     """Append-only record of every movement. The idempotency key makes replays no-ops."""
 
     __tablename__ = "ledger_entries"
+    # A user's entries in order: history pages and the last balance_after (capture) read it.
+    __table_args__ = (Index("ix_ledger_entries_user_id_id", "user_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    user_id: int = Field(foreign_key="users.id", ondelete="CASCADE")
     kind: str = Field(max_length=16)
     delta: int = 0  # effect on the ledger sum (granted - spent - expired - clawed back)
     held_delta: int = 0  # effect on credits held by generations in progress

@@ -11,8 +11,10 @@ Every movement of a credit goes through `Ledger`. The rules:
   out of the buckets). A bucket is expired once `expires_at <= now`, whether or not an "expiry"
   entry has been booked yet: expired buckets never count.
 - Each entry's `balance_after` is the visible balance after it, so along a user's entries
-  `balance_after[i] == balance_after[i-1] + delta[i] - held_delta[i]`. To keep that chain exact,
-  every write for a user first books that user's due expiries (under the user's lock).
+  `balance_after[i] == balance_after[i-1] + delta[i] - held_delta[i]`. So that balance_after is
+  the balance the user really had, every write that changes the visible balance first books the
+  user's due expiries (under the user's lock); a capture, which changes nothing visible, repeats
+  the last entry's balance_after.
 - Idempotency: the UNIQUE `LedgerEntry.idempotency_key`. Holds use `hold:<job_id>`, and both
   capture and release use `settle:<job_id>`, so the database itself refuses a hold that is
   both captured and released. A grant's bucket keeps its idempotency key as `source_ref`
@@ -38,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -108,6 +110,9 @@ class Ledger:
         self.hold_ttl = timedelta(seconds=hold_ttl_seconds)
         self.clock = clock
         self._pg = not db.is_sqlite
+        # Our own write transactions use a bare connection (no ORM session): on SQLite the
+        # `immediate_transaction` option makes services.db begin them with BEGIN IMMEDIATE.
+        self._write_engine = db.engine.execution_options(immediate_transaction=True)
         # SQLite serialises writers anyway; queueing them here in-process spares them SQLite's
         # sleeping busy handler (much higher throughput with many threads).
         self._sqlite_writer = _sqlite_writer_lock(db) if db.is_sqlite else None
@@ -171,7 +176,7 @@ class Ledger:
                 .order_by(G.c.id)
             ).all()
             if any(expires_at > period_end for _, _, expires_at in current):
-                conn.execute(insert(E), [_entry(
+                conn.execute(_INSERT_ENTRY, [_entry(
                     user_id, "grant", balance_after=balance, key=idempotency_key,
                     note="out-of-date subscription refresh ignored", at=now,
                 )])
@@ -189,7 +194,7 @@ class Ledger:
                     update(G).where(G.c.id.in_([gid for gid, _, _ in current])).values(remaining=0, expires_at=now)
                 )
             if expired:
-                conn.execute(insert(E), expired)
+                conn.execute(_INSERT_ENTRY, expired)
             return self._add_bucket(
                 conn, user_id=user_id, amount=allowance, kind="subscription", entry_kind="grant",
                 key=idempotency_key, expires_at=period_end, note=note, balance=balance, now=now,
@@ -219,7 +224,7 @@ class Ledger:
                     key=idempotency_key, expires_at=None, note=note, balance=balance, now=now,
                 )
             taken = sum(self._debit(conn, live, min(-amount, balance)).values())
-            conn.execute(insert(E), [_entry(
+            conn.execute(_INSERT_ENTRY, [_entry(
                 user_id, "adjust", delta=-taken, balance_after=balance - taken, key=idempotency_key,
                 note=note, at=now,
             )])
@@ -260,7 +265,7 @@ class Ledger:
                 if n > 0:
                     _conditional_debit(conn, gid, n)
                     taken += n
-            conn.execute(insert(E), [_entry(
+            conn.execute(_INSERT_ENTRY, [_entry(
                 user_id, "clawback", delta=-taken, balance_after=balance - taken, grant_id=grants[0][0],
                 key=idempotency_key, note=source_ref[:500], at=now,
             )])
@@ -301,16 +306,15 @@ class Ledger:
                     split={str(gid): n for gid, n in split.items()},
                     created_at=now, expires_at=now + self.hold_ttl,
                 )
-                hold.id = conn.execute(
-                    insert(H).values(
-                        user_id=user_id, job_id=job_id, amount=amount, status="pending", split=hold.split,
-                        created_at=now, expires_at=hold.expires_at,
-                    ).returning(H.c.id)
-                ).scalar_one()
-                conn.execute(insert(E), [_entry(
+                hold.id = conn.execute(_INSERT_HOLD, {
+                    "user_id": user_id, "job_id": job_id, "amount": amount, "status": "pending",
+                    "split": hold.split, "created_at": now, "expires_at": hold.expires_at,
+                    "settled_at": None, "reason": None,
+                }).scalar_one()
+                conn.execute(_INSERT_ENTRY, _entry(
                     user_id, "hold", held_delta=amount, balance_after=balance - amount, hold_id=hold.id,
                     key=f"hold:{job_id}", at=now,
-                )])
+                ))
                 return hold
         except IntegrityError:
             if session is not None:
@@ -333,11 +337,12 @@ class Ledger:
                 if settled.status != "captured":
                     log.warning("capture of hold %s ignored: it is %s", hold_id, settled.status)
                 return settled
-            balance, _ = self._book_expiries(conn, settled.user_id, now)
-            conn.execute(insert(E), [_entry(
-                settled.user_id, "capture", delta=-settled.amount, held_delta=-settled.amount,
-                balance_after=balance, hold_id=hold_id, key=f"settle:{settled.job_id}", at=now,
-            )])
+            # A capture leaves the visible balance as it is: its balance_after repeats the last
+            # entry's (read in the same statement, under the user's lock).
+            conn.execute(_CAPTURE_ENTRY, {
+                "uid": settled.user_id, "amount": settled.amount, "hid": hold_id,
+                "key": f"settle:{settled.job_id}", "at": now,
+            })
             return settled
 
     def release(self, hold: Hold | int, reason: str, *, session: Session | None = None) -> Hold:
@@ -559,26 +564,23 @@ class Ledger:
             session.flush()  # Core statements below do not autoflush the caller's pending objects
             yield session.connection()
         elif self._sqlite_writer is not None:
-            with self._sqlite_writer, self.db.transaction() as s:
-                yield s.connection()
+            with self._sqlite_writer, self._write_engine.begin() as conn:
+                yield conn
         else:
-            with self.db.transaction() as s:
-                yield s.connection()
+            with self._write_engine.begin() as conn:
+                yield conn
 
     def _lock_user(self, conn: Connection, user_id: int) -> None:
         """Serialise this user's ledger writes (PostgreSQL row lock; a plain read on SQLite,
         where the transaction already holds the database's write lock)."""
-        found = conn.execute(select(U.c.id).where(U.c.id == user_id).with_for_update(key_share=True)).first()
+        found = conn.execute(_LOCK_USER, {"uid": user_id}).first()
         if found is None:
             raise NotFound("No such user.")
 
     def _book_expiries(self, conn: Connection, user_id: int, now: datetime, count: bool = False):
         """Book due expiries for a locked user. Returns (visible balance, live buckets in spend
         order as [id, remaining] lists), or (visible balance, number booked) with count=True."""
-        rows = conn.execute(
-            select(G.c.id, G.c.kind, G.c.remaining, G.c.expires_at)
-            .where(G.c.user_id == user_id, G.c.remaining > 0)
-        ).all()
+        rows = conn.execute(_LIVE_BUCKETS, {"uid": user_id}).all()
         balance = sum(r[2] for r in rows)
         live, expired = [], []
         for gid, _kind, remaining, expires_at in sorted(rows, key=lambda r: (_RANK.get(r[1], len(_RANK)), r[0])):
@@ -589,7 +591,7 @@ class Ledger:
                 live.append([gid, remaining])
         if expired:
             conn.execute(update(G).where(G.c.id.in_([e["grant_id"] for e in expired])).values(remaining=0))
-            conn.execute(insert(E), expired)
+            conn.execute(_INSERT_ENTRY, expired)
         return balance, (len(expired) if count else live)
 
     def _debit(self, conn: Connection, live: list[list[int]], amount: int) -> dict[int, int]:
@@ -616,7 +618,7 @@ class Ledger:
                 source_ref=key, note=note, created_at=now,
             ).returning(G.c.id)
         ).scalar_one()
-        conn.execute(insert(E), [_entry(
+        conn.execute(_INSERT_ENTRY, [_entry(
             user_id, entry_kind, delta=amount, balance_after=balance + amount, grant_id=grant_id,
             key=key, note=note, at=now,
         )])
@@ -650,15 +652,11 @@ class Ledger:
         is afterwards and whether this call changed it (exactly one caller ever does)."""
         if self._pg:
             # Lock the owner's row first, like every other write for this user (no deadlocks).
-            owner = conn.execute(
-                select(U.c.id).select_from(H.join(U, U.c.id == H.c.user_id)).where(H.c.id == hold_id)
-                .with_for_update(of=U, key_share=True)
-            ).first()
+            owner = conn.execute(_LOCK_HOLD_OWNER, {"hid": hold_id}).first()
             if owner is None:
                 raise NotFound("No such reservation.")
         row = conn.execute(
-            update(H).where(H.c.id == hold_id, H.c.status == "pending")
-            .values(status=status, reason=reason, settled_at=now).returning(*H.c)
+            _SETTLE, {"hid": hold_id, "new_status": status, "new_reason": reason, "at": now}
         ).first()
         if row is not None:
             return Hold(**row._mapping), True
@@ -696,7 +694,7 @@ class Ledger:
                 entries.append(_entry(user_id, "expiry", delta=-remaining, balance_after=balance, grant_id=gid, at=now))
             if lapsed:
                 conn.execute(update(G).where(G.c.id.in_([gid for gid, _ in lapsed])).values(remaining=0))
-            conn.execute(insert(E), entries)
+            conn.execute(_INSERT_ENTRY, entries)
             return settled
 
 
@@ -704,6 +702,49 @@ G = CreditGrant.__table__
 H = Hold.__table__
 E = LedgerEntry.__table__
 U = User.__table__
+
+# Hot-path statements, built once (building and cache-keying a statement costs more than
+# running it on SQLite).
+_LOCK_USER = select(U.c.id).where(U.c.id == bindparam("uid")).with_for_update(key_share=True)
+_LOCK_HOLD_OWNER = (
+    select(U.c.id).select_from(H.join(U, U.c.id == H.c.user_id)).where(H.c.id == bindparam("hid"))
+    .with_for_update(of=U, key_share=True)
+)
+_LIVE_BUCKETS = select(G.c.id, G.c.kind, G.c.remaining, G.c.expires_at).where(
+    G.c.user_id == bindparam("uid"), G.c.remaining > 0
+)
+_DEBIT = (
+    update(G).where(G.c.id == bindparam("gid"), G.c.remaining >= bindparam("n"))
+    .values(remaining=G.c.remaining - bindparam("n"))
+)
+_SETTLE = (
+    update(H).where(H.c.id == bindparam("hid"), H.c.status == "pending")
+    .values(
+        status=bindparam("new_status", type_=H.c.status.type),
+        reason=bindparam("new_reason", type_=H.c.reason.type),
+        settled_at=bindparam("at", type_=H.c.settled_at.type),
+    )
+    .returning(*H.c)
+)
+_INSERT_HOLD = insert(H).returning(H.c.id)
+_CAPTURE_ENTRY = insert(E).from_select(
+    ["user_id", "kind", "delta", "held_delta", "balance_after", "hold_id", "idempotency_key", "created_at"],
+    select(
+        bindparam("uid", type_=E.c.user_id.type),
+        literal("capture", E.c.kind.type),
+        -bindparam("amount", type_=E.c.delta.type),
+        -bindparam("amount", type_=E.c.delta.type),
+        func.coalesce(
+            select(E.c.balance_after).where(E.c.user_id == bindparam("uid"))
+            .order_by(E.c.id.desc()).limit(1).scalar_subquery(),
+            0,
+        ),
+        bindparam("hid", type_=E.c.hold_id.type),
+        bindparam("key", type_=E.c.idempotency_key.type),
+        bindparam("at", type_=E.c.created_at.type),
+    ),
+)
+_INSERT_ENTRY = insert(E)
 
 _writer_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _writer_locks_guard = threading.Lock()
@@ -730,9 +771,7 @@ def _entry(
 def _conditional_debit(conn: Connection, grant_id: int, n: int) -> None:
     # Under the user's lock this always matches; if it ever did not, the transaction is
     # abandoned rather than overspending.
-    done = conn.execute(
-        update(G).where(G.c.id == grant_id, G.c.remaining >= n).values(remaining=G.c.remaining - n)
-    )
+    done = conn.execute(_DEBIT, {"gid": grant_id, "n": n})
     if done.rowcount != 1:
         raise Conflict("Credits changed while this was being processed; please try again.")
 
