@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
@@ -37,18 +38,29 @@ def _sqlite_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def _postgres_migrated() -> str:
+def _postgres_migrated():
+    """A private schema in the PostgreSQL test database for this pytest run, migrated once.
+
+    Each run gets its own schema (search_path in the URL), so two runs on one server, or a
+    benchmark beside the tests, never see each other's rows. Dropped at the end of the run.
+    """
     if not TEST_DATABASE_URL:
         pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL cases skipped (SQLite still runs)")
-    db = Database(TEST_DATABASE_URL)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = Database(TEST_DATABASE_URL)
     try:
-        with db.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
+        with admin.engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        sep = "&" if "?" in TEST_DATABASE_URL else "?"
+        url = f"{TEST_DATABASE_URL}{sep}options=-csearch_path%3D{schema}"
+        db = Database(url)
         db.upgrade()
-    finally:
         db.dispose()
-    return TEST_DATABASE_URL
+        yield url
+    finally:
+        with admin.engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def sqlite_url(template: Path, directory: Path) -> str:
