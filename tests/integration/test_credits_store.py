@@ -1,0 +1,104 @@
+"""Ledger flows on both stores (SQLite file and PostgreSQL): joining the caller's transaction,
+refresh, history, sweep after a process was killed mid-generation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from models.base import utcnow
+from models.user import User
+from services.credits import Ledger
+from services.errors import InsufficientCredits
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Clock:
+    def __init__(self):
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+
+def test_sign_up_and_trial_grant_commit_or_fail_together(database):
+    ledger = Ledger(database)
+    with pytest.raises(RuntimeError), database.transaction() as s:
+        user = User(email="late-failure@example.com", password_hash="-")
+        s.add(user)
+        s.flush()
+        ledger.grant(user_id=user.id, amount=40, kind="trial", idempotency_key=f"trial:{user.email}", session=s)
+        raise RuntimeError("something after the grant failed")
+    with database.transaction() as s:
+        user = User(email="late-failure@example.com", password_hash="-")
+        s.add(user)
+        s.flush()
+        result = ledger.grant(user_id=user.id, amount=40, kind="trial", idempotency_key=f"trial:{user.email}", session=s)
+    assert not result.replayed  # the first attempt left no trace, not even its key
+    assert ledger.balance(user.id).total == 40
+    assert ledger.reconcile() == []
+
+
+def test_full_cycle_on_both_stores(database, make_user):
+    clock = Clock()
+    ledger = Ledger(database, clock=clock)
+    user = make_user(database)
+    ledger.grant(user_id=user.id, amount=40, kind="trial", idempotency_key=f"trial:{user.id}")
+    ledger.grant(user_id=user.id, amount=100, kind="pack", idempotency_key="stripe:cs_1")
+    ledger.refresh_subscription(user_id=user.id, allowance=50, period_end=clock.now + timedelta(days=30),
+                                idempotency_key="stripe:in_1")
+    ledger.capture(ledger.reserve(user_id=user.id, amount=60, job_id=f"a-{user.id}"))  # 50 sub + 10 trial
+    ledger.release(ledger.reserve(user_id=user.id, amount=20, job_id=f"b-{user.id}"), "provider failed")
+    b = ledger.balance(user.id)
+    assert (b.total, b.held) == (130, 0)
+    assert b.buckets == {"subscription": 0, "trial": 30, "admin": 0, "pack": 100}
+
+    clock.now += timedelta(days=31)
+    ledger.refresh_subscription(user_id=user.id, allowance=50, period_end=clock.now + timedelta(days=30),
+                                idempotency_key="stripe:in_2")
+    assert ledger.clawback(user_id=user.id, source_ref="stripe:cs_1", idempotency_key="refund:ch_1") == 100
+    assert ledger.adjust(user_id=user.id, amount=-5, idempotency_key="adj:1").balance == 75
+    assert ledger.balance(user.id).total == 75
+
+    page = ledger.history(user.id, per_page=3)
+    assert page.total == 9  # 3 grants, 2 holds, 1 release, refresh grant, clawback, adjust
+    assert [r.kind for r in page.rows] == ["adjust", "clawback", "grant"]
+    assert page.rows[0].balance_after == 75
+    assert ledger.reconcile() == []
+
+
+@pytest.mark.slow
+def test_sweep_after_a_process_was_killed_mid_generation(database, make_user):
+    """A worker process reserves and dies before capture or release: the sweep returns the credits."""
+    ledger = Ledger(database)
+    user = make_user(database)
+    ledger.grant(user_id=user.id, amount=30, kind="pack", idempotency_key=f"p:{user.id}")
+    script = textwrap.dedent(f"""
+        import os
+        from services.credits import Ledger
+        from services.db import Database
+        ledger = Ledger(Database({database.url!r}), hold_ttl_seconds=30)
+        ledger.reserve(user_id={user.id}, amount=20, job_id="killed-{user.id}")
+        ledger.reserve(user_id={user.id}, amount=10, job_id="stored-{user.id}")
+        os._exit(9)  # killed mid-generation: no capture, no release
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 9, done.stderr
+    assert ledger.balance(user.id).total == 0
+    with pytest.raises(InsufficientCredits):
+        ledger.reserve(user_id=user.id, amount=1, job_id=f"meanwhile-{user.id}")
+
+    later = Clock()
+    later.now += timedelta(seconds=31)
+    swept = Ledger(database, clock=later).sweep_stale_holds(is_stored=lambda job: job.startswith("stored-"))
+    assert swept["captured"] >= 1 and swept["released"] >= 1
+    assert ledger.get_hold(f"killed-{user.id}").status == "expired"
+    assert ledger.get_hold(f"stored-{user.id}").status == "captured"
+    assert ledger.balance(user.id).total == 20
+    assert ledger.reconcile(user.id) == []
