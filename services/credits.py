@@ -299,6 +299,8 @@ class Ledger:
                     existing = _hold_by_job(conn, job_id)
                     if existing is not None:
                         return _same_hold(existing, user_id, amount)
+                    if not self._pg and session is None:
+                        self._lock_user(conn, user_id)  # an unknown user is NotFound on both stores
                     raise InsufficientCredits(needed=amount, available=balance)
                 split = self._debit(conn, live, amount)
                 hold = Hold(

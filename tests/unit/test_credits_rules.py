@@ -358,6 +358,8 @@ def test_bad_grants_are_refused(ledger, user, kwargs):
 def test_other_bad_input_is_refused(ledger, clock, user):
     with pytest.raises(NotFound):
         ledger.grant(user_id=user.id + 1000, amount=10, kind="pack", idempotency_key="k")
+    with pytest.raises(NotFound):
+        ledger.reserve(user_id=user.id + 1000, amount=10, job_id="job")
     with pytest.raises(ValidationFailed):
         ledger.reserve(user_id=user.id, amount=10, job_id="")
     with pytest.raises(ValidationFailed):
