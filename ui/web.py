@@ -62,7 +62,8 @@ class Pages:
     def render(self, title: str, body: str, *, status: int = 200, wide: bool = False,
                csrf: str | None = None) -> HTMLResponse:
         contact = html.escape(self.services.settings.support_contact)
-        footer = f'<a href="/terms">Terms</a> · Support: <a href="mailto:{contact}">{contact}</a>'
+        footer = (f'<a href="/pricing">Pricing</a> · <a href="/terms">Terms</a> · '
+                  f'Support: <a href="mailto:{contact}">{contact}</a>')
         page = self.template.substitute(title=html.escape(title), css=self.css, body=body, footer=footer)
         if wide:
             page = page.replace('<main class="card">', '<main class="card wide">', 1)
