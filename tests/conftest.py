@@ -25,6 +25,12 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+def pytest_report_header(config):
+    if TEST_DATABASE_URL:
+        return "stores: SQLite and PostgreSQL (TEST_DATABASE_URL is set)"
+    return "stores: SQLite only; PostgreSQL cases skip (set TEST_DATABASE_URL to run them)"
+
+
 @pytest.fixture(scope="session")
 def _sqlite_template(tmp_path_factory) -> Path:
     """One migrated SQLite file, copied for each test (much faster than migrating each time)."""
