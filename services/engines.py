@@ -84,18 +84,18 @@ class OpenAIEngine:
         self.size_rules = sizing.rules_for(model)
         self._client_args = {"api_key": api_key, "base_url": base_url, "timeout": timeout,
                              "max_retries": max_retries}
-        self._clients: dict[int, object] = {}
+        self._client = None
+        self._client_loop = None
 
     def client(self):
         """One AsyncOpenAI per event loop: its connection pool belongs to the loop that made it."""
         from openai import AsyncOpenAI
 
         loop = asyncio.get_running_loop()
-        client = self._clients.get(id(loop))
-        if client is None:
-            self._clients.clear()  # a previous loop is gone (tests, restarts): drop its client
-            client = self._clients[id(loop)] = AsyncOpenAI(**self._client_args)
-        return client
+        if self._client is None or self._client_loop is not loop:
+            self._client = AsyncOpenAI(**self._client_args)
+            self._client_loop = loop  # a previous loop is gone (tests, restarts): its client with it
+        return self._client
 
     async def generate(self, request: EngineRequest) -> EngineImage:
         try:

@@ -75,18 +75,18 @@ class OpenAIModerator:
                  max_retries: int = 2, blocklist: LocalBlocklist | None = None):
         self._client_args = {"api_key": api_key, "base_url": base_url, "timeout": min(timeout, 60.0),
                              "max_retries": max_retries}
-        self._clients: dict[int, object] = {}
+        self._client = None
+        self._client_loop = None
         self.blocklist = blocklist or LocalBlocklist()
 
     def client(self):
         from openai import AsyncOpenAI
 
         loop = asyncio.get_running_loop()
-        client = self._clients.get(id(loop))
-        if client is None:
-            self._clients.clear()
-            client = self._clients[id(loop)] = AsyncOpenAI(**self._client_args)
-        return client
+        if self._client is None or self._client_loop is not loop:
+            self._client = AsyncOpenAI(**self._client_args)
+            self._client_loop = loop  # a previous loop is gone (tests, restarts): its client with it
+        return self._client
 
     async def check(self, *, text: str) -> Verdict:
         local = self.blocklist.verdict(text)

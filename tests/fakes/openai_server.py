@@ -13,6 +13,11 @@ makes /v1/moderations answer 500. Prompts containing any of `flag_words` are fla
 moderation endpoint. Every request is recorded (`requests`, `calls(path)`), and the greatest
 number of image requests in flight at once is kept in `max_in_flight`.
 
+Run on its own (e.g. for benchmarks, so its CPU use is not the app's GIL's):
+`python -m tests.fakes.openai_server --image-kind photo` prints its base URL, then serves; it
+is steered over HTTP: `POST /_fake/config` {"latency", "fail", "times", "moderation_fail"},
+`POST /_fake/reset`, `GET /_fake/stats` → {"max_in_flight", "calls": {path: n}}.
+
 Sizes are checked as the real API does (independently of services/sizing.py): gpt-image-2 /
 2.5 take any WxH with both sides divisible by 16, ratio within 1:3..3:1, at most 3840x2160 pixels
 and 3840 per edge; other models take only 1024x1024, 1536x1024, 1024x1536 or auto.
@@ -124,7 +129,7 @@ class FakeOpenAI:
         class Handler(_Handler):
             server_fake = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -249,6 +254,11 @@ class FakeOpenAI:
                      "results": results}, {}
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # the default backlog (5) drops bursts of connections: 1 s SYN retries
+    daemon_threads = True
+
+
 def _error(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
@@ -260,11 +270,23 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep test output quiet
         pass
 
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        fake = self.server_fake
+        if self.path.split("?", 1)[0] != "/_fake/stats":
+            return self._send(404, _error("Unknown path", "invalid_request_error"))
+        with fake._lock:
+            calls: dict[str, int] = {}
+            for r in fake.requests:
+                calls[r.path] = calls.get(r.path, 0) + 1
+            return self._send(200, {"max_in_flight": fake.max_in_flight, "calls": calls})
+
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         fake = self.server_fake
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
+        if path.startswith("/_fake/"):
+            return self._control(path, json.loads(raw or b"{}"))
         if not (self.headers.get("authorization") or "").startswith("Bearer "):
             return self._send(401, _error("Missing API key.", "invalid_request_error", code="invalid_api_key"))
         content_type = self.headers.get("content-type") or ""
@@ -284,6 +306,23 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, payload, headers = 404, _error(f"Unknown path {path}", "invalid_request_error"), {}
         self._send(status, payload, headers)
+
+    def _control(self, path: str, body: dict) -> None:
+        fake = self.server_fake
+        if path == "/_fake/reset":
+            fake.reset()
+        elif path == "/_fake/config":
+            if "latency" in body:
+                fake.latency = float(body["latency"])
+            if "fail" in body:
+                fake.fail(body["fail"], body.get("times"))
+            if "moderation_fail" in body:
+                fake.moderation_fail = bool(body["moderation_fail"])
+            for w, h in body.get("warm", []):
+                fake.png(int(w), int(h))
+        else:
+            return self._send(404, _error("Unknown control path", "invalid_request_error"))
+        self._send(200, {"ok": True})
 
     def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
         data = json.dumps(payload).encode()
@@ -316,3 +355,24 @@ def _multipart(content_type: str, raw: bytes) -> dict:
 
 def start_fake_openai(**kwargs) -> FakeOpenAI:
     return FakeOpenAI(**kwargs).start()
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A fake OpenAI-compatible server on 127.0.0.1.")
+    parser.add_argument("--image-kind", choices=("flat", "photo"), default="flat")
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    fake = FakeOpenAI(image_kind=args.image_kind, latency=args.latency).start()
+    print(fake.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""Studio benchmark against the fake OpenAI server.
+
+    python bench/studio.py [--users 40] [--latency 2] [--big-latency 10] [--image photo|flat] [--json]
+
+Three processes share this machine's cores: the real app (`python app.py`: uvicorn + Gradio queue
++ Studio + Ledger on SQLite), the fake OpenAI server, and this script, which plays the users
+through Gradio's public REST API (`POST /gradio_api/call/generate`, then its event stream, then
+the image URL, as curl or a browser would) with `Authorization: Bearer <api key>`. (gradio_client
+itself costs ~100 ms of CPU per call, which on two cores would be measuring the load generator.)
+
+1. Concurrency: N users each generate one 1K image at the same moment, engine latency L
+   → wall / L (target ≤ 1.5: users are not served one after another). Measured through the
+   served app, and for comparison at the service level (Studio.generate × N with asyncio.gather
+   in this process: the same flow, SDK, Ledger and store, without Gradio and HTTP in front).
+2. Overhead: one 4K job with a 10 s engine latency → (wall − latency) / latency (target ≤ 0.10).
+   16:9 is what the model delivers natively (3840x2160); 1:1, for information, needs the model's
+   largest square (2880x2880) upscaled to 3840x3840 and the PNG re-encoded.
+3. Display bytes: bytes the browser downloads to show the 4K image (the full-resolution WebP)
+   / bytes of the lossless PNG original (target ≤ 0.15).
+
+`--image photo` (default): the fake returns photo-like PNGs (smooth light, texture, sensor grain;
+about 1.3 MB at 1K, 9 MB at 4K), rendered once per size before timing starts. `--image flat`:
+plain gradients (tiny PNGs), to see the flow without image-decoding cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import httpx  # noqa: E402
+
+from tests.conftest import free_port  # noqa: E402
+
+PROMPT = "a lighthouse on a cliff at dusk"
+
+
+class Fake:
+    """The fake OpenAI server in its own process, steered over HTTP."""
+
+    def __init__(self, image: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", "--image-kind", image],
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.url = self.proc.stdout.readline().strip()
+        self.control = self.url.rsplit("/v1", 1)[0] + "/_fake"
+
+    def config(self, **values) -> None:
+        httpx.post(f"{self.control}/config", json=values, timeout=300).raise_for_status()
+
+    def reset(self) -> None:
+        httpx.post(f"{self.control}/reset", timeout=10).raise_for_status()
+
+    def stats(self) -> dict:
+        return httpx.get(f"{self.control}/stats", timeout=10).json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class App:
+    """`python app.py` on a fresh DATA_DIR (SQLite); `services` in this process for set-up and reading."""
+
+    def __init__(self, fake: Fake, *, users: int):
+        from app import build_services
+        from services.settings import load_settings
+
+        self.data_dir = Path(tempfile.mkdtemp(prefix="studio-bench-"))
+        port = free_port()
+        env = {**os.environ, "DATA_DIR": str(self.data_dir), "DATABASE_URL": "", "SECRET_KEY": "bench-secret",
+               "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.url, "IMAGE_PROVIDER": "openai",
+               "IMAGE_MODEL": "gpt-image-2", "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+               "QUEUE_CONCURRENCY": str(max(64, users)), "STRIPE_SECRET_KEY": "", "SMTP_HOST": "",
+               "GRADIO_ANALYTICS_ENABLED": "False"}
+        settings = load_settings(env_file=None, DATA_DIR=str(self.data_dir), SECRET_KEY="bench-secret")
+        self.services = build_services(settings)  # migrates the database
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(self.data_dir / "app.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the app did not start; see {self.data_dir / 'app.log'}")
+            time.sleep(0.2)
+
+    def user(self, credits: int = 100) -> tuple[int, str]:
+        accounts, ledger = self.services.accounts, self.services.ledger
+        user = accounts.create_user(email=f"bench-{uuid.uuid4().hex[:10]}@example.com", password="benchmark pw")
+        ledger.grant(user_id=user.id, amount=credits, kind="admin", idempotency_key=f"bench:{uuid.uuid4().hex}")
+        return user.id, accounts.create_api_key(user_id=user.id, name="bench")[1]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        self.services.db.dispose()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+async def generate(http: httpx.AsyncClient, key: str, *args: str) -> tuple[list, int]:
+    """One /generate call through Gradio's REST API, then the download of the displayed image."""
+    headers = {"Authorization": f"Bearer {key}"}
+    r = await http.post("/gradio_api/call/generate", json={"data": list(args)}, headers=headers)
+    r.raise_for_status()
+    event, data = None, None
+    async with http.stream("GET", f"/gradio_api/call/generate/{r.json()['event_id']}", headers=headers) as s:
+        async for line in s.aiter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                data = json.loads(line[5:])
+                break
+    if event != "complete":
+        raise RuntimeError(f"{event}: {data}")
+    image = await http.get(data[0]["url"].removeprefix(str(http.base_url).rstrip("/")), headers=headers)
+    image.raise_for_status()
+    return data, len(image.content)
+
+
+def server_timings(app: App, ids: list[str]) -> dict:
+    from sqlmodel import col, select
+
+    from models.generation import Generation
+
+    with app.services.db.session() as s:
+        rows = s.exec(select(Generation.timings).where(col(Generation.id).in_(ids))).all()
+    keys = ("moderation_ms", "engine_ms", "postprocess_ms", "store_ms", "total_ms")
+    return {k: statistics.median(t.get(k, 0) for t in rows) for k in keys} if rows else {}
+
+
+def generation_id(message: str) -> str:
+    return message.split("/images/", 1)[1].split("/png", 1)[0]
+
+
+async def served_concurrency(app: App, fake: Fake, users: list[tuple[int, str]], latency: float) -> dict:
+    limits = httpx.Limits(max_connections=4 * len(users) + 10)
+    async with httpx.AsyncClient(base_url=app.url, timeout=300, limits=limits) as http:
+        fake.config(latency=latency)
+        started = time.perf_counter()
+        results = await asyncio.gather(*(generate(http, key, PROMPT, "photographic", "1:1", "1K")
+                                         for _, key in users), return_exceptions=True)
+        wall = time.perf_counter() - started
+    errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, Exception)]
+    ids = [generation_id(r[0][1]) for r in results if not isinstance(r, Exception)]
+    return {"users": len(users), "latency_s": latency, "wall_s": round(wall, 3),
+            "wall_over_latency": round(wall / latency, 3), "ok": len(ids), "errors": errors[:3],
+            "engine_peak_in_flight": fake.stats()["max_in_flight"], "server_median_ms": server_timings(app, ids)}
+
+
+async def service_concurrency(fake: Fake, n: int, latency: float) -> dict:
+    """The same flow without Gradio: Studio.generate × n at once, in this process."""
+    from models.user import User
+    from services.catalog import Catalog
+    from services.credits import Ledger
+    from services.db import Database
+    from services.engines import OpenAIEngine
+    from services.moderation import OpenAIModerator
+    from services.settings import load_settings
+    from services.storage import LocalImageStore
+    from services.studio import Studio
+
+    data_dir = Path(tempfile.mkdtemp(prefix="studio-bench-svc-"))
+    db = Database(f"sqlite:///{data_dir / 'studio.db'}")
+    db.upgrade()
+    settings = load_settings(env_file=None, DATA_DIR=str(data_dir), OPENAI_API_KEY=None)
+    ledger = Ledger(db, hold_ttl_seconds=settings.hold_ttl_seconds)
+    studio = Studio(db=db, ledger=ledger, catalog=Catalog.load(ROOT / "assets"),
+                    engine=OpenAIEngine(api_key="sk-bench", base_url=fake.url),
+                    moderator=OpenAIModerator(api_key="sk-bench", base_url=fake.url),
+                    store=LocalImageStore(data_dir / "images"), settings=settings)
+    with db.transaction() as s:
+        people = [User(email=f"svc{i}-{uuid.uuid4().hex[:6]}@example.com", password_hash="-") for i in range(n + 1)]
+        s.add_all(people)
+        s.flush()
+        ids = [u.id for u in people]
+    for uid in ids:
+        ledger.grant(user_id=uid, amount=100, kind="admin", idempotency_key=f"svc:{uid}")
+
+    def one(uid: int):
+        return studio.generate(user_id=uid, is_admin=False, prompt=PROMPT, style="photographic",
+                               aspect_ratio="1:1", resolution="1K")
+
+    fake.config(latency=0)
+    await one(ids[-1])  # warm-up
+    fake.reset()
+    fake.config(latency=latency)
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(uid) for uid in ids[:n]), return_exceptions=True)
+    wall = time.perf_counter() - started
+    db.dispose()
+    shutil.rmtree(data_dir, ignore_errors=True)
+    errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, Exception)]
+    return {"users": n, "latency_s": latency, "wall_s": round(wall, 3), "wall_over_latency": round(wall / latency, 3),
+            "ok": n - len(errors), "errors": errors[:3]}
+
+
+async def one_4k(app: App, fake: Fake, key: str, ratio: str, latency: float) -> dict:
+    async with httpx.AsyncClient(base_url=app.url, timeout=300) as http:
+        fake.config(latency=latency)
+        started = time.perf_counter()
+        data, display_bytes = await generate(http, key, "a harbour at night, long exposure", "photographic", ratio, "4K")
+        wall = time.perf_counter() - started
+        gid = generation_id(data[1])
+        png = await http.get(f"/images/{gid}/png", headers={"Authorization": f"Bearer {key}"})
+        png.raise_for_status()
+    from models.generation import Generation
+
+    with app.services.db.session() as s:
+        g = s.get(Generation, gid)
+    return {"ratio": ratio, "size": f"{g.width}x{g.height}", "asked": f"{g.requested_width}x{g.requested_height}",
+            "latency_s": latency, "wall_s": round(wall, 3), "overhead_s": round(wall - latency, 3),
+            "overhead_fraction": round((wall - latency) / latency, 4),
+            "server_overhead_ms": g.timings.get("total_ms", 0) - g.timings.get("engine_ms", 0),
+            "postprocess_ms": g.timings.get("postprocess_ms"), "display_bytes": display_bytes,
+            "png_bytes": len(png.content), "display_over_png": round(display_bytes / len(png.content), 4)}
+
+
+async def run(args) -> dict:
+    fake = Fake(args.image)
+    app = None
+    try:
+        fake.config(warm=[[1024, 1024], [3840, 2160], [2880, 2880]])  # rendered before any timing
+        app = App(fake, users=args.users)
+        users = [app.user() for _ in range(args.users + 1)]
+        async with httpx.AsyncClient(base_url=app.url, timeout=300) as http:
+            for _ in range(3):  # warm-up: imports, connections, caches
+                await generate(http, users[-1][1], "warm up", "none", "1:1", "1K")
+        fake.reset()
+        result = {"image": args.image, "served": await served_concurrency(app, fake, users[:-1], args.latency)}
+        fake.reset()
+        result["service"] = await service_concurrency(fake, args.users, args.latency)
+        fake.reset()
+        result["overhead_4k"] = [await one_4k(app, fake, users[-1][1], "16:9", args.big_latency),
+                                 await one_4k(app, fake, users[-1][1], "1:1", args.big_latency)]
+    finally:
+        if app is not None:
+            app.stop()
+        fake.stop()
+    c, o = result["served"], result["overhead_4k"][0]
+    result["targets"] = {
+        "wall_over_latency<=1.5": c["wall_over_latency"] <= 1.5 and c["ok"] == c["users"],
+        "overhead_fraction_4k<=0.10": o["overhead_fraction"] <= 0.10,
+        "display_over_png_4k<=0.15": o["display_over_png"] <= 0.15,
+    }
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--latency", type=float, default=2.0)
+    parser.add_argument("--big-latency", type=float, default=10.0)
+    parser.add_argument("--image", choices=("photo", "flat"), default="photo")
+    parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    if not args.json:
+        c, v = result["served"], result["service"]
+        print(f"1. {c['users']} users x one 1K image at once, engine latency {c['latency_s']} s ({args.image} images):")
+        print(f"   served app: wall {c['wall_s']} s → wall/latency {c['wall_over_latency']} (target ≤ 1.5); "
+              f"ok {c['ok']}/{c['users']}, peak in flight at the engine {c['engine_peak_in_flight']}; "
+              f"app medians {c['server_median_ms']}")
+        print(f"   service level: wall {v['wall_s']} s → wall/latency {v['wall_over_latency']}; ok {v['ok']}/{v['users']}")
+        for o in result["overhead_4k"]:
+            print(f"2. 4K {o['ratio']} ({o['size']}, asked {o['asked']}), latency {o['latency_s']} s: wall {o['wall_s']} s"
+                  f" → overhead {o['overhead_s']} s = {o['overhead_fraction']:.3f} of the latency "
+                  f"(in the app: {o['server_overhead_ms']} ms; target ≤ 0.10)")
+            print(f"3. 4K {o['ratio']}: display WebP {o['display_bytes']:,} B / PNG {o['png_bytes']:,} B "
+                  f"= {o['display_over_png']} (target ≤ 0.15)")
+    print(json.dumps(result))
+    return 0 if all(result["targets"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
