@@ -17,7 +17,8 @@ TAB_IDS = {label.lower() for label, _ in TABS}
 def build_ui(services: Services) -> gr.Blocks:
     shell = Shell(services)
     contact = html.escape(services.settings.support_contact)
-    with gr.Blocks(title="Image Studio", analytics_enabled=False) as demo:
+    # delete_cache: display images written to Gradio's cache go after a day (checked hourly).
+    with gr.Blocks(title="Image Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         with gr.Row(elem_classes="studio-header"):
             gr.Markdown("## ◐ Image Studio", elem_classes="studio-brand")
             user_html = gr.HTML(elem_classes="studio-user")

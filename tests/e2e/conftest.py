@@ -53,7 +53,7 @@ def start_app(data_dir: Path, database_url: str, **overrides) -> ServedApp:
     settings = load_settings(env_file=None, **{k: (None if v == "" else v) for k, v in values.items()})
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", ws="none"))
+                                           lifespan="on", ws="none", timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
