@@ -72,6 +72,25 @@ def make_engine(settings: Settings) -> ImageEngine:
 # OpenAI -------------------------------------------------------------------------------------
 
 
+class OpenAIPerLoop:
+    """Calling it gives one AsyncOpenAI per event loop: its connection pool belongs to the loop
+    that made it, and a previous loop (tests, restarts) is gone with its client."""
+
+    def __init__(self, **client_args):
+        self._client_args = client_args
+        self._client = None
+        self._client_loop = None
+
+    def __call__(self):
+        from openai import AsyncOpenAI
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = AsyncOpenAI(**self._client_args)
+            self._client_loop = loop
+        return self._client
+
+
 class OpenAIEngine:
     """GPT Image through `AsyncOpenAI` (any OpenAI-compatible gateway via base_url)."""
 
@@ -82,20 +101,7 @@ class OpenAIEngine:
         self.model = model
         self.quality = quality
         self.size_rules = sizing.rules_for(model)
-        self._client_args = {"api_key": api_key, "base_url": base_url, "timeout": timeout,
-                             "max_retries": max_retries}
-        self._client = None
-        self._client_loop = None
-
-    def client(self):
-        """One AsyncOpenAI per event loop: its connection pool belongs to the loop that made it."""
-        from openai import AsyncOpenAI
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = AsyncOpenAI(**self._client_args)
-            self._client_loop = loop  # a previous loop is gone (tests, restarts): its client with it
-        return self._client
+        self.client = OpenAIPerLoop(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
 
     async def generate(self, request: EngineRequest) -> EngineImage:
         try:

@@ -4,13 +4,13 @@ moderation endpoint (`omni-moderation-latest`) when an API key is configured.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from services.engines import OpenAIPerLoop
 from services.errors import ProviderFailed
 from services.settings import Settings
 
@@ -73,20 +73,9 @@ class OpenAIModerator:
 
     def __init__(self, *, api_key: str, base_url: str | None = None, timeout: float = 30.0,
                  max_retries: int = 2, blocklist: LocalBlocklist | None = None):
-        self._client_args = {"api_key": api_key, "base_url": base_url, "timeout": min(timeout, 60.0),
-                             "max_retries": max_retries}
-        self._client = None
-        self._client_loop = None
+        self.client = OpenAIPerLoop(api_key=api_key, base_url=base_url, timeout=min(timeout, 60.0),
+                                    max_retries=max_retries)
         self.blocklist = blocklist or LocalBlocklist()
-
-    def client(self):
-        from openai import AsyncOpenAI
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = AsyncOpenAI(**self._client_args)
-            self._client_loop = loop  # a previous loop is gone (tests, restarts): its client with it
-        return self._client
 
     async def check(self, *, text: str) -> Verdict:
         local = self.blocklist.verdict(text)
