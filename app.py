@@ -40,7 +40,7 @@ def build_services(settings: Settings, *, migrate: bool = True):
         db.upgrade()
     ledger = Ledger(db, hold_ttl_seconds=settings.hold_ttl_seconds)
     catalog = Catalog.load(ROOT / "assets")
-    pricing = Pricing.load(ROOT / "assets")
+    pricing = Pricing.load(ROOT / "assets", price_ids=settings.stripe_price_id_map)
     billing = Billing(db=db, ledger=ledger, pricing=pricing, gateway=make_gateway(settings), settings=settings)
     studio = Studio(db=db, ledger=ledger, catalog=catalog, engine=make_engine(settings),
                     moderator=make_moderator(settings), store=LocalImageStore(settings.data_dir / "images"),

@@ -94,12 +94,15 @@ class Pricing:
     products: dict[str, Product] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, assets_dir: str | Path) -> Pricing:
+    def load(cls, assets_dir: str | Path, *, price_ids: dict[str, str] | None = None) -> Pricing:
+        """Read assets/pricing.json. `price_ids` (from STRIPE_PRICE_IDS) override its stripe_price_ids."""
         path = Path(assets_dir) / "pricing.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise PricingError(f"{path}: {exc}") from None
+        if price_ids and isinstance(data, dict):
+            data = {**data, "stripe_price_ids": {**(data.get("stripe_price_ids") or {}), **price_ids}}
         return cls.from_dict(data, source=str(path))
 
     @classmethod

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     stripe_secret_key: str | None = Field(default=None, alias="STRIPE_SECRET_KEY")
     stripe_webhook_secret: str | None = Field(default=None, alias="STRIPE_WEBHOOK_SECRET")
     stripe_api_base: str | None = Field(default=None, alias="STRIPE_API_BASE")
+    # "pack_100=price_123,pro_monthly=price_456": Stripe price ids by product key (else pricing.json, else lookup_key).
+    stripe_price_ids: str = Field(default="", alias="STRIPE_PRICE_IDS")
 
     @field_validator(
         "database_url", "secret_key", "public_url", "smtp_host", "smtp_user", "smtp_password",
@@ -86,7 +88,21 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
         return value
 
+    @field_validator("stripe_price_ids")
+    @classmethod
+    def _price_ids(cls, value: str) -> str:
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            key, _, price = pair.partition("=")
+            if not key.strip() or not price.strip().startswith("price_"):
+                raise ValueError("must look like pack_100=price_...,pro_monthly=price_...")
+        return value
+
     # Derived values -------------------------------------------------------------------------
+
+    @property
+    def stripe_price_id_map(self) -> dict[str, str]:
+        pairs = (p.strip().partition("=") for p in self.stripe_price_ids.split(",") if p.strip())
+        return {key.strip(): price.strip() for key, _, price in pairs}
 
     @property
     def admin_email_set(self) -> frozenset[str]:

@@ -92,3 +92,19 @@ def test_format_money():
     assert format_money(999, "usd") == "$9.99"
     assert format_money(123456, "eur") == "€1,234.56"
     assert format_money(1000, "chf") == "10.00 CHF"
+
+
+def test_price_ids_from_the_environment_override_the_catalog(tmp_path):
+    from services.settings import ConfigError, load_settings
+
+    settings = load_settings(env_file=None, DATA_DIR=str(tmp_path),
+                             STRIPE_PRICE_IDS="pack_100=price_env100, pro_monthly=price_envpro")
+    assets = Path(__file__).resolve().parents[2] / "assets"
+    pricing = Pricing.load(assets, price_ids=settings.stripe_price_id_map)
+    assert pricing.product("pack_100").stripe_price_id == "price_env100"
+    assert pricing.product("pro_monthly").stripe_price_id == "price_envpro"
+    assert Pricing.load(assets).product("pack_100").stripe_price_id is None
+    with pytest.raises(PricingError):
+        Pricing.load(assets, price_ids={"no_such_product": "price_x"})
+    with pytest.raises(ConfigError, match="STRIPE_PRICE_IDS"):
+        load_settings(env_file=None, DATA_DIR=str(tmp_path), STRIPE_PRICE_IDS="pack_100")
