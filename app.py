@@ -96,6 +96,7 @@ async def _sweep_forever(services) -> None:
     while True:
         try:
             result = await asyncio.to_thread(services.ledger.sweep_stale_holds, is_stored=services.studio.is_stored)
+            result["generations"] = await asyncio.to_thread(services.studio.settle_abandoned)
             if any(result.values()):
                 log.info("stale holds settled: %s", result)
         except Exception:

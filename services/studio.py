@@ -489,6 +489,30 @@ class Studio:
         except ImageMissing:
             raise NotFound("Image not found.") from None
 
+    def settle_abandoned(self) -> int:
+        """Generations left "pending" by a process that died: once the ledger's sweep has settled
+        their hold, mark them succeeded (captured: the image was stored) or failed (not charged)."""
+        with self.db.session() as s:
+            pending = s.exec(select(Generation.id).where(Generation.status == "pending")).all()
+        settled = 0
+        for gen_id in pending:
+            hold = self.ledger.get_hold(gen_id)
+            if hold is not None and hold.status == "pending":
+                continue  # the sweep has not reached it yet
+            with self._tx() as s:
+                generation = s.get(Generation, gen_id)
+                if generation is None or generation.status != "pending":
+                    continue
+                if hold is not None and hold.status == "captured":
+                    generation.status = "succeeded"
+                else:
+                    generation.status = "failed"
+                    generation.error = "The app stopped before the image was ready. You were not charged."
+                generation.finished_at = utcnow()
+                s.add(generation)
+                settled += 1
+        return settled
+
     def is_stored(self, job_id: str) -> bool:
         """For the ledger's stale-hold sweep: was this job's image stored?"""
         with self.db.session() as s:

@@ -89,6 +89,12 @@ def test_killed_processes_are_settled_by_the_sweep(make_rig, fake_openai, tmp_pa
     assert later.sweep_stale_holds(is_stored=rig.studio.is_stored) == {"captured": 1, "released": 1, "errors": 0}
 
     assert rig.balance(uid) == 20, "charged once, for the image that was stored"
+    assert rig.studio.settle_abandoned() == 2
+    with rig.db.session() as s:
+        assert s.get(Generation, killed_at_capture.id).status == "succeeded"
+        failed = s.get(Generation, killed_in_engine.id)
+        assert failed.status == "failed" and "not charged" in failed.error
+    assert rig.studio.settle_abandoned() == 0
     assert [g.id for g in rig.studio.gallery(user_id=uid).items] == [killed_at_capture.id]
     assert rig.ledger.reconcile() == []
     assert os.path.exists(tmp_path / "data" / "images")
