@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -77,16 +78,16 @@ class OpenAIPerLoop:
     that made it, and a previous loop (tests, restarts) is gone with its client."""
 
     def __init__(self, **client_args):
-        self._client_args = client_args
+        from openai import AsyncOpenAI  # imported here, at start-up, not by the first user's request
+
+        self._factory = functools.partial(AsyncOpenAI, **client_args)
         self._client = None
         self._client_loop = None
 
     def __call__(self):
-        from openai import AsyncOpenAI
-
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            self._client = AsyncOpenAI(**self._client_args)
+            self._client = self._factory()
             self._client_loop = loop
         return self._client
 
