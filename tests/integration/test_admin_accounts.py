@@ -137,3 +137,27 @@ def test_admin_calls_check_the_role_on_the_server(env):
     with pytest.raises(ValidationFailed):
         admin.grant_credits(actor=boss, email="u@example.com", amount=0)
     assert ledger.balance(user.id).total == 140 and ledger.reconcile() == []
+
+
+def test_reset_link_is_mailed_over_smtp_when_configured(database, tmp_path):
+    from services.mailer import SmtpMailer, make_mailer
+    from tests.fakes.smtp_server import FakeSMTP
+
+    with FakeSMTP() as smtp:
+        settings = load_settings(env_file=None, DATA_DIR=str(tmp_path), SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port,
+                                 SMTP_USER="mailer", SMTP_PASSWORD="s3cret", SMTP_FROM="studio@example.com",
+                                 SMTP_STARTTLS=False)
+        mailer = make_mailer(settings)
+        assert isinstance(mailer, SmtpMailer)
+        accounts = Accounts(db=database, ledger=Ledger(database), settings=settings, mailer=mailer)
+        accounts.create_user(email="mail@example.com", password="right password")
+        accounts.request_password_reset(email="mail@example.com", reset_url="https://studio.example.com/reset")
+        accounts.request_password_reset(email="nobody@example.com", reset_url="https://studio.example.com/reset")
+
+    assert smtp.logins == [("mailer", "s3cret")]
+    assert len(smtp.messages) == 1, "no mail for an unknown address"
+    msg = smtp.messages[0]
+    assert msg["To"] == "mail@example.com" and msg["From"] == "studio@example.com"
+    token = msg.get_content().split("reset?token=")[1].split()[0]
+    accounts.reset_password(token=token, new_password="a new password")
+    assert accounts.sign_in(email="mail@example.com", password="a new password").token
