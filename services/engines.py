@@ -12,6 +12,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -56,9 +57,10 @@ class ImageEngine(Protocol):
     async def generate(self, request: EngineRequest) -> EngineImage: ...
 
 
-def safety_identifier(user_id: int) -> str:
-    """A stable, non-identifying id for the provider's abuse monitoring."""
-    return hashlib.sha256(str(user_id).encode()).hexdigest()
+def safety_identifier(user_id: int, key: str = "") -> str:
+    """A stable, non-identifying id for the provider's abuse monitoring: an HMAC of the user id
+    under the instance's SECRET_KEY, so it cannot be reversed by hashing small integers."""
+    return hmac.new(key.encode(), str(user_id).encode(), hashlib.sha256).hexdigest()
 
 
 def make_engine(settings: Settings) -> ImageEngine:
@@ -66,7 +68,7 @@ def make_engine(settings: Settings) -> ImageEngine:
     if settings.use_openai:
         return OpenAIEngine(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
                             timeout=settings.openai_timeout, model=settings.image_model,
-                            quality=settings.image_quality)
+                            quality=settings.image_quality, identity_key=settings.ensure_secret_key())
     return OfflineEngine()
 
 
@@ -98,8 +100,10 @@ class OpenAIEngine:
     name = "openai"
 
     def __init__(self, *, api_key: str, base_url: str | None = None, timeout: float = 120.0,
-                 model: str = "gpt-image-2", quality: str = "auto", max_retries: int = 2):
+                 model: str = "gpt-image-2", quality: str = "auto", max_retries: int = 2,
+                 identity_key: str = ""):
         self.model = model
+        self.identity_key = identity_key
         self.quality = quality
         self.size_rules = sizing.rules_for(model)
         self.client = OpenAIPerLoop(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
@@ -109,7 +113,7 @@ class OpenAIEngine:
             response = await self.client().images.generate(
                 model=self.model, prompt=request.prompt, size=f"{request.width}x{request.height}",
                 quality=self.quality, n=1, output_format="png",
-                safety_identifier=safety_identifier(request.user_id),
+                safety_identifier=safety_identifier(request.user_id, self.identity_key),
             )
         except Exception as exc:
             raise provider_error(exc) from exc

@@ -1,4 +1,5 @@
 import asyncio
+import hashlib
 import time
 
 import numpy as np
@@ -87,5 +88,8 @@ def test_engine_interface_and_selection(catalog, tmp_path):
 
 
 def test_safety_identifier_is_a_stable_hash_not_the_id():
-    assert safety_identifier(42) == safety_identifier(42) != safety_identifier(43)
-    assert len(safety_identifier(42)) == 64 and safety_identifier(42) != "42"
+    assert safety_identifier(42, "k") == safety_identifier(42, "k") != safety_identifier(43, "k")
+    assert len(safety_identifier(42, "k")) == 64 and safety_identifier(42, "k") != "42"
+    # keyed: another instance (another SECRET_KEY) gives another id, and a bare hash does not match
+    assert safety_identifier(42, "k") != safety_identifier(42, "other")
+    assert safety_identifier(42, "k") != hashlib.sha256(b"42").hexdigest()
