@@ -204,3 +204,18 @@ def test_public_pages_need_no_sign_in(served_app):
     terms = httpx.get(f"{served_app.url}/terms", headers={"accept": "text/html"})
     assert terms.status_code == 200 and "refund" in terms.text.lower()
     assert served_app.settings.support_contact in terms.text
+
+
+def test_healthz_is_503_when_the_database_does_not_answer(serve_app):
+    from services.db import Database
+
+    app = serve_app()
+    assert httpx.get(f"{app.url}/healthz").status_code == 200
+    working = app.services.db
+    app.services.db = Database("postgresql+psycopg://postgres@127.0.0.1:9/nowhere?connect_timeout=2")
+    try:
+        r = httpx.get(f"{app.url}/healthz", timeout=30)
+        assert r.status_code == 503 and r.json()["status"] != "ok"
+    finally:
+        app.services.db.dispose()
+        app.services.db = working
