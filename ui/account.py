@@ -18,8 +18,8 @@ def _when(dt) -> str:
     return dt.strftime("%Y-%m-%d %H:%M") if dt else "—"
 
 
-def balance_markdown(services: Services, user_id: int) -> str:
-    b = services.ledger.balance(user_id)
+def balance_markdown(b) -> str:
+    """The Account tab's balance panel for a services.credits.Balance."""
     lines = [f"## {b.total} credits available", ""]
     for kind in ("subscription", "trial", "admin", "pack"):
         amount = b.buckets.get(kind, 0)
@@ -77,13 +77,14 @@ def build(services: Services, shell: Shell) -> None:
     def render(page_no: int, request: gr.Request):
         user = shell.user(request)
         hist = services.ledger.history(user.id, page=max(1, int(page_no or 1)), per_page=20)
+        balance = services.ledger.balance(user.id)
         rows = [[_when(r.at), r.what, f"{r.delta:+d}" if r.delta else "0", r.balance_after] for r in hist.rows]
         return (
-            balance_markdown(services, user.id),
+            balance_markdown(balance),
             rows,
             f"Page {hist.page} of {max(1, hist.pages)}",
             hist.page,
-            shell.balance_text(user.id),
+            shell.balance_text(user.id, balance),
         )
 
     def render_keys(request: gr.Request):

@@ -32,8 +32,9 @@ class Shell:
         except (ValueError, DomainError):
             raise gr.Error("Please sign in again.", title="Not signed in") from None
 
-    def balance_text(self, user_id: int) -> str:
-        b = self.services.ledger.balance(user_id)
+    def balance_text(self, user_id: int, balance=None) -> str:
+        """The header line; pass the Balance when the caller has just read it."""
+        b = balance if balance is not None else self.services.ledger.balance(user_id)
         held = f" · {b.held} held" if b.held else ""
         return f"**{b.total} credits**{held}"
 
