@@ -7,6 +7,7 @@ fake-server URLs, limits, keys); it is stopped at the end of the test.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -97,11 +98,18 @@ def serve_app(tmp_path, _sqlite_template):
         served.stop()
 
 
+def csrf_of(page: httpx.Response) -> str:
+    """The CSRF token of a served form page (each page carries a fresh one, paired with its cookie)."""
+    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert match, "the page has no form token"
+    return match.group(1)
+
+
 def sign_up(app: ServedApp, email: str, password: str = "correct horse battery") -> httpx.Client:
     """A browser-like client signed up (and so signed in) through the real pages."""
     client = app.client(follow_redirects=False)
     page = client.get("/signup")
-    csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    csrf = csrf_of(page)
     r = client.post("/signup", data={"email": email, "password": password, "csrf": csrf})
     assert r.status_code == 303, r.text
     return client
@@ -110,5 +118,5 @@ def sign_up(app: ServedApp, email: str, password: str = "correct horse battery")
 def sign_in(app: ServedApp, email: str, password: str) -> tuple[httpx.Client, httpx.Response]:
     client = app.client(follow_redirects=False)
     page = client.get("/login")
-    csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    csrf = csrf_of(page)
     return client, client.post("/login", data={"email": email, "password": password, "csrf": csrf})

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from tests.e2e.conftest import sign_in, sign_up
+from tests.e2e.conftest import csrf_of, sign_in, sign_up
 
 PASSWORD = "correct horse battery"
 
@@ -61,7 +61,7 @@ def test_sign_up_sign_in_sign_out(served_app):
 def test_session_cookie_flags(served_app):
     client = served_app.client(follow_redirects=False)
     page = client.get("/signup")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    csrf = csrf_of(page)
     r = client.post("/signup", data={"email": new_email(), "password": PASSWORD, "csrf": csrf})
     set_cookie = r.headers["set-cookie"].lower()
     assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "studio_session=" in set_cookie
@@ -82,16 +82,16 @@ def test_sign_up_rejects_bad_input_and_duplicates(served_app):
     email = new_email()
     client = served_app.client(follow_redirects=False)
     page = client.get("/signup")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    csrf = csrf_of(page)
     short = client.post("/signup", data={"email": email, "password": "short", "csrf": csrf})
     assert short.status_code == 400 and "at least 8 characters" in short.text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', short.text).group(1)  # each form page has a fresh token
+    csrf = csrf_of(short)  # each form page has a fresh token
     bad = client.post("/signup", data={"email": "not-an-email", "password": PASSWORD, "csrf": csrf})
     assert bad.status_code == 400 and "valid email" in bad.text
     with pytest.raises(Exception):  # noqa: B017
         served_app.services.accounts.get_user_by_email(email)
     sign_up(served_app, email, PASSWORD)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', bad.text).group(1)
+    csrf = csrf_of(bad)
     dup = client.post("/signup", data={"email": email.upper(), "password": PASSWORD, "csrf": csrf})
     assert dup.status_code == 409 and "already exists" in dup.text
     no_csrf = served_app.client().post("/signup", data={"email": new_email(), "password": PASSWORD, "csrf": "x"})
@@ -111,7 +111,7 @@ def test_lockout_after_ten_failures_and_reset_still_works(served_app):
     before = len(mailer.sent)
     client = served_app.client()
     page = client.get("/forgot")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    csrf = csrf_of(page)
     r = client.post("/forgot", data={"email": email, "csrf": csrf})
     assert r.status_code == 200 and "reset link is on its way" in r.text
     to, _, body = mailer.sent[before]
@@ -119,12 +119,12 @@ def test_lockout_after_ten_failures_and_reset_still_works(served_app):
     token = re.search(r"/reset\?token=([\w-]+)", body).group(1)
 
     page = client.get(f"/reset?token={token}")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    csrf = csrf_of(page)
     done = client.post("/reset", data={"token": token, "password": "a brand new password", "csrf": csrf},
                        follow_redirects=False)
     assert done.status_code == 303 and "msg=reset" in done.headers["location"]
     page = client.get(f"/reset?token={token}")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    csrf = csrf_of(page)
     again = client.post("/reset", data={"token": token, "password": "yet another password", "csrf": csrf})
     assert again.status_code == 400 and "invalid or has expired" in again.text
 
@@ -148,7 +148,7 @@ def test_reset_revokes_every_session(served_app):
 def test_forgot_password_for_unknown_email_says_the_same(served_app):
     client = served_app.client()
     page = client.get("/forgot")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    csrf = csrf_of(page)
     sent = len(served_app.services.accounts.mailer.sent)
     r = client.post("/forgot", data={"email": new_email(), "csrf": csrf})
     assert r.status_code == 200 and "reset link is on its way" in r.text
@@ -187,7 +187,7 @@ def test_per_ip_sign_up_throttle(serve_app):
     sign_up(app, new_email())
     client = app.client()
     page = client.get("/signup")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    csrf = csrf_of(page)
     r = client.post("/signup", data={"email": new_email(), "password": PASSWORD, "csrf": csrf})
     assert r.status_code == 429 and "Too many sign-ups" in r.text
 
