@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +36,12 @@ class Database:
             self.engine = create_engine(
                 url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
+        # `call()`: one statement per transaction (autocommit), no pre-ping round trip; opens
+        # its connections only when first used.
+        self._call_engine = None if self.is_sqlite else sa_create_engine(
+            url, echo=echo, pool_size=pool_size, max_overflow=0, isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,  # autocommit: no transaction is ever left open
+        )
         self._write_engine = self.engine.execution_options(immediate_transaction=True)
 
     def session(self) -> Session:
@@ -55,6 +63,34 @@ class Database:
                 session.rollback()
                 raise
 
+    def call(self, sql: str, params: tuple) -> tuple | None:
+        """PostgreSQL only: run one statement (a function call) as its own transaction on a
+        bare driver connection and return its first row. The fast path for hot single-call
+        operations: one round trip, no ORM, no pre-ping.
+
+        Only for statements that are safe to repeat: on a dropped connection (the server
+        restarted) it is run once more on a fresh one. Driver errors are raised as SQLAlchemy's
+        (IntegrityError, OperationalError, ...).
+        """
+        assert self._call_engine is not None, "Database.call() is for PostgreSQL"
+        dbapi = self._call_engine.dialect.loaded_dbapi
+        for attempt in (1, 2):
+            conn = self._call_engine.raw_connection()
+            cursor = None
+            try:
+                cursor = conn.cursor()
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+            except dbapi.Error as exc:
+                if self._call_engine.dialect.is_disconnect(exc, conn.dbapi_connection, cursor):
+                    conn.invalidate()
+                    if attempt == 1:
+                        continue
+                raise DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+            finally:
+                conn.close()
+        raise AssertionError("unreachable")
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:
@@ -69,6 +105,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._call_engine is not None:
+            self._call_engine.dispose()
 
 
 def _configure_sqlite(engine: Engine) -> None:

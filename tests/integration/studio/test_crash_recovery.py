@@ -36,7 +36,8 @@ SCRIPT = textwrap.dedent("""
         # Die the moment the capture starts writing: the image is stored and marked, not charged.
         @event.listens_for(db.engine, "before_cursor_execute")
         def die(conn, cursor, statement, params, context, executemany):
-            if statement.lstrip().upper().startswith("UPDATE HOLDS"):
+            # SQLite settles the hold in Python; PostgreSQL calls ledger_capture().
+            if statement.lstrip().upper().startswith(("UPDATE HOLDS", "SELECT * FROM LEDGER_CAPTURE")):
                 os._exit(9)
     settings = load_settings(env_file=None, DATA_DIR=data_dir, OPENAI_API_KEY=None)
     studio = Studio(db=db, ledger=Ledger(db), catalog=Catalog.load(Path("assets")),
