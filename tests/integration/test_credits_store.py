@@ -14,7 +14,9 @@ import pytest
 from models.base import utcnow
 from models.user import User
 from services.credits import Ledger
+from services.db import Database
 from services.errors import InsufficientCredits
+from tests.conftest import truncate_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,6 +84,7 @@ def test_sweep_after_a_process_was_killed_mid_generation(database, make_user):
     script = textwrap.dedent(f"""
         import os
         from services.credits import Ledger
+from services.db import Database
         from services.db import Database
         ledger = Ledger(Database({database.url!r}), hold_ttl_seconds=30)
         ledger.reserve(user_id={user.id}, amount=20, job_id="killed-{user.id}")
@@ -102,3 +105,32 @@ def test_sweep_after_a_process_was_killed_mid_generation(database, make_user):
     assert ledger.get_hold(f"stored-{user.id}").status == "captured"
     assert ledger.balance(user.id).total == 20
     assert ledger.reconcile(user.id) == []
+
+
+
+@pytest.fixture
+def postgres_url(_postgres_migrated) -> str:
+    truncate_all(_postgres_migrated)
+    return _postgres_migrated
+
+
+@pytest.mark.postgres
+def test_postgres_reserve_and_capture_survive_a_dropped_connection(postgres_url, make_user):
+    """PostgreSQL's reserve/capture run on pooled connections without a pre-ping; when the
+    server drops one (a restart, a failover), the call reconnects instead of failing the user."""
+    db = Database(postgres_url, pool_size=2)
+    try:
+        ledger = Ledger(db)
+        user = make_user(db)
+        ledger.grant(user_id=user.id, amount=30, kind="pack", idempotency_key="pack:dropped")
+        first = ledger.reserve(user_id=user.id, amount=10, job_id="before-restart")
+        (pid,) = db.call("SELECT pg_backend_pid()", ())  # the pooled connection reserve used
+        with db.engine.begin() as conn:
+            assert conn.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,)).scalar_one()
+        assert ledger.capture(first).status == "captured"
+        assert db.call("SELECT pg_backend_pid()", ())[0] != pid
+        second = ledger.reserve(user_id=user.id, amount=10, job_id="after-restart")
+        assert second.status == "pending" and ledger.balance(user.id).total == 10
+        assert ledger.reconcile() == []
+    finally:
+        db.dispose()
