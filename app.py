@@ -57,7 +57,7 @@ def create_app(settings: Settings, services=None):
     from fastapi import FastAPI
 
     from ui import build_ui
-    from ui.web import authenticate, browser_redirect_middleware, build_router
+    from ui.web import BrowserRedirectMiddleware, authenticate, build_router
 
     services = services or build_services(settings)
 
@@ -72,7 +72,7 @@ def create_app(settings: Settings, services=None):
     app = FastAPI(title="Image Studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
     app.include_router(build_router(services))
-    app.middleware("http")(browser_redirect_middleware(services))
+    app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     def auth_dependency(request) -> str | None:
         user = authenticate(services, request)

@@ -109,13 +109,16 @@ def build(services: Services, shell: Shell) -> GenerateForm:
         api_trigger = gr.Button("generate")
 
     def cost_line(resolution_key: str, request: gr.Request):
-        user = shell.user(request)
+        return cost_for(shell.user(request), resolution_key)
+
+    def cost_for(user, resolution_key: str, have: int | None = None):
         try:
             res = catalog.resolution(resolution_key)
             block = studio.resolution_block(user_id=user.id, is_admin=user.is_admin, resolution=res.key)
         except DomainError as err:
             return err.message, gr.Button(visible=False)
-        have = services.ledger.balance(user.id).total
+        if have is None:
+            have = services.ledger.balance(user.id).total
         text = f"This image costs **{res.price} credits** · you have **{have}**"
         short = have < res.price
         if block:
@@ -159,8 +162,11 @@ def build(services: Services, shell: Shell) -> GenerateForm:
 
     def after(resolution_key: str, request: gr.Request):
         user = shell.user(request)
-        line, button = cost_line(resolution_key, request)
-        return (line, button, shell.balance_text(user.id)) if shell.balance is not None else (line, button)
+        balance = services.ledger.balance(user.id)  # one read for the cost line and the header
+        line, button = cost_for(user, resolution_key, balance.total)
+        if shell.balance is None:
+            return line, button
+        return line, button, shell.balance_text(user.id, balance=balance)
 
     api_trigger.click(generate, [prompt, api_style, api_aspect_ratio, api_resolution], [image, message, balance],
                       api_name="generate", api_visibility="public")

@@ -118,6 +118,17 @@ def build_router(services: Services) -> APIRouter:
         )
         return response
 
+    def session_form(request: Request, csrf: str, email: str, next_url: str, page, start) -> Response:
+        """The POST of the sign-in and sign-up forms: check the CSRF token, `start()` a session
+        and redirect with its cookie; a refusal shows `page` again with the message."""
+        if not csrf_ok(request, csrf):
+            return page(next_url=next_url, email=email, error="Your form expired. Please try again.", status=400)
+        try:
+            token = start().token
+        except DomainError as err:
+            return page(next_url=next_url, email=email, error=err.message, status=err.status_code)
+        return with_session(RedirectResponse(next_url, status_code=303), token)
+
     # Sign in / sign up / sign out ------------------------------------------------------------
 
     def login_page(*, next_url: str = "/", email: str = "", error: str | None = None,
@@ -141,15 +152,8 @@ def build_router(services: Services) -> APIRouter:
     @router.post("/login", include_in_schema=False)
     def post_login(request: Request, email: str = Form(""), password: str = Form(""), csrf: str = Form(""),
                    next: str = "/"):
-        next_url = safe_next(next)
-        if not csrf_ok(request, csrf):
-            return login_page(next_url=next_url, email=email, error="Your form expired. Please try again.", status=400)
-        try:
-            result = services.accounts.sign_in(email=email, password=password, ip=client_ip(request),
-                                               user_agent=request.headers.get("user-agent"))
-        except DomainError as err:
-            return login_page(next_url=next_url, email=email, error=err.message, status=err.status_code)
-        return with_session(RedirectResponse(next_url, status_code=303), result.token)
+        return session_form(request, csrf, email, safe_next(next), login_page, lambda: services.accounts.sign_in(
+            email=email, password=password, ip=client_ip(request), user_agent=request.headers.get("user-agent")))
 
     def signup_page(*, next_url: str = "/", email: str = "", error: str | None = None, status: int = 200):
         q = f"?next={quote(next_url)}" if next_url != "/" else ""
@@ -171,14 +175,8 @@ def build_router(services: Services) -> APIRouter:
     @router.post("/signup", include_in_schema=False)
     def post_signup(request: Request, email: str = Form(""), password: str = Form(""), csrf: str = Form(""),
                     next: str = "/"):
-        next_url = safe_next(next)
-        if not csrf_ok(request, csrf):
-            return signup_page(next_url=next_url, email=email, error="Your form expired. Please try again.", status=400)
-        try:
-            result = services.accounts.sign_up(email=email, password=password, ip=client_ip(request))
-        except DomainError as err:
-            return signup_page(next_url=next_url, email=email, error=err.message, status=err.status_code)
-        return with_session(RedirectResponse(next_url, status_code=303), result.token)
+        return session_form(request, csrf, email, safe_next(next), signup_page, lambda: services.accounts.sign_up(
+            email=email, password=password, ip=client_ip(request)))
 
     @router.post("/logout", include_in_schema=False)
     def post_logout(request: Request):
@@ -348,21 +346,24 @@ async def _in_thread(fn, *args):
     return await anyio.to_thread.run_sync(fn, *args)
 
 
-def browser_redirect_middleware(services: Services):
-    """Send a browser without a session to the sign-in page instead of Gradio's JSON 401."""
+class BrowserRedirectMiddleware:
+    """Send a browser without a session to the sign-in page instead of Gradio's JSON 401.
 
-    async def middleware(request: Request, call_next):
-        path = request.url.path
-        if (
-            request.method == "GET"
-            and not path.startswith(PUBLIC_PREFIXES)
-            and "authorization" not in request.headers
-            and "text/html" in request.headers.get("accept", "")
-        ):
-            user = await _in_thread(services.accounts.user_for_session, request.cookies.get(SESSION_COOKIE))
-            if user is None:
-                target = path + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse(f"/login?next={quote(safe_next(target))}", status_code=303)
-        return await call_next(request)
+    A plain ASGI middleware (Starlette's `@app.middleware("http")` wraps every request, API
+    calls included, in extra tasks and streams)."""
 
-    return middleware
+    def __init__(self, app, services: Services):
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope["path"].startswith(PUBLIC_PREFIXES):
+            request = Request(scope)
+            if "authorization" not in request.headers and "text/html" in request.headers.get("accept", ""):
+                user = await _in_thread(self.services.accounts.user_for_session, request.cookies.get(SESSION_COOKIE))
+                if user is None:
+                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    response = RedirectResponse(f"/login?next={quote(safe_next(target))}", status_code=303)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

@@ -84,7 +84,6 @@ def test_sweep_after_a_process_was_killed_mid_generation(database, make_user):
     script = textwrap.dedent(f"""
         import os
         from services.credits import Ledger
-from services.db import Database
         from services.db import Database
         ledger = Ledger(Database({database.url!r}), hold_ttl_seconds=30)
         ledger.reserve(user_id={user.id}, amount=20, job_id="killed-{user.id}")
@@ -105,7 +104,6 @@ from services.db import Database
     assert ledger.get_hold(f"stored-{user.id}").status == "captured"
     assert ledger.balance(user.id).total == 20
     assert ledger.reconcile(user.id) == []
-
 
 
 @pytest.fixture
