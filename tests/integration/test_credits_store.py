@@ -132,3 +132,61 @@ def test_postgres_reserve_and_capture_survive_a_dropped_connection(postgres_url,
         assert ledger.reconcile() == []
     finally:
         db.dispose()
+
+
+def test_reserve_replays_conflicts_and_unknowns_on_both_stores(database, make_user):
+    """What the PostgreSQL functions answer besides a fresh hold, checked on both stores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.errors import Conflict, NotFound
+
+    ledger = Ledger(database)
+    user, stranger = make_user(database), make_user(database)
+    ledger.grant(user_id=user.id, amount=10, kind="pack", idempotency_key=f"p:{user.id}")
+    ledger.grant(user_id=stranger.id, amount=30, kind="pack", idempotency_key=f"p:{stranger.id}")
+
+    first = ledger.reserve(user_id=user.id, amount=10, job_id="job-a")
+    assert ledger.balance(user.id).total == 0
+    again = ledger.reserve(user_id=user.id, amount=10, job_id="job-a")  # a replay, though nothing is left
+    assert (again.id, again.status, again.split) == (first.id, "pending", first.split)
+    with pytest.raises(Conflict):
+        ledger.reserve(user_id=user.id, amount=5, job_id="job-a")
+    with pytest.raises(Conflict):
+        ledger.reserve(user_id=stranger.id, amount=10, job_id="job-a")
+    with pytest.raises(NotFound):
+        ledger.reserve(user_id=stranger.id + 1000, amount=1, job_id="job-b")
+    with pytest.raises(NotFound):
+        ledger.capture(first.id + 1000)
+    assert ledger.balance(stranger.id).total == 30
+
+    captured = ledger.capture(first)
+    assert (captured.status, captured.settled_at is not None, captured.reason) == ("captured", True, None)
+    assert ledger.capture(first).status == "captured"
+    assert ledger.release(first, "too late").status == "captured"
+
+    # Sixteen threads racing one job id: one hold, every caller gets it.
+    with ThreadPoolExecutor(16) as pool:
+        holds = list(pool.map(lambda _: ledger.reserve(user_id=stranger.id, amount=10, job_id="job-race"), range(16)))
+    assert len({h.id for h in holds}) == 1
+    assert ledger.balance(stranger.id).total == 20
+    assert ledger.reconcile() == []
+
+
+def test_reserve_books_due_expiries_first_on_both_stores(database, make_user):
+    """A reserve after a bucket expired books the expiry entry, then the hold, with the
+    balance the user really had after each."""
+    clock = Clock()
+    ledger = Ledger(database, clock=clock)
+    user = make_user(database)
+    ledger.grant(user_id=user.id, amount=15, kind="admin", idempotency_key=f"a:{user.id}",
+                 expires_at=clock.now + timedelta(days=1))
+    ledger.grant(user_id=user.id, amount=20, kind="pack", idempotency_key=f"p:{user.id}")
+    clock.now += timedelta(days=2)
+    with pytest.raises(InsufficientCredits) as refused:
+        ledger.reserve(user_id=user.id, amount=25, job_id="too-much")
+    assert refused.value.available == 20
+    hold = ledger.reserve(user_id=user.id, amount=5, job_id="after-expiry")
+    assert list(hold.split.values()) == [5]
+    rows = ledger.history(user.id).rows
+    assert [(r.kind, r.delta, r.balance_after) for r in rows[:2]] == [("hold", -5, 15), ("expiry", -15, 20)]
+    assert ledger.reconcile() == []
