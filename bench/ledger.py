@@ -3,9 +3,10 @@
     python bench/ledger.py [--postgres URL] [--seconds N] [--threads 16] [--users 16]
 
 SQLite runs on a fresh, migrated temporary file. With --postgres, the run uses a fresh schema
-(`ledger_bench_<pid>`) inside that database, migrated and dropped afterwards, so it never touches
+(`ledger_bench_<random>`) inside that database, migrated and dropped afterwards, so it never touches
 existing tables. Each thread works for its own user by default (--users); one op is one
-reserve of 1 credit followed by its capture, two write transactions.
+reserve of 1 credit followed by its capture: two write transactions (on PostgreSQL, one
+function call each).
 
 Anomalies (must be 0): failed operations + reconcile() discrepancies + users whose balance or
 held credits differ from what the completed operations imply.
@@ -23,11 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import text  # noqa: E402
-
 from models.user import User  # noqa: E402
 from services.credits import Ledger  # noqa: E402
 from services.db import Database  # noqa: E402
+from tests.conftest import postgres_schema  # noqa: E402
 
 START_CREDITS = 10_000_000
 
@@ -103,20 +103,12 @@ def bench_sqlite(args) -> dict:
 
 
 def bench_postgres(args) -> dict:
-    schema = f"ledger_bench_{uuid.uuid4().hex[:8]}"
-    admin = Database(args.postgres, pool_size=1)
-    with admin.engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in args.postgres else "?"
-    db = Database(f"{args.postgres}{sep}options=-csearch_path%3D{schema}", pool_size=args.threads)
-    try:
-        db.upgrade()
-        return run(db, seconds=args.seconds, threads=args.threads, users=args.users)
-    finally:
-        db.dispose()
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(args.postgres, "ledger_bench") as url:
+        db = Database(url, pool_size=args.threads)
+        try:
+            return run(db, seconds=args.seconds, threads=args.threads, users=args.users)
+        finally:
+            db.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

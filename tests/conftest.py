@@ -10,6 +10,8 @@ import os
 import shutil
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,22 +45,18 @@ def _sqlite_template(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def _postgres_migrated():
-    """A private schema in the PostgreSQL test database for this pytest run, migrated once.
-
-    Each run gets its own schema (search_path in the URL), so two runs on one server, or a
-    benchmark beside the tests, never see each other's rows. Dropped at the end of the run.
-    """
-    if not TEST_DATABASE_URL:
-        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL cases skipped (SQLite still runs)")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = Database(TEST_DATABASE_URL)
+@contextmanager
+def postgres_schema(base_url: str, prefix: str) -> Iterator[str]:
+    """A fresh, migrated schema `<prefix>_<random>` in the database at `base_url`; yields a URL
+    whose connections use it (search_path), and drops it afterwards. Two test runs, or a
+    benchmark beside the tests, never see each other's rows."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = Database(base_url, pool_size=1)
     try:
         with admin.engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        sep = "&" if "?" in TEST_DATABASE_URL else "?"
-        url = f"{TEST_DATABASE_URL}{sep}options=-csearch_path%3D{schema}"
+        sep = "&" if "?" in base_url else "?"
+        url = f"{base_url}{sep}options=-csearch_path%3D{schema}"
         db = Database(url)
         db.upgrade()
         db.dispose()
@@ -67,6 +65,15 @@ def _postgres_migrated():
         with admin.engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres_migrated():
+    """A private schema in the PostgreSQL test database for this pytest run, migrated once."""
+    if not TEST_DATABASE_URL:
+        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL cases skipped (SQLite still runs)")
+    with postgres_schema(TEST_DATABASE_URL, "t") as url:
+        yield url
 
 
 def sqlite_url(template: Path, directory: Path) -> str:
