@@ -2,7 +2,7 @@
 
 The hot path of the ledger (a hold per generation, its capture once the image is stored) runs
 as one PL/pgSQL function per operation on PostgreSQL: one round trip instead of about six, in
-its own transaction or inside the caller's. They follow services/credits.py line for line:
+its own transaction or inside the caller's. They follow services/credits.py step for step:
 lock the user's row, book due expiries in spend order, debit the buckets in spend order with a
 conditional UPDATE, insert the hold and its ledger entry; capture settles a pending hold with
 one conditional UPDATE and books the charge. SQLite keeps the Python implementation; the same
