@@ -363,10 +363,7 @@ class Ledger:
             raise NotFound("No such user.")
         if outcome == "insufficient":
             raise InsufficientCredits(needed=amount, available=row[1])
-        hold = Reservation(
-            id=row[2], user_id=row[3], job_id=job_id, amount=row[4], status=row[5], split=row[6],
-            created_at=_utc(row[7]), expires_at=_utc(row[8]), settled_at=_utc(row[9]), reason=row[10],
-        )
+        hold = _pg_reservation(row)
         return _same_hold(hold, user_id, amount) if outcome == "existing" else hold
 
     def capture(self, hold: Reservation | int, *, session: Session | None = None) -> Reservation:
@@ -380,11 +377,8 @@ class Ledger:
             row = self._pg_call(session, _PG_CAPTURE, (hold_id, now))
             if row[0] == "not_found":
                 raise NotFound("No such reservation.")
-            settled = Reservation(
-                id=hold_id, user_id=row[1], job_id=row[2], amount=row[3], status=row[4], split=row[5],
-                created_at=_utc(row[6]), expires_at=_utc(row[7]), settled_at=_utc(row[8]), reason=row[9],
-            )
-            if row[0] != "captured" and settled.status != "captured":
+            settled = _pg_reservation(row)
+            if settled.status != "captured":
                 log.warning("capture of hold %s ignored: it is %s", hold_id, settled.status)
             return settled
         with self._conn(session) as conn:
@@ -861,6 +855,15 @@ def _entry_by_key(conn: Connection, key: str):
 
 def _grant_result(entry) -> GrantResult:
     return GrantResult(grant_id=entry.grant_id, amount=entry.delta, balance=entry.balance_after, replayed=True)
+
+def _pg_reservation(row: tuple) -> Reservation:
+    """The hold in a `ledger_reserve` / `ledger_capture` answer (after outcome and available)."""
+    hold_id, user_id, job_id, amount, status, split, created_at, expires_at, settled_at, reason = row[2:12]
+    return Reservation(
+        id=hold_id, user_id=user_id, job_id=job_id, amount=amount, status=status, split=split,
+        created_at=_utc(created_at), expires_at=_utc(expires_at), settled_at=_utc(settled_at), reason=reason,
+    )
+
 
 def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None

@@ -21,6 +21,9 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+# Both functions answer one row: outcome, available (set only when the credits are short), then
+# the hold's columns in table order (services.credits reads them with one helper).
+
 # Spend order (services.credits.SPEND_ORDER): the soonest-expiring kind first.
 SPEND_RANK = """
 CREATE OR REPLACE FUNCTION ledger_spend_rank(kind varchar) RETURNS integer
@@ -33,7 +36,7 @@ RESERVE = """
 CREATE OR REPLACE FUNCTION ledger_reserve(
     p_user integer, p_amount integer, p_job varchar, p_now timestamptz, p_expires timestamptz,
     OUT outcome text, OUT available integer, OUT hold_id integer, OUT hold_user integer,
-    OUT hold_amount integer, OUT hold_status varchar, OUT hold_split json,
+    OUT hold_job varchar, OUT hold_amount integer, OUT hold_status varchar, OUT hold_split json,
     OUT hold_created timestamptz, OUT hold_expires timestamptz, OUT hold_settled timestamptz,
     OUT hold_reason varchar)
 LANGUAGE plpgsql AS $$
@@ -97,9 +100,9 @@ BEGIN
     outcome := 'existing';
   END IF;
   available := NULL;
-  hold_id := h.id; hold_user := h.user_id; hold_amount := h.amount; hold_status := h.status;
-  hold_split := h.split; hold_created := h.created_at; hold_expires := h.expires_at;
-  hold_settled := h.settled_at; hold_reason := h.reason;
+  hold_id := h.id; hold_user := h.user_id; hold_job := h.job_id; hold_amount := h.amount;
+  hold_status := h.status; hold_split := h.split; hold_created := h.created_at;
+  hold_expires := h.expires_at; hold_settled := h.settled_at; hold_reason := h.reason;
 END
 $$
 """
@@ -107,9 +110,10 @@ $$
 CAPTURE = """
 CREATE OR REPLACE FUNCTION ledger_capture(
     p_hold integer, p_now timestamptz,
-    OUT outcome text, OUT hold_user integer, OUT hold_job varchar, OUT hold_amount integer,
-    OUT hold_status varchar, OUT hold_split json, OUT hold_created timestamptz,
-    OUT hold_expires timestamptz, OUT hold_settled timestamptz, OUT hold_reason varchar)
+    OUT outcome text, OUT available integer, OUT hold_id integer, OUT hold_user integer,
+    OUT hold_job varchar, OUT hold_amount integer, OUT hold_status varchar, OUT hold_split json,
+    OUT hold_created timestamptz, OUT hold_expires timestamptz, OUT hold_settled timestamptz,
+    OUT hold_reason varchar)
 LANGUAGE plpgsql AS $$
 DECLARE
   h holds;
@@ -129,9 +133,9 @@ BEGIN
     SELECT * INTO h FROM holds WHERE id = p_hold;
     outcome := 'unchanged';
   END IF;
-  hold_user := h.user_id; hold_job := h.job_id; hold_amount := h.amount; hold_status := h.status;
-  hold_split := h.split; hold_created := h.created_at; hold_expires := h.expires_at;
-  hold_settled := h.settled_at; hold_reason := h.reason;
+  hold_id := h.id; hold_user := h.user_id; hold_job := h.job_id; hold_amount := h.amount;
+  hold_status := h.status; hold_split := h.split; hold_created := h.created_at;
+  hold_expires := h.expires_at; hold_settled := h.settled_at; hold_reason := h.reason;
 END
 $$
 """
