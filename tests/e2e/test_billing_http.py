@@ -44,6 +44,15 @@ def customer(app):
     return client, app.services.accounts.get_user_by_email(email)
 
 
+def paid_checkout(app, fake, product: str):
+    """A new customer completes Checkout for `product` on the fake Stripe.
+    Returns (browser, user, balance before any fulfilment, the checkout session)."""
+    browser, user = customer(app)
+    start = app.services.ledger.balance(user.id).total
+    url = app.services.billing.create_checkout(user=user, product=product)
+    return browser, user, start, fake.complete_checkout(url.rsplit("/", 1)[1])
+
+
 def events(app) -> int:
     with app.services.db.session() as s:
         return len(s.exec(select(StripeEvent)).all())
@@ -51,10 +60,7 @@ def events(app) -> int:
 
 def test_webhook_over_http(shop_app, fake):
     app = shop_app
-    _, user = customer(app)
-    start = app.services.ledger.balance(user.id).total
-    url = app.services.billing.create_checkout(user=user, product="pack_500")
-    session = fake.complete_checkout(url.rsplit("/", 1)[1])
+    _, user, start, session = paid_checkout(app, fake, "pack_500")
 
     payload, header = signed(fake.event("checkout.session.completed", session), SECRET)
     tampered = payload.replace(b"pack_500", b"pack_150", 1)
@@ -80,10 +86,7 @@ def test_webhook_over_http(shop_app, fake):
 
 def test_failed_handling_is_5xx_and_the_retry_succeeds(shop_app, fake):
     app = shop_app
-    _, user = customer(app)
-    start = app.services.ledger.balance(user.id).total
-    url = app.services.billing.create_checkout(user=user, product="pack_100")
-    session = fake.complete_checkout(url.rsplit("/", 1)[1])
+    _, user, start, session = paid_checkout(app, fake, "pack_100")
     event = fake.event("checkout.session.completed", session)
     payload, header = signed(event, SECRET)
 
@@ -99,10 +102,7 @@ def test_failed_handling_is_5xx_and_the_retry_succeeds(shop_app, fake):
 
 def test_checkout_return_fulfils_once_with_the_webhook(shop_app, fake):
     app = shop_app
-    browser, user = customer(app)
-    start = app.services.ledger.balance(user.id).total
-    url = app.services.billing.create_checkout(user=user, product="basic_monthly")
-    session = fake.complete_checkout(url.rsplit("/", 1)[1])
+    browser, user, start, session = paid_checkout(app, fake, "basic_monthly")
 
     r = browser.get(f"/billing/success?session_id={session['id']}")
     assert r.status_code in (302, 303)

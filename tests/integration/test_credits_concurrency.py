@@ -57,24 +57,33 @@ def pending_holds(db: Database, user_id: int) -> list[Hold]:
         return s.exec(select(Hold).where(Hold.user_id == user_id, Hold.status == "pending")).all()
 
 
-def test_fifty_threads_get_exactly_ten_holds(database, make_user):
-    ledger = Ledger(database)
+def funded_user(database: Database, ledger: Ledger, make_user):
+    """A user with enough credits for exactly AFFORDABLE reservations."""
     user = make_user(database)
     ledger.grant(user_id=user.id, amount=COST * AFFORDABLE, kind="pack", idempotency_key=f"p:{user.id}")
+    return user
+
+
+def assert_exactly_the_affordable_holds(database: Database, ledger: Ledger, user_id: int) -> None:
+    assert len(pending_holds(database, user_id)) == AFFORDABLE
+    balance = ledger.balance(user_id)
+    assert (balance.total, balance.held) == (0, COST * AFFORDABLE)
+    assert ledger.reconcile(user_id) == []
+
+
+def test_fifty_threads_get_exactly_ten_holds(database, make_user):
+    ledger = Ledger(database)
+    user = funded_user(database, ledger, make_user)
 
     counts = reserve_from_threads(ledger, user.id, THREADS, "job")
 
     assert counts == {"ok": AFFORDABLE, "insufficient": THREADS - AFFORDABLE}
-    assert len(pending_holds(database, user.id)) == AFFORDABLE
-    balance = ledger.balance(user.id)
-    assert (balance.total, balance.held) == (0, COST * AFFORDABLE)
-    assert ledger.reconcile(user.id) == []
+    assert_exactly_the_affordable_holds(database, ledger, user.id)
 
 
 def test_two_processes_get_exactly_ten_holds(database, make_user):
     ledger = Ledger(database)
-    user = make_user(database)
-    ledger.grant(user_id=user.id, amount=COST * AFFORDABLE, kind="pack", idempotency_key=f"p:{user.id}")
+    user = funded_user(database, ledger, make_user)
 
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
@@ -92,17 +101,13 @@ def test_two_processes_get_exactly_ten_holds(database, make_user):
     assert not any("error" in o for o in outcomes), outcomes
     assert sum(o["ok"] for o in outcomes) == AFFORDABLE
     assert sum(o["insufficient"] for o in outcomes) == THREADS - AFFORDABLE
-    assert len(pending_holds(database, user.id)) == AFFORDABLE
-    balance = ledger.balance(user.id)
-    assert (balance.total, balance.held) == (0, COST * AFFORDABLE)
-    assert ledger.reconcile(user.id) == []
+    assert_exactly_the_affordable_holds(database, ledger, user.id)
 
 
 def test_two_ledgers_in_one_process_share_nothing_but_the_database(database, make_user):
     """Two Ledger objects (no shared in-process lock) still never overspend."""
-    user = make_user(database)
     ledgers = [Ledger(database), Ledger(database)]
-    ledgers[0].grant(user_id=user.id, amount=COST * AFFORDABLE, kind="pack", idempotency_key=f"p:{user.id}")
+    user = funded_user(database, ledgers[0], make_user)
     start = threading.Barrier(THREADS)
 
     def one(i: int) -> bool:
