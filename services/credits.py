@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -130,12 +128,6 @@ class Ledger:
         self.hold_ttl = timedelta(seconds=hold_ttl_seconds)
         self.clock = clock
         self._pg = not db.is_sqlite
-        # Our own write transactions use a bare connection (no ORM session): on SQLite the
-        # `immediate_transaction` option makes services.db begin them with BEGIN IMMEDIATE.
-        self._write_engine = db.engine.execution_options(immediate_transaction=True)
-        # SQLite serialises writers anyway; queueing them here in-process spares them SQLite's
-        # sleeping busy handler (much higher throughput with many threads).
-        self._sqlite_writer = _sqlite_writer_lock(db) if db.is_sqlite else None
 
     # Granting ---------------------------------------------------------------------------------
 
@@ -613,11 +605,8 @@ class Ledger:
         if session is not None:
             session.flush()  # Core statements below do not autoflush the caller's pending objects
             yield session.connection()
-        elif self._sqlite_writer is not None:
-            with self._sqlite_writer, self._write_engine.begin() as conn:
-                yield conn
         else:
-            with self._write_engine.begin() as conn:
+            with self.db.write_connection() as conn:
                 yield conn
 
     def _pg_call(self, session: Session | None, sql: str, params: tuple) -> tuple:
@@ -805,16 +794,6 @@ _INSERT_ENTRY = insert(E)
 # PostgreSQL's reserve and capture (functions created by alembic/versions/0002).
 _PG_RESERVE = "SELECT * FROM ledger_reserve(%s, %s, %s, %s, %s)"
 _PG_CAPTURE = "SELECT * FROM ledger_capture(%s, %s)"
-
-_writer_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_writer_locks_guard = threading.Lock()
-
-
-def _sqlite_writer_lock(db: Database) -> threading.Lock:
-    """One lock per Database object, shared by every Ledger on it."""
-    with _writer_locks_guard:
-        return _writer_locks.setdefault(db, threading.Lock())
-
 
 def _entry(
     user_id: int, kind: str, *, delta: int = 0, held_delta: int = 0, balance_after: int,

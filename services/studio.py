@@ -16,13 +16,12 @@ import io
 import logging
 import math
 import os
-import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -139,8 +138,6 @@ class Studio:
         self.settings = settings
         self.billing = billing
         self._slots = _UserSlots(settings.generation_max_concurrent)
-        # SQLite has one writer at a time: queue our writers here instead of in SQLite's busy handler.
-        self._sqlite_writer = threading.Lock() if db.is_sqlite else None
         # Give up on the engine well before the hold could expire under a live process.
         self._engine_deadline = max(10.0, settings.hold_ttl_seconds * 0.8)
         # Worker threads: post-processing is CPU work (as many threads as cores); database and
@@ -318,18 +315,9 @@ class Studio:
 
     # Steps that write (each one short transaction) ----------------------------------------------
 
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        if self._sqlite_writer is None:
-            with self.db.transaction() as s:
-                yield s
-        else:
-            with self._sqlite_writer, self.db.transaction() as s:
-                yield s
-
     def _open_job(self, *, user_id: int, is_admin: bool, request: GenerationRequest, plan: sizing.SizePlan):
         """The generation row and its hold, in one transaction: not enough credits leaves no trace."""
-        with self._tx() as s:
+        with self.db.transaction() as s:
             if s.exec(select(User.id).where(User.id == user_id).with_for_update(key_share=True)).first() is None:
                 raise NotFound("Unknown user.")
             if not is_admin:
@@ -347,7 +335,7 @@ class Studio:
 
     def _mark_stored(self, gen_id: str, *, rendered: Rendered, result: EngineImage) -> None:
         """Committed on its own, before the capture: from here the stale-hold sweep would capture."""
-        with self._tx() as s:
+        with self.db.transaction() as s:
             generation = s.get(Generation, gen_id)
             generation.image_key = gen_id
             generation.width, generation.height = rendered.width, rendered.height
@@ -357,7 +345,7 @@ class Studio:
 
     def _finish(self, gen_id: str, hold, timings: dict) -> Generation:
         """Capture the hold and mark the generation done, in one transaction."""
-        with self._tx() as s:
+        with self.db.transaction() as s:
             generation = s.get(Generation, gen_id)
             captured = self.ledger.capture(hold, session=s)
             generation.finished_at = utcnow()
@@ -376,7 +364,7 @@ class Studio:
     def _fail(self, gen_id: str, hold, reason: str, timings: dict) -> str:
         """Release the hold and mark the generation failed. Returns the hold's final status."""
         try:
-            with self._tx() as s:
+            with self.db.transaction() as s:
                 generation = s.get(Generation, gen_id)
                 settled = self.ledger.release(hold, reason, session=s)
                 generation.finished_at = utcnow()
@@ -431,7 +419,7 @@ class Studio:
     def _record_rejection(self, user_id: int, prompt: str, source: str, categories: list[str]) -> None:
         log.warning("prompt refused for user %s by %s (%s)", user_id, source, ", ".join(categories) or "-")
         try:
-            with self._tx() as s:
+            with self.db.transaction() as s:
                 s.add(ModerationEvent(user_id=user_id, prompt=prompt, source=source, categories=list(categories)))
         except Exception:
             log.exception("could not record a moderation rejection")
@@ -471,7 +459,7 @@ class Studio:
         generation = self.get(user_id=user_id, generation_id=generation_id)
         if generation.status == "pending" and generation.image_key is None:
             raise Conflict("This image is still being made. Try again when it is done.")
-        with self._tx() as s:
+        with self.db.transaction() as s:
             row = s.get(Generation, generation_id)
             row.deleted_at = utcnow()
             s.add(row)
@@ -499,7 +487,7 @@ class Studio:
             hold = self.ledger.get_hold(gen_id)
             if hold is not None and hold.status == "pending":
                 continue  # the sweep has not reached it yet
-            with self._tx() as s:
+            with self.db.transaction() as s:
                 generation = s.get(Generation, gen_id)
                 if generation is None or generation.status != "pending":
                     continue
