@@ -181,10 +181,10 @@ def _run_command(args, services, uuid) -> dict:
         _, key = services.accounts.create_api_key(user_id=user.id, name="cli")
         return {"api_key": key}
     if cmd == ("credits", "grant"):
-        user = services.accounts.get_user_by_email(args.email)
-        services.ledger.grant(user_id=user.id, amount=args.amount, kind="admin",
-                              idempotency_key=f"cli:{uuid.uuid4().hex}", note=args.note or "Granted from the CLI")
-        return {"balance": services.ledger.balance(user.id).total}
+        from services.admin import OPERATOR
+
+        return {"balance": services.admin.grant_credits(actor=OPERATOR, email=args.email, amount=args.amount,
+                                                        note=args.note)}
     if cmd == ("credits", "balance"):
         user = services.accounts.get_user_by_email(args.email)
         return {"balance": services.ledger.balance(user.id).total}

@@ -1,4 +1,5 @@
-"""Administration. Every call checks, on the server, that the acting user is an admin."""
+"""Administration. Every call checks, on the server, that the actor is an admin user or the
+operator (`OPERATOR`: the CLI, run by whoever has the server's shell, database and secrets)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,20 @@ from models.base import utcnow
 from models.generation import Generation, ModerationEvent
 from models.user import User
 from services.accounts import Accounts
+from services.credits import MAX_AMOUNT
 from services.db import Database
-from services.errors import PermissionDenied
+from services.errors import PermissionDenied, ValidationFailed
+
+
+@dataclass(frozen=True)
+class Operator:
+    """The actor behind the CLI. Only code on the server can pass it: no request carries it."""
+
+    key: str = "cli"
+    default_note: str = "Granted from the CLI"
+
+
+OPERATOR = Operator()
 
 
 @dataclass(frozen=True)
@@ -32,17 +45,29 @@ class Admin:
         self.ledger = ledger
 
     @staticmethod
-    def _require(actor: User) -> None:
-        if actor is None or not actor.is_admin:
+    def _require(actor: User | Operator) -> None:
+        if actor is OPERATOR:
+            return
+        if not isinstance(actor, User) or not actor.is_admin:
             raise PermissionDenied("This needs an administrator.")
 
-    def grant_credits(self, *, actor: User, email: str, amount: int, note: str | None = None) -> int:
-        """Grant `amount` admin credits to the user with `email`; returns their new balance."""
+    def grant_credits(self, *, actor: User | Operator, email: str, amount: int | float,
+                      note: str | None = None) -> int:
+        """Grant `amount` admin credits to the user with `email`; returns their new balance.
+
+        `amount` must be a whole number from 1 to MAX_AMOUNT. A float with a whole value (1.0,
+        what a number field may send) counts as that number; 1.5, True, "3" or None are refused,
+        never rounded. `actor` is an admin user (the UI) or OPERATOR (the CLI).
+        """
         self._require(actor)
+        amount = _whole_credits(amount)
         user = self.accounts.get_user_by_email(email)
-        self.ledger.grant(user_id=user.id, amount=amount, kind="admin",
-                          idempotency_key=f"admin:{actor.id}:{uuid.uuid4().hex}",
-                          note=(note or f"Granted by {actor.email}")[:500])
+        if actor is OPERATOR:
+            key, default_note = f"admin:{actor.key}:{uuid.uuid4().hex}", actor.default_note
+        else:
+            key, default_note = f"admin:{actor.id}:{uuid.uuid4().hex}", f"Granted by {actor.email}"
+        self.ledger.grant(user_id=user.id, amount=amount, kind="admin", idempotency_key=key,
+                          note=(note or default_note)[:500])
         return self.ledger.balance(user.id).total
 
     def overview(self, *, actor: User) -> Overview:
@@ -64,3 +89,11 @@ class Admin:
             rows = s.exec(select(ModerationEvent, User.email).join(User, User.id == ModerationEvent.user_id)
                           .order_by(col(ModerationEvent.created_at).desc()).limit(limit)).all()
         return [(event, email) for event, email in rows]
+
+
+def _whole_credits(amount) -> int:
+    if isinstance(amount, float) and amount.is_integer():
+        amount = int(amount)
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:
+        raise ValidationFailed(f"Enter a whole number of credits from 1 to {MAX_AMOUNT:,}.")
+    return amount

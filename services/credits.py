@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 SPEND_ORDER = ("subscription", "trial", "admin", "pack")  # soonest-expiring first; oldest first within a kind
 _RANK = {kind: i for i, kind in enumerate(SPEND_ORDER)}
 MAX_AMOUNT = 100_000_000  # per operation; keeps every sum far inside a 32-bit column
+# Most credits one account may have, held ones included: every amount column (remaining,
+# balance_after, ...) is a 32-bit integer on PostgreSQL, and MAX_BALANCE + MAX_AMOUNT < 2**31.
+MAX_BALANCE = 1_000_000_000
 
 _GRANT_LABELS = {
     "subscription": "Subscription credits",
@@ -658,6 +661,13 @@ class Ledger:
         self, conn: Connection, *, user_id: int, amount: int, kind: str, entry_kind: str, key: str,
         expires_at: datetime | None, note: str | None, balance: int, now: datetime,
     ) -> GrantResult:
+        """Every path that adds credits ends here: refuse (nothing written) past MAX_BALANCE."""
+        held = conn.execute(_HELD, {"uid": user_id}).scalar_one()
+        if balance + held + amount > MAX_BALANCE:
+            raise ValidationFailed(
+                f"An account can hold at most {MAX_BALANCE:,} credits (held ones included). This one has "
+                f"{balance + held:,}, so {amount:,} more cannot be added. Nothing was changed."
+            )
         grant_id = conn.execute(
             insert(G).values(
                 user_id=user_id, kind=kind, original=amount, remaining=amount, expires_at=expires_at,
@@ -758,6 +768,9 @@ _LOCK_HOLD_OWNER = (
 )
 _LIVE_BUCKETS = select(G.c.id, G.c.kind, G.c.remaining, G.c.expires_at).where(
     G.c.user_id == bindparam("uid"), G.c.remaining > 0
+)
+_HELD = select(func.coalesce(func.sum(H.c.amount), 0)).where(
+    H.c.user_id == bindparam("uid"), H.c.status == "pending"
 )
 _DEBIT = (
     update(G).where(G.c.id == bindparam("gid"), G.c.remaining >= bindparam("n"))
