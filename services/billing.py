@@ -16,7 +16,6 @@ How a payment becomes credits, exactly once:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -58,6 +57,7 @@ ACTIVE_STATUSES = ("active", "trialing", "past_due")
 # only, and the new plan's credits come with the next renewal.
 REFRESH_REASONS = ("subscription_create", "subscription_cycle", "subscription_update")
 SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
+INVOICE_ID = re.compile(r"^in_[A-Za-z0-9_]{1,250}$")
 PRICE_CACHE_SECONDS = 300
 PRICING_PATH = "/?tab=pricing"
 SUCCESS_PATH = "/billing/success"
@@ -83,6 +83,8 @@ class PaymentGateway(Protocol):
 
     def retrieve_invoice(self, invoice_id: str) -> dict:
         """The invoice with all its lines."""
+
+    def retrieve_charge(self, charge_id: str) -> dict: ...
 
     def retrieve_price(self, price_id: str) -> dict: ...
 
@@ -157,6 +159,9 @@ class StripeGateway:
                 invoice_id, {"limit": 100}))
             invoice["lines"] = {"object": "list", "data": every.get("data", []), "has_more": False}
         return invoice
+
+    def retrieve_charge(self, charge_id: str) -> dict:
+        return self._call("charge", lambda: self.client.v1.charges.retrieve(charge_id))
 
     def retrieve_price(self, price_id: str) -> dict:
         return self._call("price", lambda: self.client.v1.prices.retrieve(price_id))
@@ -423,8 +428,9 @@ class Billing:
         """Verify and handle one Stripe webhook delivery.
 
         Raises WebhookRejected (→ 400) for a missing, wrong or stale signature or a body that is
-        not an event, PaymentsNotConfigured (→ 503) without STRIPE_WEBHOOK_SECRET. Any other
-        exception means the event was not recorded (→ 500, Stripe retries).
+        not an event, PaymentsNotConfigured (→ 503) without STRIPE_WEBHOOK_SECRET, PaymentError
+        (→ 502) when Stripe cannot be read or does not know the object the event names. Any of
+        these, or any other exception, means the event was not recorded (Stripe retries).
         """
         secret = self.settings.stripe_webhook_secret
         if not secret:
@@ -446,7 +452,17 @@ class Billing:
             raise WebhookRejected("The webhook body is not a Stripe event.")
         handler = self._handlers().get(event_type)
         prepare = (lambda: handler(obj)) if handler else (lambda: _ignored(f"unhandled event type {event_type}"))
-        result = self._run(prepare, event=(event_id, event_type))
+        try:
+            result = self._run(prepare, event=(event_id, event_type))
+        except NotFound as err:
+            # Stripe keeps every session, invoice, subscription and charge its events name, so
+            # "no such object" for a correctly signed event means a made-up event, or an API key
+            # of another account or mode. Nothing is granted or recorded. A 5xx (not a 2xx) so
+            # that Stripe retries a real event for three days: fixing STRIPE_SECRET_KEY within
+            # that time still fulfils the payment. A forged event is not Stripe's to retry.
+            log.error("stripe event %s (%s) names an object Stripe does not know: %s Nothing granted.",
+                      event_id, event_type, err.message)
+            raise PaymentError(f"{err.message} Nothing was granted or recorded.") from None
         return {"received": True, "event": event_id, "type": event_type, "status": result.status,
                 "message": result.message}
 
@@ -520,13 +536,14 @@ class Billing:
             work.purchases.append(purchase)
         return work
 
-    def _on_invoice_paid(self, invoice: dict) -> _Work:
-        if invoice.get("billing_reason") not in REFRESH_REASONS:
-            return _ignored(f"invoice {invoice.get('id')}: billing reason {invoice.get('billing_reason')}")
+    def _on_invoice_paid(self, event_invoice: dict) -> _Work:
+        # Only the invoice id comes from the event: status, lines, prices, metadata and customer
+        # are Stripe's current answer (a signed event is delivered, not proof of a payment).
+        invoice_id = event_invoice.get("id")
+        if not isinstance(invoice_id, str) or not INVOICE_ID.match(invoice_id):
+            return _ignored("invoice event without an invoice id")
         gateway = self._require_gateway()
-        lines = invoice.get("lines") or {}
-        if lines.get("has_more") or not lines.get("data"):
-            invoice = gateway.retrieve_invoice(invoice["id"])
+        invoice = gateway.retrieve_invoice(invoice_id)
         purchase, why = self._invoice_purchase(invoice, None)
         if purchase is None:
             return _ignored(f"invoice {invoice.get('id')}: {why}")
@@ -572,9 +589,9 @@ class Billing:
         sub_id = sub.get("id")
         if not isinstance(sub_id, str):
             return _ignored("subscription event without an id")
-        gateway = self._require_gateway()
-        with contextlib.suppress(NotFound):  # else the event's copy
-            sub = gateway.retrieve_subscription(sub_id)  # the current state: events arrive in any order
+        # Stripe's current state, never the event's copy: events arrive in any order, and a
+        # made-up subscription must not unlock a plan (NotFound: see handle_webhook).
+        sub = self._require_gateway().retrieve_subscription(sub_id)
         state = self._subscription_state(sub, None)
         if state is None:
             return _ignored(f"subscription {sub_id}: no known user or plan")
@@ -607,23 +624,33 @@ class Billing:
             cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
         )
 
-    def _on_charge_refunded(self, charge: dict) -> _Work:
-        payment_intent = _id_of(charge.get("payment_intent"))
-        if not payment_intent or not isinstance(charge.get("id"), str):
+    def _on_charge_refunded(self, event_charge: dict) -> _Work:
+        # The event's copy only says where to look; the amounts are read from Stripe's charge.
+        payment_intent = _id_of(event_charge.get("payment_intent"))
+        charge_id = event_charge.get("id")
+        if not payment_intent or not isinstance(charge_id, str) or not charge_id:
             return _ignored("refund without a payment intent")
-        refund = _Refund(charge_id=charge["id"], payment_intent=payment_intent,
-                         amount=int(charge.get("amount") or 0), amount_refunded=int(charge.get("amount_refunded") or 0))
-        if refund.amount <= 0 or refund.amount_refunded <= 0:
-            return _ignored(f"charge {refund.charge_id}: nothing refunded")
+        gateway = self._require_gateway()
         with self.db.session() as s:
             known = s.exec(select(Fulfillment.id).where(
                 Fulfillment.payment_intent == payment_intent, Fulfillment.kind == "pack")).first()
+        session = None
+        if known is None:
+            session = gateway.find_checkout_session(payment_intent=payment_intent)
+            if session is None or session.get("mode") != "payment":
+                return _ignored(f"charge {charge_id}: not a pack bought here")
+        charge = gateway.retrieve_charge(charge_id)
+        if _id_of(charge.get("payment_intent")) != payment_intent:
+            log.error("charge.refunded: charge %s does not pay for %s at Stripe: nothing taken back",
+                      charge_id, payment_intent)
+            return _ignored(f"charge {charge_id}: not the payment the event names")
+        refund = _Refund(charge_id=charge_id, payment_intent=payment_intent,
+                         amount=int(charge.get("amount") or 0), amount_refunded=int(charge.get("amount_refunded") or 0))
+        if refund.amount <= 0 or refund.amount_refunded <= 0:
+            return _ignored(f"charge {charge_id}: nothing refunded")
         if known is not None:
             return _Work(refund=refund)
         # The refund arrived before the purchase was fulfilled: fulfil it first, in the same transaction.
-        session = self._require_gateway().find_checkout_session(payment_intent=payment_intent)
-        if session is None or session.get("mode") != "payment":
-            return _ignored(f"charge {refund.charge_id}: not a pack bought here")
         work = self._prepare_checkout(session["id"])
         if not work.purchases:
             return work
