@@ -72,8 +72,10 @@ def create_app(settings: Settings, services=None):
             yield
         finally:
             task.cancel()
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.to_thread(maintenance.stop)
+            except Exception:
+                log.warning("could not record this process's shutdown", exc_info=True)
 
     app = FastAPI(title="Image Studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services

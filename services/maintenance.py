@@ -111,6 +111,7 @@ class Maintenance:
         self.orphan_scan_every = orphan_scan_every
         self.clock = clock
         self._last_orphan_scan: datetime | None = None
+        self._stopped = False
 
     def sweep(self, *, now: datetime | None = None) -> dict:
         """Run every housekeeping step once; returns how much each did ("errors": steps that
@@ -142,6 +143,8 @@ class Maintenance:
 
     def heartbeat(self, *, now: datetime | None = None) -> None:
         """Register this process start, or say it is still alive."""
+        if self._stopped:  # a sweep still running in its thread as the app shuts down
+            return
         now = now or self.clock()
         for attempt in (1, 2):
             try:
@@ -160,6 +163,7 @@ class Maintenance:
     def stop(self, *, now: datetime | None = None) -> None:
         """A clean shutdown: this start is gone, any job it left pending is settled at once by
         the next sweep of any process."""
+        self._stopped = True
         with self.db.write_connection() as conn:
             conn.execute(update(B).where(B.c.id == self.boot.id).values(ended_at=now or self.clock()))
 

@@ -20,7 +20,7 @@ from models.base import utcnow
 from models.generation import Boot, Generation
 from services.credits import Ledger
 from services.db import ROOT, Database
-from services.maintenance import BootIdentity, Maintenance
+from services.maintenance import BootIdentity, Maintenance, current_boot
 from tests.conftest import free_port
 from tests.e2e.conftest import BASE_SETTINGS, start_app
 from tests.fakes.openai_server import FakeOpenAI
@@ -133,4 +133,8 @@ def test_a_killed_app_is_recovered_at_the_next_start(tmp_path, database_url, fak
         assert ledger.reconcile() == []
     finally:
         restarted.stop()
+    try:
+        with db.session() as s:
+            assert s.get(Boot, current_boot().id).ended_at is not None, "a clean shutdown is recorded"
+    finally:
         db.dispose()
