@@ -63,11 +63,19 @@ def create_app(settings: Settings, services=None):
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        task = asyncio.create_task(_sweep_forever(services))
+        from services.maintenance import Maintenance
+
+        maintenance = Maintenance(db=services.db, ledger=services.ledger, studio=services.studio,
+                                  interval_seconds=SWEEP_INTERVAL_SECONDS)
+        task = asyncio.create_task(_sweep_forever(maintenance))
         try:
             yield
         finally:
             task.cancel()
+            try:
+                await asyncio.to_thread(maintenance.stop)
+            except Exception:
+                log.warning("could not record this process's shutdown", exc_info=True)
 
     app = FastAPI(title="Image Studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
@@ -91,16 +99,15 @@ def create_app(settings: Settings, services=None):
     )
 
 
-async def _sweep_forever(services) -> None:
-    """Settle holds left by a process that died mid-generation: now, then every minute."""
+async def _sweep_forever(maintenance) -> None:
+    """The housekeeping sweep (services/maintenance.py): now, then every interval."""
     while True:
         try:
-            result = await asyncio.to_thread(services.ledger.sweep_stale_holds, is_stored=services.studio.is_stored)
-            result["generations"] = await asyncio.to_thread(services.studio.settle_abandoned)
-            if any(result.values()):
-                log.info("stale holds settled: %s", result)
+            summary = await asyncio.to_thread(maintenance.sweep)
+            if any(summary.values()):
+                log.info("sweep: %s", summary)
         except Exception:
-            log.exception("stale-hold sweep failed")
+            log.exception("sweep failed")
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
 
 

@@ -1,4 +1,5 @@
-"""The generation aggregate: one row per image job, and moderation rejections."""
+"""The generation aggregate: one row per image job, the processes that run them, and moderation
+rejections."""
 
 from __future__ import annotations
 
@@ -37,6 +38,24 @@ class Generation(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, index=True)
     finished_at: datetime | None = None
     deleted_at: datetime | None = None
+    # The process start (Boot.id) that opened the job: if that process is gone while the job is
+    # pending, another one settles the job's hold without waiting for the hold to expire.
+    boot_id: str | None = Field(default=None, max_length=32, index=True)
+
+
+class Boot(SQLModel, table=True):
+    """One start of an app process. Its periodic sweep keeps `heartbeat_at` fresh; a clean
+    shutdown sets `ended_at`. `host` names the pid namespace of a running kernel (hostname,
+    kernel boot id, pid namespace): within one, `pid` tells whether the process still runs."""
+
+    __tablename__ = "boots"
+
+    id: str = Field(primary_key=True, max_length=32)
+    host: str = Field(max_length=255, index=True)
+    pid: int
+    started_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow, index=True)
+    ended_at: datetime | None = None
 
 
 class ModerationEvent(SQLModel, table=True):

@@ -414,8 +414,24 @@ class Ledger:
             stale = s.connection().execute(
                 select(H.c.id, H.c.job_id).where(H.c.status == "pending", H.c.expires_at <= now).order_by(H.c.id)
             ).all()
+        return self._settle_left_behind(stale, is_stored, "stale hold: the image was never stored")
+
+    def settle_jobs_of_gone_process(self, *, job_ids: list[str], is_stored: Callable[[str], bool]) -> dict:
+        """Settle the pending holds of these jobs now, before they expire: the process that ran
+        them is known to be gone. Exactly like `sweep_stale_holds` otherwise (captured if
+        stored, else "expired"); holds already settled are left as they are."""
+        if not job_ids:
+            return {"captured": 0, "released": 0, "errors": 0}
+        with self.db.session() as s:
+            pending = s.connection().execute(
+                select(H.c.id, H.c.job_id).where(H.c.status == "pending", H.c.job_id.in_(list(job_ids)))
+                .order_by(H.c.id)
+            ).all()
+        return self._settle_left_behind(pending, is_stored, "the app stopped before the image was stored")
+
+    def _settle_left_behind(self, holds, is_stored: Callable[[str], bool], reason: str) -> dict:
         counts = {"captured": 0, "released": 0, "errors": 0}
-        for hold_id, job_id in stale:
+        for hold_id, job_id in holds:
             try:
                 stored = bool(is_stored(job_id))
             except Exception:
@@ -425,7 +441,7 @@ class Ledger:
             if stored:
                 if self.capture(hold_id).status == "captured":
                     counts["captured"] += 1
-            elif self._release(hold_id, "stale hold: the image was never stored", status="expired").status == "expired":
+            elif self._release(hold_id, reason, status="expired").status == "expired":
                 counts["released"] += 1
         return counts
 

@@ -10,7 +10,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -39,6 +40,10 @@ class ImageStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove every variant; a missing key is not an error."""
+        ...
+
+    def list_keys(self) -> Iterator[tuple[str, datetime]]:
+        """Every stored key, with when its newest file was written (for the orphan sweep)."""
         ...
 
 
@@ -103,6 +108,24 @@ class LocalImageStore:
         except ImageMissing:
             return
         shutil.rmtree(directory, ignore_errors=True)
+
+    def list_keys(self) -> Iterator[tuple[str, datetime]]:
+        """Every key directory (also one a crashed save left half written), with the newest
+        modification time of the files in it (of the directory itself when it is empty)."""
+        if not self.root.is_dir():
+            return
+        for prefix in sorted(self.root.iterdir()):
+            if len(prefix.name) != 2 or not prefix.is_dir():
+                continue
+            for directory in sorted(prefix.iterdir()):
+                if not KEY_RE.match(directory.name) or directory.name[:2] != prefix.name:
+                    continue
+                try:
+                    times = [entry.stat().st_mtime for entry in directory.iterdir()]
+                    newest = max(times) if times else directory.stat().st_mtime
+                except FileNotFoundError:  # deleted while we looked
+                    continue
+                yield directory.name, datetime.fromtimestamp(newest, UTC)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -3,8 +3,10 @@ post-process (worker thread) → store → mark stored → capture.
 
 Any failure after the hold releases it: the user sees "Generation failed — you were not
 charged." and the reason in plain words. The generation's image key is committed in its own step
-before the capture, so if the process dies in between, the ledger's stale-hold sweep captures
-the hold only when the image was really stored (`Studio.is_stored`).
+before the capture, so if the process dies in between, the sweep (services/maintenance.py)
+captures the hold only when the image was really stored (`Studio.is_stored`). Each job records
+the process start that opened it (`boot_id`), so a restarted process settles the jobs of one
+that died at once, instead of waiting for their holds to expire.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from services.errors import (
     RateLimited,
     ValidationFailed,
 )
+from services.maintenance import current_boot
 from services.moderation import Moderator, make_moderator
 from services.settings import Settings
 from services.storage import VARIANTS, ImageMissing, ImageStore, media_type
@@ -128,7 +131,7 @@ class Studio:
     """Image generation for signed-in users. One instance per process; async-safe."""
 
     def __init__(self, *, db: Database, ledger, catalog: Catalog, engine: ImageEngine, moderator: Moderator,
-                 store: ImageStore, settings: Settings, billing=None):
+                 store: ImageStore, settings: Settings, billing=None, boot_id: str | None = None):
         self.db = db
         self.ledger = ledger
         self.catalog = catalog
@@ -137,6 +140,7 @@ class Studio:
         self.store = store
         self.settings = settings
         self.billing = billing
+        self.boot_id = boot_id or current_boot().id  # stamped on every job this process opens
         self._slots = _UserSlots(settings.generation_max_concurrent)
         # Give up on the engine well before the hold could expire under a live process.
         self._engine_deadline = max(10.0, settings.hold_ttl_seconds * 0.8)
@@ -327,6 +331,7 @@ class Studio:
                 style=request.style.name, aspect_ratio=request.aspect.ratio, resolution=request.resolution.key,
                 requested_width=plan.requested[0], requested_height=plan.requested[1],
                 engine=self.engine.name, model=self.engine.model, cost=request.cost, status="pending",
+                boot_id=self.boot_id,
             )
             s.add(generation)
             s.flush()
@@ -478,8 +483,9 @@ class Studio:
             raise NotFound("Image not found.") from None
 
     def settle_abandoned(self) -> int:
-        """Generations left "pending" by a process that died: once the ledger's sweep has settled
-        their hold, mark them succeeded (captured: the image was stored) or failed (not charged)."""
+        """Generations left "pending" by a process that died: once the sweep has settled their
+        hold (their process is gone, or the hold expired), mark them succeeded (captured: the
+        image was stored) or failed (not charged; the orphan-file sweep removes any files)."""
         with self.db.session() as s:
             pending = s.exec(select(Generation.id).where(Generation.status == "pending")).all()
         settled = 0
@@ -502,7 +508,7 @@ class Studio:
         return settled
 
     def is_stored(self, job_id: str) -> bool:
-        """For the ledger's stale-hold sweep: was this job's image stored?"""
+        """For the sweep: was this job's image stored (marked with its key)?"""
         with self.db.session() as s:
             key = s.exec(select(Generation.image_key).where(Generation.id == job_id)).first()
         return key is not None
