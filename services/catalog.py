@@ -242,9 +242,6 @@ class Catalog:
             f"Unknown resolution {_show(key)}. Choose one of: {', '.join(r.key for r in self.resolutions)}."
         )
 
-    def price(self, resolution: str) -> int:
-        return self.resolution(resolution).price
-
     @property
     def style_names(self) -> list[str]:
         return [s.name for s in self.styles]

@@ -149,10 +149,6 @@ class Product:
     def display_price(self) -> str:
         return format_money(self.unit_amount, self.currency)
 
-    @property
-    def recurring(self) -> bool:
-        return self.kind == "plan"
-
 
 @dataclass(frozen=True)
 class Plan:
