@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -206,14 +206,14 @@ class Catalog:
             default_aspect_ratio=doc.defaults.aspect_ratio or doc.aspect_ratios[0].ratio,
             default_resolution=doc.defaults.resolution or doc.resolutions[0].key,
         )
-        for name, lookup, value in (("style", catalog.style, catalog.default_style),
-                                     ("aspect_ratio", catalog.aspect_ratio, catalog.default_aspect_ratio),
-                                     ("resolution", catalog.resolution, catalog.default_resolution)):
+        canonical = {}  # " Photographic" in the file → "photographic", as the choices spell it
+        for name, lookup, spelling in (("style", catalog.style, "name"), ("aspect_ratio", catalog.aspect_ratio, "ratio"),
+                                       ("resolution", catalog.resolution, "key")):
             try:
-                lookup(value)
+                canonical[f"default_{name}"] = getattr(lookup(getattr(catalog, f"default_{name}")), spelling)
             except ValidationFailed as err:
                 raise CatalogError(f"{sources[1]}: defaults.{name}: {err.message}") from None
-        return catalog
+        return replace(catalog, **canonical)
 
     # Lookups: each raises ValidationFailed with a message fit for the user ------------------
 

@@ -128,6 +128,11 @@ def test_shipped_files_are_named_as_a_person_finds_them_in_the_project(tmp_path)
     assert source_name(tmp_path / "catalog.json") == str(tmp_path / "catalog.json")
 
 
+def test_defaults_are_spelled_as_the_choices_are():
+    catalog = Catalog.from_dicts(*_broken(lambda s, c: c.update(defaults={"style": " Cinematic", "resolution": "2k"})))
+    assert (catalog.default_style, catalog.default_resolution, catalog.default_aspect_ratio) == ("cinematic", "2K", "1:1")
+
+
 def test_gating_is_data(tmp_path):
     styles, cat = _broken(lambda s, c: c["resolutions"][2].update(requires="paid"))
     (tmp_path / "styles.json").write_text(json.dumps(styles))
