@@ -105,7 +105,7 @@ class PricingFile(BaseModel):
         unknown = set(self.stripe_price_ids) - set(keys)
         if unknown:
             raise ValueError(f"stripe_price_ids names unknown products: {', '.join(sorted(unknown))}")
-        decimals = 0 if self.currency in ZERO_DECIMAL_CURRENCIES else 2
+        decimals = self.minor_unit_digits
         prices = [(f"plans[{i}].{name}", getattr(plan, name)) for i, plan in enumerate(self.plans)
                   for name in ("monthly_price", "annual_price")]
         prices += [(f"packs[{i}].price", pack.price) for i, pack in enumerate(self.packs)]
@@ -117,9 +117,13 @@ class PricingFile(BaseModel):
                 raise ValueError(f"{where}: {amount} is more than the payment provider accepts")
         return self
 
+    @property
+    def minor_unit_digits(self) -> int:
+        return 0 if self.currency in ZERO_DECIMAL_CURRENCIES else 2
+
     def unit_amount(self, amount: Decimal) -> int:
         """`amount` in the currency's minor unit (cents), as Stripe wants it."""
-        return int(amount if self.currency in ZERO_DECIMAL_CURRENCIES else amount.scaleb(2))
+        return int(amount.scaleb(self.minor_unit_digits))
 
 
 @dataclass(frozen=True)
