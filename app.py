@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -113,11 +114,38 @@ async def _sweep_forever(maintenance) -> None:
 
 def serve(settings: Settings) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     app = create_app(settings)
-    print(f"Image Studio on http://{settings.server_name}:{settings.server_port}", flush=True)
-    uvicorn.run(app, host=settings.server_name, port=settings.server_port, log_level="info",
+    print(start_line(settings, app.state.services), flush=True)
+    # Uvicorn's own start-up lines say less than ours: only its warnings; the access log stays.
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    for name in ("uvicorn", "uvicorn.error"):
+        log_config["loggers"][name]["level"] = "WARNING"
+    uvicorn.run(app, host=settings.server_name, port=settings.server_port, log_config=log_config,
                 proxy_headers=True)
+
+
+def start_line(settings: Settings, services) -> str:
+    """`Image Studio on http://… · store: … · engine: … · images: …`, printed once per start."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(services.db.url)
+    if url.get_backend_name() == "sqlite":
+        store = f"SQLite ({_shown(url.database)})"
+    else:
+        store = f"PostgreSQL ({url.host or 'local socket'}{f':{url.port}' if url.port else ''}/{url.database})"
+    engine = services.studio.engine
+    engine = "offline preview" if engine.name == "offline" else f"OpenAI {settings.image_model}"
+    images = services.studio.store
+    images = f"local disk ({_shown(images.root)})" if hasattr(images, "root") else type(images).__name__
+    return (f"Image Studio on http://{settings.server_name}:{settings.server_port} · store: {store} · "
+            f"engine: {engine} · images: {images}")
+
+
+def _shown(path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 # CLI -------------------------------------------------------------------------------------------
@@ -207,7 +235,10 @@ def _run_command(args, services, uuid) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Our own modules note what they do; libraries (alembic, httpx, …) speak only to warn.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for ours in ("studio", "services", "ui"):
+        logging.getLogger(ours).setLevel(logging.INFO)
     try:
         settings = load_settings()
     except ConfigError as err:

@@ -3,6 +3,8 @@ the alembic CLI uses sqlalchemy.url or DATABASE_URL from Settings."""
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+
 from alembic import context
 from sqlalchemy import text
 from sqlmodel import SQLModel
@@ -11,6 +13,11 @@ import models  # noqa: F401  (registers every table on SQLModel.metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata
+
+# The alembic command line logs as alembic.ini says. Inside the app (`python app.py`, `db upgrade`)
+# the app's logging stands, which keeps alembic's INFO lines out of its output.
+if config.cmd_opts is not None and config.config_file_name:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 # Replicas may start together: on PostgreSQL one migrates while the others wait.
 _PG_MIGRATION_LOCK = 727_001

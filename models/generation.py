@@ -10,8 +10,6 @@ from sqlmodel import Field, SQLModel
 
 from models.base import utcnow
 
-GENERATION_STATUSES = ("pending", "succeeded", "failed")
-
 
 class Generation(SQLModel, table=True):
     __tablename__ = "generations"
@@ -30,7 +28,7 @@ class Generation(SQLModel, table=True):
     engine: str = Field(max_length=32)  # "openai" | "offline"
     model: str = Field(max_length=64)
     cost: int
-    status: str = Field(default="pending", max_length=16, index=True)
+    status: str = Field(default="pending", max_length=16, index=True)  # pending | succeeded | failed
     error: str | None = Field(default=None, max_length=1000)
     image_key: str | None = Field(default=None, max_length=255)  # storage key of the originals
     timings: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -20,6 +20,13 @@ from sqlmodel import Field, SQLModel
 from models.base import utcnow
 
 GRANT_KINDS = ("subscription", "trial", "admin", "pack")
+# What a person reads for each kind: the Account tab's balance, the history, the CLI and the docs.
+CREDIT_KIND_LABELS = {
+    "subscription": "Subscription",
+    "trial": "Free trial",
+    "admin": "Granted by an administrator",
+    "pack": "Credit pack",
+}
 ENTRY_KINDS = ("grant", "hold", "capture", "release", "expiry", "refund", "clawback", "adjust")
 HOLD_STATUSES = ("pending", "captured", "released", "expired")
 

@@ -8,26 +8,63 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic import dataclasses as pydantic_dataclasses
+from typing_extensions import TypedDict
 
 from services.errors import ValidationFailed
 
+ROOT = Path(__file__).resolve().parent.parent
 RATIO_RE = re.compile(r"^([1-9][0-9]?):([1-9][0-9]?)$")
-HEX_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
-REQUIREMENTS = ("paid", "purchase")  # checked by Billing.can_use_resolution
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class CatalogError(ValueError):
-    """An assets file is not valid; the message says which and where."""
+    """An assets file is not valid; the message names the file and the field."""
 
 
-@dataclass(frozen=True)
+def _text(max_len: int):
+    return Annotated[str, StringConstraints(strict=True, min_length=1, max_length=max_len)]
+
+
+_Key, _Ratio, _Name, _Description, _Template = _text(8), _text(16), _text(64), _text(200), _text(2000)
+_HexColour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+
+
+class Preview(TypedDict, total=False):
+    """How the offline preview engine draws a style (services/engines.py)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    palette: Annotated[list[_HexColour], Field(min_length=3, max_length=6)]
+    texture: str
+    composition: str
+
+
+@pydantic_dataclasses.dataclass(frozen=True, config=_STRICT)
 class Style:
-    name: str
-    description: str
-    template: str
-    preview: dict = field(default_factory=dict, compare=False)
+    name: _Name
+    description: _Description
+    template: _Template
+    preview: Preview = field(default_factory=dict, compare=False)
+
+    @field_validator("template")
+    @classmethod
+    def _has_placeholder(cls, template: str) -> str:
+        if "{prompt}" not in template:
+            raise ValueError("must contain {prompt}")
+        return template
 
     def apply(self, prompt: str) -> str:
         """The prompt as sent to the engine. `replace`, not `format`: user braces stay literal."""
@@ -38,21 +75,108 @@ class Style:
         return self.name[:1].upper() + self.name[1:]
 
 
-@dataclass(frozen=True)
+@pydantic_dataclasses.dataclass(frozen=True, config=_STRICT)
 class AspectRatio:
-    ratio: str  # "16:9"
-    label: str  # contains the ratio text
-    width: int  # 16
-    height: int  # 9
+    ratio: _Ratio  # "16:9"
+    label: _Name | None = Field(default=None, validate_default=True)  # contains the ratio text
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, ratio: str) -> str:
+        match = RATIO_RE.match(ratio)
+        if not match:
+            raise ValueError("must look like 16:9")
+        w, h = int(match[1]), int(match[2])
+        if max(w, h) / min(w, h) > 3:
+            raise ValueError(f"{ratio} is beyond 3:1, which no engine can deliver")
+        return ratio
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, label: str | None, info) -> str:
+        ratio = info.data.get("ratio", "")
+        if label is None:
+            return ratio
+        if ratio not in label:
+            raise ValueError(f"must contain the ratio text {ratio}")
+        return label
+
+    @property
+    def width(self) -> int:  # 16
+        return int(self.ratio.split(":")[0])
+
+    @property
+    def height(self) -> int:  # 9
+        return int(self.ratio.split(":")[1])
 
 
-@dataclass(frozen=True)
+@pydantic_dataclasses.dataclass(frozen=True, config=_STRICT)
 class Resolution:
-    key: str  # "1K"
-    label: str
-    long_edge: int
-    price: int  # credits
-    requires: str | None = None  # "paid" (a live plan) or "purchase" (a plan or any pack)
+    key: _Key  # "1K"
+    long_edge: StrictInt = Field(ge=256, le=3840)
+    price: StrictInt = Field(gt=0, le=1_000_000)  # credits
+    label: _Name | None = Field(default=None, validate_default=True)  # contains the key
+    requires: Literal["paid", "purchase"] | None = None  # a live plan, or a plan or any pack
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, label: str | None, info) -> str:
+        key = info.data.get("key", "")
+        if label is None:
+            return key
+        if key not in label:
+            raise ValueError(f"must contain {key}")
+        return label
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    comment: str | None = Field(default=None, alias="_comment")
+
+
+class StylesFile(_File):
+    """assets/styles.json"""
+
+    styles: list[Style] = Field(min_length=1)
+
+    @field_validator("styles")
+    @classmethod
+    def _unique(cls, styles: list[Style]) -> list[Style]:
+        _refuse_duplicates("style", [s.name.lower() for s in styles])
+        return styles
+
+
+class Defaults(BaseModel):
+    model_config = _STRICT
+    style: str | None = None
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+
+
+class CatalogFile(_File):
+    """assets/catalog.json"""
+
+    aspect_ratios: list[AspectRatio] = Field(min_length=1)
+    resolutions: list[Resolution] = Field(min_length=1)
+    defaults: Defaults = Field(default_factory=Defaults)
+
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _unique_ratios(cls, ratios: list[AspectRatio]) -> list[AspectRatio]:
+        _refuse_duplicates("aspect ratio", [r.ratio for r in ratios])
+        return ratios
+
+    @field_validator("resolutions")
+    @classmethod
+    def _unique_resolutions(cls, resolutions: list[Resolution]) -> list[Resolution]:
+        _refuse_duplicates("resolution", [r.key.lower() for r in resolutions])
+        return resolutions
+
+
+def _refuse_duplicates(what: str, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
 
 
 @dataclass(frozen=True)
@@ -67,34 +191,29 @@ class Catalog:
     @classmethod
     def load(cls, assets_dir: str | Path) -> Catalog:
         """Read and check assets/styles.json and assets/catalog.json."""
-        assets = Path(assets_dir)
-        return cls.from_dicts(_read(assets / "styles.json"), _read(assets / "catalog.json"))
+        styles_path, catalog_path = Path(assets_dir) / "styles.json", Path(assets_dir) / "catalog.json"
+        return cls.from_dicts(read_json(styles_path, CatalogError), read_json(catalog_path, CatalogError),
+                              sources=(source_name(styles_path), source_name(catalog_path)))
 
     @classmethod
-    def from_dicts(cls, styles_doc: dict, catalog_doc: dict) -> Catalog:
-        styles = tuple(_style(item, i) for i, item in enumerate(_list(styles_doc, "styles", "styles.json")))
-        ratios = tuple(_ratio(item, i) for i, item in enumerate(_list(catalog_doc, "aspect_ratios", "catalog.json")))
-        resolutions = tuple(_resolution(item, i) for i, item in
-                            enumerate(_list(catalog_doc, "resolutions", "catalog.json")))
-        for what, names in (("style", [s.name.lower() for s in styles]), ("aspect ratio", [r.ratio for r in ratios]),
-                            ("resolution", [r.key.lower() for r in resolutions])):
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise CatalogError(f"duplicate {what}: {', '.join(dupes)}")
-        defaults = catalog_doc.get("defaults") or {}
+    def from_dicts(cls, styles_doc: Any, catalog_doc: Any, *,
+                   sources: tuple[str, str] = ("styles.json", "catalog.json")) -> Catalog:
+        styles = validate(StylesFile, styles_doc, sources[0], CatalogError).styles
+        doc = validate(CatalogFile, catalog_doc, sources[1], CatalogError)
         catalog = cls(
-            styles=styles, aspect_ratios=ratios, resolutions=resolutions,
-            default_style=defaults.get("style", styles[0].name),
-            default_aspect_ratio=defaults.get("aspect_ratio", ratios[0].ratio),
-            default_resolution=defaults.get("resolution", resolutions[0].key),
+            styles=tuple(styles), aspect_ratios=tuple(doc.aspect_ratios), resolutions=tuple(doc.resolutions),
+            default_style=doc.defaults.style or styles[0].name,
+            default_aspect_ratio=doc.defaults.aspect_ratio or doc.aspect_ratios[0].ratio,
+            default_resolution=doc.defaults.resolution or doc.resolutions[0].key,
         )
-        try:
-            catalog.style(catalog.default_style)
-            catalog.aspect_ratio(catalog.default_aspect_ratio)
-            catalog.resolution(catalog.default_resolution)
-        except ValidationFailed as err:
-            raise CatalogError(f"catalog.json defaults: {err.message}") from None
-        return catalog
+        canonical = {}  # " Photographic" in the file → "photographic", as the choices spell it
+        for name, lookup, spelling in (("style", catalog.style, "name"), ("aspect_ratio", catalog.aspect_ratio, "ratio"),
+                                       ("resolution", catalog.resolution, "key")):
+            try:
+                canonical[f"default_{name}"] = getattr(lookup(getattr(catalog, f"default_{name}")), spelling)
+            except ValidationFailed as err:
+                raise CatalogError(f"{sources[1]}: defaults.{name}: {err.message}") from None
+        return replace(catalog, **canonical)
 
     # Lookups: each raises ValidationFailed with a message fit for the user ------------------
 
@@ -123,9 +242,6 @@ class Catalog:
             f"Unknown resolution {_show(key)}. Choose one of: {', '.join(r.key for r in self.resolutions)}."
         )
 
-    def price(self, resolution: str) -> int:
-        return self.resolution(resolution).price
-
     @property
     def style_names(self) -> list[str]:
         return [s.name for s in self.styles]
@@ -144,79 +260,41 @@ def _show(value) -> str:
     return f"“{text[:40]}”"
 
 
-def _read(path: Path) -> dict:
+def source_name(path: Path) -> str:
+    """The path as a person finds it: relative to the project when inside it."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def read_json(path: Path, error: type[ValueError]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CatalogError(f"{path} is missing") from None
+        raise error(f"{source_name(path)} is missing") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise error(f"{source_name(path)} cannot be read: {err}") from None
     except json.JSONDecodeError as err:
-        raise CatalogError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise CatalogError(f"{path} must hold a JSON object")
-    return data
+        raise error(f"{source_name(path)} is not valid JSON: {err}") from None
 
 
-def _list(doc: dict, key: str, source: str) -> list:
-    items = doc.get(key)
-    if not isinstance(items, list) or not items:
-        raise CatalogError(f"{source}: `{key}` must be a non-empty list")
-    return items
+M = TypeVar("M", bound=BaseModel)
 
 
-def _text(item: dict, key: str, where: str, *, max_len: int) -> str:
-    value = item.get(key)
-    if not isinstance(value, str) or not value.strip() or len(value) > max_len:
-        raise CatalogError(f"{where}: `{key}` must be a non-empty string of at most {max_len} characters")
-    return value.strip()
+def validate(model: type[M], data: Any, source: str, error: type[ValueError]) -> M:
+    """`model` checked against `data`; on bad data, `error` naming the file and each bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem(e) for e in exc.errors()]
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise error("; ".join(f"{source}: {p}" for p in problems[:3]) + more) from None
 
 
-def _style(item, i: int) -> Style:
-    where = f"styles.json styles[{i}]"
-    if not isinstance(item, dict):
-        raise CatalogError(f"{where} must be an object")
-    name = _text(item, "name", where, max_len=64)
-    template = _text(item, "template", f"{where} ({name})", max_len=2000)
-    if "{prompt}" not in template:
-        raise CatalogError(f"{where} ({name}): `template` must contain {{prompt}}")
-    preview = item.get("preview") or {}
-    palette = preview.get("palette", [])
-    if not isinstance(palette, list) or not all(isinstance(c, str) and HEX_RE.match(c) for c in palette):
-        raise CatalogError(f"{where} ({name}): `preview.palette` must be a list of #rrggbb colours")
-    return Style(name=name, description=_text(item, "description", where, max_len=200),
-                 template=template, preview=dict(preview))
-
-
-def _ratio(item, i: int) -> AspectRatio:
-    where = f"catalog.json aspect_ratios[{i}]"
-    if not isinstance(item, dict):
-        raise CatalogError(f"{where} must be an object")
-    ratio = _text(item, "ratio", where, max_len=16)
-    match = RATIO_RE.match(ratio)
-    if not match:
-        raise CatalogError(f"{where}: `ratio` must look like 16:9")
-    w, h = int(match[1]), int(match[2])
-    if max(w, h) / min(w, h) > 3:
-        raise CatalogError(f"{where}: {ratio} is beyond 3:1, which no engine can deliver")
-    label = item.get("label") or ratio
-    if ratio not in label:
-        raise CatalogError(f"{where}: `label` must contain the ratio text {ratio}")
-    return AspectRatio(ratio=ratio, label=label, width=w, height=h)
-
-
-def _resolution(item, i: int) -> Resolution:
-    where = f"catalog.json resolutions[{i}]"
-    if not isinstance(item, dict):
-        raise CatalogError(f"{where} must be an object")
-    key = _text(item, "key", where, max_len=8)
-    label = item.get("label") or key
-    if key not in label:
-        raise CatalogError(f"{where}: `label` must contain {key}")
-    long_edge, price = item.get("long_edge"), item.get("price")
-    if not isinstance(long_edge, int) or isinstance(long_edge, bool) or not 256 <= long_edge <= 3840:
-        raise CatalogError(f"{where}: `long_edge` must be an integer from 256 to 3840")
-    if not isinstance(price, int) or isinstance(price, bool) or not 1 <= price <= 1_000_000:
-        raise CatalogError(f"{where}: `price` must be a positive whole number of credits")
-    requires = item.get("requires")
-    if requires is not None and requires not in REQUIREMENTS:
-        raise CatalogError(f"{where}: `requires` must be one of {', '.join(REQUIREMENTS)} or absent")
-    return Resolution(key=key, label=label, long_edge=long_edge, price=price, requires=requires)
+def _problem(error: dict) -> str:
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        message = "unknown field"
+    return f"{where}: {message}" if where else message

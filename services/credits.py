@@ -48,7 +48,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from models.base import utcnow
-from models.ledger import ENTRY_KINDS, GRANT_KINDS, HOLD_STATUSES, CreditGrant, Hold, LedgerEntry
+from models.ledger import (
+    CREDIT_KIND_LABELS,
+    ENTRY_KINDS,
+    GRANT_KINDS,
+    HOLD_STATUSES,
+    CreditGrant,
+    Hold,
+    LedgerEntry,
+)
 from models.user import User
 from services.db import Database
 from services.errors import Conflict, InsufficientCredits, NotFound, ValidationFailed
@@ -61,14 +69,6 @@ MAX_AMOUNT = 100_000_000  # per operation; keeps every sum far inside a 32-bit c
 # Most credits one account may have, held ones included: every amount column (remaining,
 # balance_after, ...) is a 32-bit integer on PostgreSQL, and MAX_BALANCE + MAX_AMOUNT < 2**31.
 MAX_BALANCE = 1_000_000_000
-
-_GRANT_LABELS = {
-    "subscription": "Subscription credits",
-    "trial": "Trial credits",
-    "admin": "Credits from the team",
-    "pack": "Credit pack",
-}
-_KIND_NAMES = {"subscription": "Subscription", "trial": "Trial", "admin": "Bonus", "pack": "Pack"}
 
 
 @dataclass(frozen=True)
@@ -889,13 +889,14 @@ def _hold_id(hold: Reservation | int) -> int:
 
 def _describe(kind: str, grant_kind: str | None, hold_status: str | None) -> str:
     if kind == "grant":
-        return _GRANT_LABELS.get(grant_kind or "", "Credits added")
+        return CREDIT_KIND_LABELS.get(grant_kind or "", "Credits added")
     if kind == "hold":
         return "Image generation (in progress)" if hold_status == "pending" else "Image generation"
     if kind == "release":
         return "Not charged: the generation did not finish" if hold_status == "expired" else "Not charged: the generation failed"
     if kind == "expiry":
-        return f"{_KIND_NAMES.get(grant_kind or '', 'Unused')} credits expired"
+        label = CREDIT_KIND_LABELS.get(grant_kind or "")
+        return f"{label}: credits expired" if label else "Credits expired"
     if kind == "clawback":
         return "Credits removed after a refund"
     if kind == "adjust":

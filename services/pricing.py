@@ -9,12 +9,24 @@ payment event.
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from services.catalog import read_json, source_name, validate
 from services.errors import ValidationFailed
 
 # ISO currencies Stripe treats as having no minor unit (amounts are whole units).
@@ -23,10 +35,95 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
 )
 CURRENCY_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$"}
 INTERVAL_SUFFIX = {"month": "monthly", "year": "annual"}
+MAX_UNIT_AMOUNT = 99_999_999  # Stripe's largest unit_amount
 
 
 class PricingError(ValueError):
-    """assets/pricing.json is not valid; the message says where."""
+    """assets/pricing.json is not valid; the message names the file and the field."""
+
+
+# assets/pricing.json, as written by an operator --------------------------------------------
+
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _product_key(key: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_]{1,64}", key):
+        raise ValueError(f"{key!r} must be lower-case letters, digits and _ (at most 64)")
+    return key
+
+
+_ProductKey = Annotated[str, StringConstraints(strict=True), AfterValidator(_product_key)]
+_Amount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]  # "9.99": a decimal string, in `currency`
+_Credits = Annotated[StrictInt, Field(gt=0, le=100_000_000)]
+
+
+class PlanEntry(BaseModel):
+    model_config = _STRICT
+    key: _ProductKey
+    name: str | None = None  # the key when absent
+    description: str = ""
+    credits_per_month: _Credits
+    monthly_price: _Amount
+    annual_price: _Amount
+
+
+class PackEntry(BaseModel):
+    model_config = _STRICT
+    key: _ProductKey
+    name: str | None = None
+    description: str = ""
+    credits: _Credits
+    price: _Amount
+
+
+class PricingFile(BaseModel):
+    """assets/pricing.json"""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    comment: str | None = Field(default=None, alias="_comment")
+    currency: str = "usd"
+    lookup_key_prefix: str = "studio_"
+    stripe_price_ids: dict[str, str] = Field(default_factory=dict)  # product key -> Stripe price id
+    plans: list[PlanEntry] = Field(default_factory=list)
+    packs: list[PackEntry] = Field(default_factory=list)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, currency: str) -> str:
+        if len(currency) != 3 or not currency.isascii() or not currency.isalpha():
+            raise ValueError(f"{currency!r} is not a 3-letter ISO code")
+        return currency.lower()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PricingFile:
+        keys = [k for plan in self.plans for k in (f"{plan.key}_monthly", f"{plan.key}_annual")]
+        keys += [pack.key for pack in self.packs]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"duplicate product key {', '.join(dupes)}")
+        unknown = set(self.stripe_price_ids) - set(keys)
+        if unknown:
+            raise ValueError(f"stripe_price_ids names unknown products: {', '.join(sorted(unknown))}")
+        decimals = self.minor_unit_digits
+        prices = [(f"plans[{i}].{name}", getattr(plan, name)) for i, plan in enumerate(self.plans)
+                  for name in ("monthly_price", "annual_price")]
+        prices += [(f"packs[{i}].price", pack.price) for i, pack in enumerate(self.packs)]
+        for where, amount in prices:
+            minor = amount.scaleb(decimals)
+            if minor != minor.to_integral_value():
+                raise ValueError(f"{where}: {amount} has more than {decimals} decimals in {self.currency.upper()}")
+            if minor > MAX_UNIT_AMOUNT:
+                raise ValueError(f"{where}: {amount} is more than the payment provider accepts")
+        return self
+
+    @property
+    def minor_unit_digits(self) -> int:
+        return 0 if self.currency in ZERO_DECIMAL_CURRENCIES else 2
+
+    def unit_amount(self, amount: Decimal) -> int:
+        """`amount` in the currency's minor unit (cents), as Stripe wants it."""
+        return int(amount.scaleb(self.minor_unit_digits))
 
 
 @dataclass(frozen=True)
@@ -55,10 +152,6 @@ class Product:
     @property
     def display_price(self) -> str:
         return format_money(self.unit_amount, self.currency)
-
-    @property
-    def recurring(self) -> bool:
-        return self.kind == "plan"
 
 
 @dataclass(frozen=True)
@@ -97,94 +190,42 @@ class Pricing:
     def load(cls, assets_dir: str | Path, *, price_ids: dict[str, str] | None = None) -> Pricing:
         """Read assets/pricing.json. `price_ids` (from STRIPE_PRICE_IDS) override its stripe_price_ids."""
         path = Path(assets_dir) / "pricing.json"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PricingError(f"{path}: {exc}") from None
+        data = read_json(path, PricingError)
         if price_ids and isinstance(data, dict):
             data = {**data, "stripe_price_ids": {**(data.get("stripe_price_ids") or {}), **price_ids}}
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(data, source=source_name(path))
 
     @classmethod
-    def from_dict(cls, data: dict, *, source: str = "pricing") -> Pricing:
-        def fail(msg: str):
-            raise PricingError(f"{source}: {msg}")
-
-        if not isinstance(data, dict):
-            fail("must be a JSON object")
-        currency = str(data.get("currency", "usd")).lower()
-        if len(currency) != 3 or not currency.isalpha():
-            fail(f"currency {currency!r} is not a 3-letter ISO code")
-        prefix = str(data.get("lookup_key_prefix", "studio_"))
-        price_ids = data.get("stripe_price_ids") or {}
-        if not isinstance(price_ids, dict):
-            fail("stripe_price_ids must map product keys to Stripe price ids")
-
-        def amount(value, where: str) -> int:
-            try:
-                dec = Decimal(str(value))
-            except (InvalidOperation, ValueError):
-                fail(f"{where}: {value!r} is not a price")
-            minor = dec if currency in ZERO_DECIMAL_CURRENCIES else dec * 100
-            if dec <= 0 or minor != minor.to_integral_value():
-                fail(f"{where}: {value!r} must be positive with at most "
-                     f"{0 if currency in ZERO_DECIMAL_CURRENCIES else 2} decimals")
-            return int(minor)
-
-        def credits(value, where: str) -> int:
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                fail(f"{where}: credits must be a positive whole number")
-            return value
-
-        def key_of(item: dict, where: str) -> str:
-            key = item.get("key")
-            if not isinstance(key, str) or not key.replace("_", "").isalnum() or not key.islower():
-                fail(f"{where}: key {key!r} must be lower-case letters, digits and _")
-            return key
-
+    def from_dict(cls, data: Any, *, source: str = "pricing.json") -> Pricing:
+        doc = validate(PricingFile, data, source, PricingError)
+        currency, prefix, price_ids = doc.currency, doc.lookup_key_prefix, doc.stripe_price_ids
         products: dict[str, Product] = {}
 
         def add(product: Product) -> Product:
-            if product.key in products:
-                fail(f"duplicate product key {product.key!r}")
             products[product.key] = product
             return product
 
         plans = []
-        for i, item in enumerate(data.get("plans") or []):
-            where = f"plans[{i}]"
-            key = key_of(item, where)
-            per_month = credits(item.get("credits_per_month"), where)
-            common = dict(
-                kind="plan", name=str(item.get("name") or key), description=str(item.get("description", "")),
-                currency=currency, stripe_product_id=f"{prefix}{key}", plan=key,
-            )
+        for item in doc.plans:
+            name = item.name or item.key
             made = {}
-            for interval, price_field, allowance in (
-                ("month", "monthly_price", per_month), ("year", "annual_price", per_month * 12)
-            ):
-                pkey = f"{key}_{INTERVAL_SUFFIX[interval]}"
+            for interval, amount, allowance in (("month", item.monthly_price, item.credits_per_month),
+                                                ("year", item.annual_price, item.credits_per_month * 12)):
+                key = f"{item.key}_{INTERVAL_SUFFIX[interval]}"
                 made[interval] = add(Product(
-                    key=pkey, credits=allowance, unit_amount=amount(item.get(price_field), f"{where}.{price_field}"),
-                    lookup_key=f"{prefix}{pkey}", interval=interval, stripe_price_id=price_ids.get(pkey),
-                    **common,
+                    key=key, kind="plan", name=name, description=item.description, credits=allowance,
+                    unit_amount=doc.unit_amount(amount), currency=currency, lookup_key=f"{prefix}{key}",
+                    stripe_product_id=f"{prefix}{item.key}", interval=interval, plan=item.key,
+                    stripe_price_id=price_ids.get(key),
                 ))
-            plans.append(Plan(key=key, name=common["name"], description=common["description"],
-                              credits_per_month=per_month, monthly=made["month"], annual=made["year"]))
-
-        packs = []
-        for i, item in enumerate(data.get("packs") or []):
-            where = f"packs[{i}]"
-            key = key_of(item, where)
-            packs.append(add(Product(
-                key=key, kind="pack", name=str(item.get("name") or key), description=str(item.get("description", "")),
-                credits=credits(item.get("credits"), where), unit_amount=amount(item.get("price"), f"{where}.price"),
-                currency=currency, lookup_key=f"{prefix}{key}", stripe_product_id=f"{prefix}{key}",
-                stripe_price_id=price_ids.get(key),
-            )))
-        unknown = set(price_ids) - set(products)
-        if unknown:
-            fail(f"stripe_price_ids names unknown products: {', '.join(sorted(unknown))}")
+            plans.append(Plan(key=item.key, name=name, description=item.description,
+                              credits_per_month=item.credits_per_month, monthly=made["month"], annual=made["year"]))
+        packs = [add(Product(
+            key=item.key, kind="pack", name=item.name or item.key, description=item.description,
+            credits=item.credits, unit_amount=doc.unit_amount(item.price), currency=currency,
+            lookup_key=f"{prefix}{item.key}", stripe_product_id=f"{prefix}{item.key}",
+            stripe_price_id=price_ids.get(item.key),
+        )) for item in doc.packs]
         return cls(currency=currency, plans=tuple(plans), packs=tuple(packs), products=products)
 
     # Lookups ----------------------------------------------------------------------------------

@@ -131,10 +131,6 @@ class Settings(BaseSettings):
         return bool(self.openai_api_key)
 
     @property
-    def stripe_enabled(self) -> bool:
-        return bool(self.stripe_secret_key)
-
-    @property
     def secret_key_path(self) -> Path:
         return self.data_dir / "secret_key"
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gradio as gr
 
+from models.ledger import CREDIT_KIND_LABELS
 from services.container import Services
 from services.errors import DomainError
 from ui.common import Shell
 
 HISTORY_COLUMNS = ["Date (UTC)", "What", "Change", "Balance"]
 KEY_COLUMNS = ["Name", "Key", "Created (UTC)", "Last used (UTC)", "Status"]
-BUCKET_LABELS = {"subscription": "Subscription", "trial": "Free trial", "pack": "Credit packs",
-                 "admin": "Granted by an administrator"}
 
 
 def _when(dt) -> str:
@@ -25,7 +24,7 @@ def balance_markdown(b) -> str:
         amount = b.buckets.get(kind, 0)
         if not amount:
             continue
-        label = BUCKET_LABELS[kind]
+        label = CREDIT_KIND_LABELS[kind]
         if kind == "subscription" and b.subscription_expires_at:
             label += f" (until {b.subscription_expires_at:%Y-%m-%d})"
         lines.append(f"- {label}: **{amount}**")

@@ -8,15 +8,24 @@ import html
 import gradio as gr
 
 from services.billing import CurrentPlan
+from services.catalog import Catalog
 from services.container import Services
 from services.errors import DomainError
 from services.pricing import Plan, Pricing, Product, format_money
 from ui.common import Shell
 
 INTERVALS = [("Monthly", "month"), ("Annual", "year")]
+# The offer's rules in words, shown on this tab and on the public /pricing page (ui/web.py).
+PLAN_CREDITS_RULE = "Plan credits refresh at the start of each billing cycle; unused plan credits do not roll over."
+PACK_CREDITS_RULE = "Pack credits never expire."
 
 
-def headline(pricing: Pricing) -> str:
+def image_costs(catalog: Catalog) -> str:
+    """What one image costs at each resolution, from assets/catalog.json: "1K: 10 credits · 2K: 20 credits"."""
+    return " · ".join(f"{r.label}: {r.price} credit{'' if r.price == 1 else 's'}" for r in catalog.resolutions)
+
+
+def headline(pricing: Pricing, catalog: Catalog) -> str:
     cheapest = pricing.cheapest_monthly
     savings = {p.annual_saving_percent for p in pricing.plans}
     parts = []
@@ -24,9 +33,8 @@ def headline(pricing: Pricing) -> str:
         parts.append(f"Plans from **{cheapest.display_price}** a month")
     if savings:
         parts.append(f"save **{max(savings)}%** with annual billing")
-    text = " · ".join(parts)
-    return (f"## Pricing\n{text}. Credits: 1K image 10, 2K 20, 4K 40. Subscription credits refresh each "
-            "billing cycle (no rollover); pack credits never expire.")
+    offer = f"{' · '.join(parts)}.\n\n" if parts else ""
+    return f"## Pricing\n{offer}One image costs {image_costs(catalog)}. {PLAN_CREDITS_RULE} {PACK_CREDITS_RULE}"
 
 
 def plan_card(plan: Plan, interval: str) -> str:
@@ -71,7 +79,7 @@ def build(services: Services, shell: Shell) -> None:
     pricing: Pricing = services.pricing
     billing = services.billing
 
-    gr.Markdown(headline(pricing))
+    gr.Markdown(headline(pricing, services.catalog))
     with gr.Row():
         status = gr.Markdown()
         manage_btn = gr.Button("Manage subscription", size="sm", scale=0)

@@ -315,14 +315,13 @@ def _pending_body(message: str) -> str:
 
 def pricing_html(services: Services) -> str:
     """The public price list: what a visitor sees before signing up (buying happens in the app)."""
-    pricing, catalog = services.pricing, services.catalog
-    esc = html.escape
-    costs = " · ".join(f"{r.label}: {r.price} credits" for r in catalog.resolutions)
-    parts = [f"<h1>Pricing</h1><p class=\"lead\">One image costs {esc(costs)}. New accounts get "
-             f"{services.settings.trial_credits} free credits. A generation that fails is never charged.</p>"]
+    from ui.pricing import PACK_CREDITS_RULE, PLAN_CREDITS_RULE, image_costs
+
+    pricing, esc = services.pricing, html.escape
+    parts = [f"<h1>Pricing</h1><p class=\"lead\">One image costs {esc(image_costs(services.catalog))}. New accounts "
+             f"get {services.settings.trial_credits} free credits. A generation that fails is never charged.</p>"]
     if pricing.plans:
-        parts.append("<h2>Plans</h2><p>Credits refresh at the start of each billing cycle; unused plan credits "
-                     "do not roll over. Cancel any time in the customer portal.</p><ul>")
+        parts.append(f"<h2>Plans</h2><p>{esc(PLAN_CREDITS_RULE)} Cancel any time in the customer portal.</p><ul>")
         for plan in pricing.plans:
             parts.append(
                 f"<li><strong>{esc(plan.name)}</strong>: {plan.credits_per_month} credits a month for "
@@ -330,7 +329,7 @@ def pricing_html(services: Services) -> str:
                 f"(save {plan.annual_saving_percent}%). {esc(plan.description)}</li>")
         parts.append("</ul>")
     if pricing.packs:
-        parts.append("<h2>Credit packs</h2><p>One-time purchases; pack credits never expire.</p><ul>")
+        parts.append(f"<h2>Credit packs</h2><p>One-time purchases. {esc(PACK_CREDITS_RULE)}</p><ul>")
         for pack in pricing.packs:
             parts.append(f"<li><strong>{esc(pack.name)}</strong> for {esc(pack.display_price)}. "
                          f"{esc(pack.description)}</li>")

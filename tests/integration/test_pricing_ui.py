@@ -3,6 +3,8 @@ real services (SQLite) and the fake Stripe server."""
 
 from __future__ import annotations
 
+import html
+import json
 from pathlib import Path
 
 import gradio as gr
@@ -10,6 +12,7 @@ import pytest
 
 from services.accounts import Accounts
 from services.billing import Billing, make_gateway
+from services.catalog import Catalog
 from services.container import Services
 from services.credits import Ledger
 from services.mailer import make_mailer
@@ -18,22 +21,26 @@ from services.settings import load_settings
 from tests.fakes.stripe_server import FakeStripe
 from ui import pricing as pricing_ui
 from ui.common import Shell
+from ui.web import pricing_html
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
-def build_tab(db, tmp_path, *, stripe_url: str | None):
+def build_tab(db, tmp_path, *, stripe_url: str | None, catalog: Catalog | None = None, demo_out: list | None = None):
     settings = load_settings(env_file=None, data_dir=tmp_path, stripe_secret_key="sk_test_1" if stripe_url else None,
                              stripe_api_base=stripe_url, public_url="https://studio.example")
     ledger = Ledger(db)
     pricing = Pricing.load(ASSETS)
     billing = Billing(db=db, ledger=ledger, pricing=pricing, gateway=make_gateway(settings), settings=settings)
-    services = Services(settings=settings, db=db, ledger=ledger, pricing=pricing, billing=billing, catalog=None,
+    services = Services(settings=settings, db=db, ledger=ledger, pricing=pricing, billing=billing,
+                        catalog=catalog or Catalog.load(ASSETS),
                         studio=None, accounts=Accounts(db=db, ledger=ledger, settings=settings,
                                                        mailer=make_mailer(settings)))
     shell = Shell(services)
     with gr.Blocks() as demo:
         pricing_ui.build(services, shell)
+    if demo_out is not None:
+        demo_out += [demo, services]
     handlers: dict[str, list] = {}
     for block_fn in demo.fns.values():
         handlers.setdefault(block_fn.fn.__name__, []).append(block_fn.fn)
@@ -84,3 +91,25 @@ def test_buy_and_manage_give_stripe_links(sqlite_database, tmp_path, make_user):
 
         portal = h["manage"][0](as_user(user))
         assert f'href="{fake.url}/portal/bps_' in portal
+
+
+def test_the_tab_and_the_public_page_state_the_catalog_prices(sqlite_database, tmp_path):
+    """Prices are data: with other prices in catalog.json both pages show those, in the same words."""
+    styles = json.loads((ASSETS / "styles.json").read_text())
+    doc = json.loads((ASSETS / "catalog.json").read_text())
+    for resolution, price in zip(doc["resolutions"], (7, 1, 55), strict=True):
+        resolution["price"] = price
+    built: list = []
+    build_tab(sqlite_database, tmp_path, stripe_url=None, catalog=Catalog.from_dicts(styles, doc), demo_out=built)
+    demo, services = built
+    texts = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    headline = next(t for t in texts if t.startswith("## Pricing"))
+    public = pricing_html(services)
+
+    costs = "1K: 7 credits · 2K: 1 credit · 4K: 55 credits"
+    assert pricing_ui.image_costs(services.catalog) == costs
+    assert f"One image costs {costs}." in headline
+    assert f"One image costs {html.escape(costs)}." in public
+    for rule in (pricing_ui.PLAN_CREDITS_RULE, pricing_ui.PACK_CREDITS_RULE):
+        assert rule in headline and html.escape(rule) in public
+    assert "10" not in headline.split("One image costs", 1)[1], "no price written into the code"

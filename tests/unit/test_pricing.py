@@ -56,24 +56,45 @@ def test_unknown_product_is_a_clear_refusal():
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d["packs"][0].update(price="-1"), "must be positive"),
-        (lambda d: d["packs"][0].update(price="4.999"), "at most 2 decimals"),
-        (lambda d: d["packs"][0].update(price="abc"), "is not a price"),
-        (lambda d: d["packs"][0].update(credits=0), "credits must be a positive"),
-        (lambda d: d["packs"][0].update(credits=True), "credits must be a positive"),
-        (lambda d: d["plans"][0].update(credits_per_month="300"), "credits must be a positive"),
-        (lambda d: d["plans"][0].pop("annual_price"), "annual_price"),
-        (lambda d: d["packs"][1].update(key=d["packs"][0]["key"]), "duplicate product key"),
-        (lambda d: d["packs"][0].update(key="Pack One"), "lower-case"),
-        (lambda d: d.update(currency="dollars"), "3-letter"),
-        (lambda d: d.update(stripe_price_ids={"nope": "price_1"}), "unknown products: nope"),
+        (lambda d: d["packs"][0].update(price="-1"), "packs[0].price: Input should be greater than 0"),
+        (lambda d: d["packs"][0].update(price="4.999"), "packs[0].price: 4.999 has more than 2 decimals in USD"),
+        (lambda d: d["packs"][0].update(price="abc"), "packs[0].price: Input should be a valid decimal"),
+        (lambda d: d["packs"][0].update(price="NaN"), "packs[0].price: Input should be a finite number"),
+        (lambda d: d["packs"][2].update(price="1000000"), "packs[2].price: 1000000 is more than the payment"),
+        (lambda d: d["plans"][1].update(annual_price=True), "plans[1].annual_price: Decimal input should be"),
+        (lambda d: d["packs"][0].update(credits=0), "packs[0].credits: Input should be greater than 0"),
+        (lambda d: d["packs"][0].update(credits=True), "packs[0].credits: Input should be a valid integer"),
+        (lambda d: d["plans"][0].update(credits_per_month="300"),
+         "plans[0].credits_per_month: Input should be a valid integer"),
+        (lambda d: d["plans"][0].pop("annual_price"), "plans[0].annual_price: Field required"),
+        (lambda d: d["plans"][0].update(anual_price="9"), "plans[0].anual_price: unknown field"),
+        (lambda d: d["packs"][1].update(key=d["packs"][0]["key"]), "duplicate product key pack_100"),
+        (lambda d: d["packs"][0].update(key="basic_monthly"), "duplicate product key basic_monthly"),
+        (lambda d: d["packs"][0].update(key="Pack One"),
+         "packs[0].key: 'Pack One' must be lower-case letters, digits and _"),
+        (lambda d: d.update(currency="dollars"), "currency: 'dollars' is not a 3-letter ISO code"),
+        (lambda d: d.update(stripe_price_ids={"nope": "price_1"}), "stripe_price_ids names unknown products: nope"),
+        (lambda d: d.update(packs={"key": "x"}), "packs: Input should be a valid list"),
     ],
 )
-def test_bad_catalog_is_refused_naming_the_place(raw, mutate, message):
+def test_bad_catalog_is_refused_naming_the_file_and_the_field(raw, mutate, message):
     data = copy.deepcopy(raw)
     mutate(data)
-    with pytest.raises(PricingError, match=message):
+    with pytest.raises(PricingError) as refused:
         Pricing.from_dict(data, source="pricing.json")
+    assert str(refused.value).startswith(f"pricing.json: {message}")
+
+
+def test_a_bad_file_on_disk_is_named_as_found_in_the_project(raw, tmp_path):
+    with pytest.raises(PricingError, match=r"^assets/pricing\.json: stripe_price_ids names unknown products: x$"):
+        Pricing.load(ASSETS, price_ids={"x": "price_1"})
+    (tmp_path / "pricing.json").write_text(json.dumps({**raw, "currency": 840}))
+    with pytest.raises(PricingError) as refused:
+        Pricing.load(tmp_path)
+    assert str(refused.value) == f"{tmp_path / 'pricing.json'}: currency: Input should be a valid string"
+    (tmp_path / "pricing.json").write_text("[1, 2")
+    with pytest.raises(PricingError, match="pricing.json is not valid JSON"):
+        Pricing.load(tmp_path)
 
 
 def test_configured_price_ids_and_zero_decimal_currency(raw):
