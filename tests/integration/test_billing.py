@@ -85,16 +85,10 @@ def make_billing(db: Database, tmp_path: Path, *, api_base: str | None, key: str
 
 
 @pytest.fixture
-def fake():
-    with FakeStripe() as server:
-        yield server
-
-
-@pytest.fixture
-def shop(database, fake, tmp_path) -> Shop:
-    billing = make_billing(database, tmp_path, api_base=fake.url)
+def shop(database, fake_stripe, tmp_path) -> Shop:
+    billing = make_billing(database, tmp_path, api_base=fake_stripe.url)
     billing.sync_catalog()
-    return Shop(db=database, fake=fake, ledger=billing.ledger, billing=billing)
+    return Shop(db=database, fake=fake_stripe, ledger=billing.ledger, billing=billing)
 
 
 def price_of(fake: FakeStripe, lookup_key: str) -> dict:
