@@ -120,7 +120,7 @@ class FakeOpenAI(LoopbackServer):
         self.timeline: list[tuple[str, int]] = []  # ("start" | "end", image request number), in order
         self._mode: str | None = None
         self._mode_left: int | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a wait_until predicate may call calls()
         self._changed = threading.Condition(self._lock)
         self._released = threading.Event()
         self._gate: threading.Semaphore | None = None

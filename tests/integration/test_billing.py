@@ -284,8 +284,8 @@ def test_bad_signatures_change_nothing(shop, make_user):
         with pytest.raises(WebhookRejected):
             shop.billing.handle_webhook(body, sig)
 
-    # Just inside the tolerance is accepted.
-    ok_payload, ok_header = signed(event, SECRET, timestamp=int(time.time()) - 290)
+    # Inside the tolerance (300 s) is accepted; a minute of slack for a busy machine.
+    ok_payload, ok_header = signed(event, SECRET, timestamp=int(time.time()) - 240)
     assert shop.billing.handle_webhook(ok_payload, ok_header)["status"] == "granted"
     assert shop.balance(user) == 500
 
