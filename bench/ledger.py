@@ -1,12 +1,13 @@
 """Ledger throughput: reserve+capture operations per second with N threads.
 
-    python bench/ledger.py [--postgres URL] [--seconds N] [--threads 16] [--users 16]
+    python bench/ledger.py [--postgres URL] [--seconds N] [--warmup 1] [--threads 16] [--users 16]
 
 SQLite runs on a fresh, migrated temporary file. With --postgres, the run uses a fresh schema
 (`ledger_bench_<random>`) inside that database, migrated and dropped afterwards, so it never touches
 existing tables. Each thread works for its own user by default (--users); one op is one
 reserve of 1 credit followed by its capture: two write transactions (on PostgreSQL, one
-function call each).
+function call each). The threads first work for --warmup seconds (connections opened, statements
+prepared, caches filled); only operations completed after that count.
 
 Anomalies (must be 0): failed operations + reconcile() discrepancies + users whose balance or
 held credits differ from what the completed operations imply.
@@ -27,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from models.user import User  # noqa: E402
 from services.credits import Ledger  # noqa: E402
 from services.db import Database  # noqa: E402
-from tests.conftest import postgres_schema  # noqa: E402
+from tests.databases import postgres_schema  # noqa: E402 - pytest-free
 
 START_CREDITS = 10_000_000
 
 
-def run(db: Database, *, seconds: float, threads: int, users: int) -> dict:
+def run(db: Database, *, seconds: float, threads: int, users: int, warmup: float = 1.0) -> dict:
     ledger = Ledger(db)
     with db.transaction() as s:
         people = [User(email=f"bench{i}-{uuid.uuid4().hex[:6]}@example.com", password_hash="-") for i in range(users)]
@@ -42,16 +43,18 @@ def run(db: Database, *, seconds: float, threads: int, users: int) -> dict:
     for uid in user_ids:
         ledger.grant(user_id=uid, amount=START_CREDITS, kind="pack", idempotency_key=f"bench:{uid}")
 
-    ops = [0] * threads
-    per_user = dict.fromkeys(user_ids, 0)
+    ops = [0] * threads  # completed after the warm-up: what is measured
+    last = [0.0] * threads  # when each thread completed its last operation
+    per_user = dict.fromkeys(user_ids, 0)  # all operations, warm-up included: what the balances show
     errors: list[str] = []
     lock = threading.Lock()
     go = threading.Event()
+    measure_from = [0.0]
     stop_at = [0.0]
 
     def worker(i: int) -> None:
         uid = user_ids[i % users]
-        done = 0
+        done = measured = 0
         go.wait()
         try:
             while time.perf_counter() < stop_at[0]:
@@ -59,21 +62,25 @@ def run(db: Database, *, seconds: float, threads: int, users: int) -> dict:
                 if ledger.capture(hold).status != "captured":
                     errors.append(f"hold {hold.id} not captured")
                 done += 1
+                now = time.perf_counter()
+                if now >= measure_from[0]:
+                    measured += 1
+                    last[i] = now
         except Exception as exc:  # an anomaly, reported below
             errors.append(repr(exc))
-        ops[i] = done
+        ops[i] = measured
         with lock:
             per_user[uid] += done
 
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
     for t in pool:
         t.start()
-    started = time.perf_counter()
-    stop_at[0] = started + seconds
+    measure_from[0] = time.perf_counter() + warmup
+    stop_at[0] = measure_from[0] + seconds
     go.set()
     for t in pool:
         t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = max(max(last), measure_from[0] + 1e-9) - measure_from[0]
 
     problems = ledger.reconcile()
     wrong = 0
@@ -97,7 +104,7 @@ def bench_sqlite(args) -> dict:
         db = Database(f"sqlite:///{tmp}/bench.db", pool_size=args.threads)
         try:
             db.upgrade()
-            return run(db, seconds=args.seconds, threads=args.threads, users=args.users)
+            return run(db, seconds=args.seconds, threads=args.threads, users=args.users, warmup=args.warmup)
         finally:
             db.dispose()
 
@@ -106,7 +113,7 @@ def bench_postgres(args) -> dict:
     with postgres_schema(args.postgres, "ledger_bench") as url:
         db = Database(url, pool_size=args.threads)
         try:
-            return run(db, seconds=args.seconds, threads=args.threads, users=args.users)
+            return run(db, seconds=args.seconds, threads=args.threads, users=args.users, warmup=args.warmup)
         finally:
             db.dispose()
 
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", metavar="URL", help="postgresql+psycopg://... (a fresh schema is used)")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of work before measuring")
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--users", type=int, default=16, help="distinct users (threads share them round-robin)")
     parser.add_argument("--skip-sqlite", action="store_true")

@@ -44,7 +44,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx  # noqa: E402
 
-from tests.conftest import free_port  # noqa: E402
+from tests.fakes.base import free_port  # noqa: E402 - pytest-free
 
 PROMPT = "a lighthouse on a cliff at dusk"
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from PIL import Image
@@ -131,7 +131,8 @@ class Studio:
     """Image generation for signed-in users. One instance per process; async-safe."""
 
     def __init__(self, *, db: Database, ledger, catalog: Catalog, engine: ImageEngine, moderator: Moderator,
-                 store: ImageStore, settings: Settings, billing=None, boot_id: str | None = None):
+                 store: ImageStore, settings: Settings, billing=None, boot_id: str | None = None,
+                 clock: Callable[[], datetime] = utcnow):
         self.db = db
         self.ledger = ledger
         self.catalog = catalog
@@ -141,6 +142,7 @@ class Studio:
         self.settings = settings
         self.billing = billing
         self.boot_id = boot_id or current_boot().id  # stamped on every job this process opens
+        self.clock = clock  # the rate window and the timestamps we write
         self._slots = _UserSlots(settings.generation_max_concurrent)
         # Give up on the engine well before the hold could expire under a live process.
         self._engine_deadline = max(10.0, settings.hold_ttl_seconds * 0.8)
@@ -331,7 +333,7 @@ class Studio:
                 style=request.style.name, aspect_ratio=request.aspect.ratio, resolution=request.resolution.key,
                 requested_width=plan.requested[0], requested_height=plan.requested[1],
                 engine=self.engine.name, model=self.engine.model, cost=request.cost, status="pending",
-                boot_id=self.boot_id,
+                boot_id=self.boot_id, created_at=self.clock(),
             )
             s.add(generation)
             s.flush()
@@ -353,7 +355,7 @@ class Studio:
         with self.db.transaction() as s:
             generation = s.get(Generation, gen_id)
             captured = self.ledger.capture(hold, session=s)
-            generation.finished_at = utcnow()
+            generation.finished_at = self.clock()
             generation.timings = dict(timings)
             if captured.status == "captured":
                 generation.status = "succeeded"
@@ -372,7 +374,7 @@ class Studio:
             with self.db.transaction() as s:
                 generation = s.get(Generation, gen_id)
                 settled = self.ledger.release(hold, reason, session=s)
-                generation.finished_at = utcnow()
+                generation.finished_at = self.clock()
                 generation.timings = dict(timings)
                 if settled.status == "captured":
                     generation.status = "succeeded"
@@ -408,7 +410,7 @@ class Studio:
 
     def _check_rate(self, user_id: int, *, session: Session | None = None) -> None:
         limit = self.settings.generation_rate_per_minute
-        since = utcnow() - RATE_WINDOW
+        since = self.clock() - RATE_WINDOW
         query = select(func.count()).select_from(Generation).where(
             Generation.user_id == user_id, Generation.created_at > since)
         if session is None:
@@ -466,7 +468,7 @@ class Studio:
             raise Conflict("This image is still being made. Try again when it is done.")
         with self.db.transaction() as s:
             row = s.get(Generation, generation_id)
-            row.deleted_at = utcnow()
+            row.deleted_at = self.clock()
             s.add(row)
         self._delete_files(generation_id)
 
@@ -502,7 +504,7 @@ class Studio:
                 else:
                     generation.status = "failed"
                     generation.error = "The app stopped before the image was ready. You were not charged."
-                generation.finished_at = utcnow()
+                generation.finished_at = self.clock()
                 s.add(generation)
                 settled += 1
         return settled

@@ -1,26 +1,32 @@
-"""Shared fixtures.
+"""Shared fixtures, in one place.
 
 `database` runs a test on SQLite and, when TEST_DATABASE_URL is set, again on PostgreSQL
 (skipped with a reason otherwise). Each test gets an empty, fully migrated store.
+`clock` is the one settable test clock; `catalog` the shipped catalog; `fake_openai` and
+`fake_stripe` the loopback fakes (tests/fakes/), started and stopped around the test.
+
+The helpers that benchmarks also need live in pytest-free modules (tests/databases.py,
+tests/fakes/base.py, tests/clock.py); their names stay importable from here.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlmodel import SQLModel
 
 import models  # noqa: F401
-from services.db import Database
+from services.catalog import Catalog
+from services.db import ROOT, Database
+from tests.clock import Clock
+from tests.databases import postgres_schema, sqlite_url, truncate_all
 from tests.factories import make_user as _make_user
+from tests.fakes.base import free_port
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.stripe_server import FakeStripe
+
+__all__ = ["TEST_DATABASE_URL", "free_port", "postgres_schema", "sqlite_url", "truncate_all"]
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 
@@ -45,28 +51,6 @@ def _sqlite_template(tmp_path_factory) -> Path:
     return path
 
 
-@contextmanager
-def postgres_schema(base_url: str, prefix: str) -> Iterator[str]:
-    """A fresh, migrated schema `<prefix>_<random>` in the database at `base_url`; yields a URL
-    whose connections use it (search_path), and drops it afterwards. Two test runs, or a
-    benchmark beside the tests, never see each other's rows."""
-    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = Database(base_url, pool_size=1)
-    try:
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        sep = "&" if "?" in base_url else "?"
-        url = f"{base_url}{sep}options=-csearch_path%3D{schema}"
-        db = Database(url)
-        db.upgrade()
-        db.dispose()
-        yield url
-    finally:
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def _postgres_migrated():
     """A private schema in the PostgreSQL test database for this pytest run, migrated once."""
@@ -74,22 +58,6 @@ def _postgres_migrated():
         pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL cases skipped (SQLite still runs)")
     with postgres_schema(TEST_DATABASE_URL, "t") as url:
         yield url
-
-
-def sqlite_url(template: Path, directory: Path) -> str:
-    path = directory / "studio.db"
-    shutil.copyfile(template, path)
-    return f"sqlite:///{path}"
-
-
-def truncate_all(url: str) -> None:
-    db = Database(url)
-    try:
-        tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
-        with db.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    finally:
-        db.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -123,7 +91,24 @@ def make_user(request):
     return _make_user
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture
+def clock() -> Clock:
+    """A clock that stands still at the test's start until the test moves it."""
+    return Clock()
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return Catalog.load(ROOT / "assets")
+
+
+@pytest.fixture
+def fake_openai():
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_stripe():
+    with FakeStripe() as server:
+        yield server

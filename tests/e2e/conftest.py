@@ -17,7 +17,9 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.conftest import TEST_DATABASE_URL, free_port, sqlite_url, truncate_all
+from tests.conftest import TEST_DATABASE_URL
+from tests.databases import sqlite_url, truncate_all
+from tests.fakes.base import free_port
 
 # Settings that must not leak in from the machine's environment or a developer's .env.
 BASE_SETTINGS = {

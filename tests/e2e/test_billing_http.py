@@ -18,22 +18,16 @@ SECRET = "whsec_e2e_secret"
 
 
 @pytest.fixture
-def fake():
-    with FakeStripe() as server:
-        yield server
-
-
-@pytest.fixture
-def shop_app(serve_app, database_url, fake):
+def shop_app(serve_app, database_url, fake_stripe):
     app = serve_app(database_url=database_url, STRIPE_SECRET_KEY="sk_test_e2e", STRIPE_WEBHOOK_SECRET=SECRET,
-                    STRIPE_API_BASE=fake.url)
+                    STRIPE_API_BASE=fake_stripe.url)
     app.services.billing.sync_catalog()
     return app
 
 
-def post_event(app, fake: FakeStripe, type_: str, obj: dict, *, timestamp: int | None = None,
+def post_event(app, fake_stripe: FakeStripe, type_: str, obj: dict, *, timestamp: int | None = None,
                event_id: str | None = None) -> httpx.Response:
-    payload, header = signed(fake.event(type_, obj, event_id=event_id), SECRET, timestamp=timestamp)
+    payload, header = signed(fake_stripe.event(type_, obj, event_id=event_id), SECRET, timestamp=timestamp)
     return httpx.post(f"{app.url}/webhooks/stripe", content=payload,
                       headers={"Stripe-Signature": header, "Content-Type": "application/json"})
 
@@ -44,13 +38,13 @@ def customer(app):
     return client, app.services.accounts.get_user_by_email(email)
 
 
-def paid_checkout(app, fake, product: str):
+def paid_checkout(app, fake_stripe, product: str):
     """A new customer completes Checkout for `product` on the fake Stripe.
     Returns (browser, user, balance before any fulfilment, the checkout session)."""
     browser, user = customer(app)
     start = app.services.ledger.balance(user.id).total
     url = app.services.billing.create_checkout(user=user, product=product)
-    return browser, user, start, fake.complete_checkout(url.rsplit("/", 1)[1])
+    return browser, user, start, fake_stripe.complete_checkout(url.rsplit("/", 1)[1])
 
 
 def events(app) -> int:
@@ -58,15 +52,15 @@ def events(app) -> int:
         return len(s.exec(select(StripeEvent)).all())
 
 
-def test_webhook_over_http(shop_app, fake):
+def test_webhook_over_http(shop_app, fake_stripe):
     app = shop_app
-    _, user, start, session = paid_checkout(app, fake, "pack_500")
+    _, user, start, session = paid_checkout(app, fake_stripe, "pack_500")
 
-    payload, header = signed(fake.event("checkout.session.completed", session), SECRET)
+    payload, header = signed(fake_stripe.event("checkout.session.completed", session), SECRET)
     tampered = payload.replace(b"pack_500", b"pack_150", 1)
     r = httpx.post(f"{app.url}/webhooks/stripe", content=tampered, headers={"Stripe-Signature": header})
     assert r.status_code == 400
-    stale = post_event(app, fake, "checkout.session.completed", session, timestamp=int(time.time()) - 600)
+    stale = post_event(app, fake_stripe, "checkout.session.completed", session, timestamp=int(time.time()) - 600)
     assert stale.status_code == 400
     unsigned = httpx.post(f"{app.url}/webhooks/stripe", content=payload)
     assert unsigned.status_code == 400
@@ -80,17 +74,17 @@ def test_webhook_over_http(shop_app, fake):
     assert statuses == ["granted"] + ["duplicate"] * 4
     assert app.services.ledger.balance(user.id).total == start + 500
 
-    other = post_event(app, fake, "payment_intent.created", {"id": "pi_x", "object": "payment_intent"})
+    other = post_event(app, fake_stripe, "payment_intent.created", {"id": "pi_x", "object": "payment_intent"})
     assert other.status_code == 200 and other.json()["status"] == "ignored"
 
 
-def test_failed_handling_is_5xx_and_the_retry_succeeds(shop_app, fake):
+def test_failed_handling_is_5xx_and_the_retry_succeeds(shop_app, fake_stripe):
     app = shop_app
-    _, user, start, session = paid_checkout(app, fake, "pack_100")
-    event = fake.event("checkout.session.completed", session)
+    _, user, start, session = paid_checkout(app, fake_stripe, "pack_100")
+    event = fake_stripe.event("checkout.session.completed", session)
     payload, header = signed(event, SECRET)
 
-    fake.fail_next(f"/v1/checkout/sessions/{session['id']}", status=500, times=3)  # Stripe API down
+    fake_stripe.fail_next(f"/v1/checkout/sessions/{session['id']}", status=500, times=3)  # Stripe API down
     r = httpx.post(f"{app.url}/webhooks/stripe", content=payload, headers={"Stripe-Signature": header})
     assert r.status_code >= 500
     assert events(app) == 0 and app.services.ledger.balance(user.id).total == start
@@ -100,16 +94,16 @@ def test_failed_handling_is_5xx_and_the_retry_succeeds(shop_app, fake):
     assert app.services.ledger.balance(user.id).total == start + 100
 
 
-def test_checkout_return_fulfils_once_with_the_webhook(shop_app, fake):
+def test_checkout_return_fulfils_once_with_the_webhook(shop_app, fake_stripe):
     app = shop_app
-    browser, user, start, session = paid_checkout(app, fake, "basic_monthly")
+    browser, user, start, session = paid_checkout(app, fake_stripe, "basic_monthly")
 
     r = browser.get(f"/billing/success?session_id={session['id']}")
     assert r.status_code in (302, 303)
     assert app.services.ledger.balance(user.id).total == start + 300
-    assert post_event(app, fake, "checkout.session.completed", session).json()["status"] == "already_fulfilled"
-    invoice = fake.invoices[session["invoice"]]
-    assert post_event(app, fake, "invoice.paid", invoice).json()["status"] == "already_fulfilled"
+    assert post_event(app, fake_stripe, "checkout.session.completed", session).json()["status"] == "already_fulfilled"
+    invoice = fake_stripe.invoices[session["invoice"]]
+    assert post_event(app, fake_stripe, "invoice.paid", invoice).json()["status"] == "already_fulfilled"
     assert app.services.ledger.balance(user.id).total == start + 300
     assert app.services.billing.current_plan(user.id).product == "basic_monthly"
 

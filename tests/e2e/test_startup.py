@@ -8,21 +8,17 @@ from datetime import timedelta
 from models.base import utcnow
 from services.credits import Ledger
 from services.db import Database
-from tests.conftest import sqlite_url
+from tests.clock import Clock
+from tests.databases import sqlite_url
 from tests.e2e.conftest import start_app
 from tests.factories import make_user
-
-
-class PastClock:
-    def __call__(self):
-        return utcnow() - timedelta(hours=2)
 
 
 def test_start_up_sweep_gives_back_a_dead_process_hold(tmp_path, _sqlite_template):
     url = sqlite_url(_sqlite_template, tmp_path)
     db = Database(url)
     user = make_user(db)
-    ledger = Ledger(db, hold_ttl_seconds=60, clock=PastClock())
+    ledger = Ledger(db, hold_ttl_seconds=60, clock=Clock(utcnow() - timedelta(hours=2)))
     ledger.grant(user_id=user.id, amount=40, kind="pack", idempotency_key="t:pack")
     ledger.reserve(user_id=user.id, amount=20, job_id="job-of-a-dead-process")
     assert Ledger(db).balance(user.id).total == 20

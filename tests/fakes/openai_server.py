@@ -10,8 +10,11 @@ Switchable behaviour: `latency` (seconds before answering), `fail(mode, times=No
 of "error_500", "rate_limit" (429), "moderation_blocked", "content_policy_violation",
 "garbage_base64", "not_an_image", "hang" (never answers in time), "no_data"; `moderation_fail`
 makes /v1/moderations answer 500. Prompts containing any of `flag_words` are flagged by the
-moderation endpoint. Every request is recorded (`requests`, `calls(path)`), and the greatest
-number of image requests in flight at once is kept in `max_in_flight`.
+moderation endpoint. Every request is recorded (`requests`, `calls(path)`), the greatest
+number of image requests in flight at once is kept in `max_in_flight`, and the order in which
+image requests start and end in `timeline`. `hold()` keeps image requests in flight until the
+test `release()`s them, and `wait_until(predicate)` waits for a state: overlap is then shown
+by counts and order, not by a latency and a stopwatch.
 
 Run on its own (e.g. for benchmarks, so its CPU use is not the app's GIL's):
 `python -m tests.fakes.openai_server --image-kind photo` prints its base URL, then serves; it
@@ -33,10 +36,11 @@ import time
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 from PIL import Image
+
+from tests.fakes.base import JSONHandler, LoopbackServer
 
 FIXED_SIZES = {(1024, 1024), (1536, 1024), (1024, 1536)}
 FLEXIBLE_PREFIXES = ("gpt-image-2-", "gpt-image-2.5-")
@@ -102,7 +106,7 @@ def render_png(width: int, height: int, kind: str = "flat") -> bytes:
     return buf.getvalue()
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     def __init__(self, *, flag_words: tuple[str, ...] = ("forbidden",), latency: float = 0.0,
                  image_kind: str = "flat"):
         self.flag_words = tuple(w.lower() for w in flag_words)
@@ -113,39 +117,64 @@ class FakeOpenAI:
         self.requests: list[Recorded] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.timeline: list[tuple[str, int]] = []  # ("start" | "end", image request number), in order
         self._mode: str | None = None
         self._mode_left: int | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a wait_until predicate may call calls()
+        self._changed = threading.Condition(self._lock)
         self._released = threading.Event()
+        self._gate: threading.Semaphore | None = None
         self._png_cache: dict[tuple[int, int, str], bytes] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # Control ----------------------------------------------------------------------------------
 
-    def start(self) -> FakeOpenAI:
-        fake = self
-
-        class Handler(_Handler):
-            server_fake = fake
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self._released.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self.release_all()
+        super().stop()
 
     @property
     def url(self) -> str:
         """The base_url to give the SDK (ends in /v1)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def started(self) -> int:
+        """Image requests that have reached the engine so far."""
+        return sum(1 for kind, _ in self.timeline if kind == "start")
+
+    @property
+    def ended(self) -> int:
+        """Image requests answered so far."""
+        return sum(1 for kind, _ in self.timeline if kind == "end")
+
+    def hold(self) -> None:
+        """From now on image requests stay in flight (counted, unanswered) until `release()`d:
+        a test sees how many reach the engine at once without relying on a latency."""
+        with self._lock:
+            self._gate = threading.Semaphore(0)
+
+    def release(self, n: int = 1) -> None:
+        """Let `n` held image requests (present or future) be answered."""
+        with self._lock:
+            gate = self._gate
+        if gate is not None:
+            gate.release(n)
+
+    def release_all(self) -> None:
+        """Answer every held request and stop holding."""
+        with self._lock:
+            gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.release(10_000)
+
+    def wait_until(self, predicate, timeout: float = 60.0) -> None:
+        """Block until predicate(fake) is true (checked whenever a request starts or ends).
+        The timeout only keeps a broken run from hanging; it is no performance threshold."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: predicate(self), timeout=timeout):
+                raise AssertionError(f"the fake never reached the expected state: in flight {self.in_flight}, "
+                                     f"timeline {self.timeline}")
 
     def fail(self, mode: str | None, times: int | None = None) -> None:
         """Answer image requests with `mode` (None: succeed again), for `times` requests or until reset."""
@@ -159,6 +188,7 @@ class FakeOpenAI:
             self.requests.clear()
             self._mode = self._mode_left = None
             self.max_in_flight = self.in_flight
+            self.timeline.clear()
         self.latency = 0.0
         self.moderation_fail = False
 
@@ -190,15 +220,25 @@ class FakeOpenAI:
     def _record(self, rec: Recorded) -> None:
         with self._lock:
             self.requests.append(rec)
+            self._changed.notify_all()
 
-    def _enter(self) -> None:
+    def _enter(self) -> int:
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            number = self.started + 1
+            self.timeline.append(("start", number))
+            self._changed.notify_all()
+            gate = self._gate
+        if gate is not None:
+            gate.acquire()
+        return number
 
-    def _leave(self) -> None:
+    def _leave(self, number: int) -> None:
         with self._lock:
             self.in_flight -= 1
+            self.timeline.append(("end", number))
+            self._changed.notify_all()
 
     def image_response(self, body: dict) -> tuple[int, dict, dict]:
         model = str(body.get("model") or "gpt-image-2")
@@ -254,24 +294,15 @@ class FakeOpenAI:
                      "results": results}, {}
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 512  # the default backlog (5) drops bursts of connections: 1 s SYN retries
-    daemon_threads = True
-
-
 def _error(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_fake: FakeOpenAI
-
-    def log_message(self, *args) -> None:  # keep test output quiet
-        pass
+class _Handler(JSONHandler):
+    fake: FakeOpenAI
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        fake = self.server_fake
+        fake = self.fake
         if self.path.split("?", 1)[0] != "/_fake/stats":
             return self._send(404, _error("Unknown path", "invalid_request_error"))
         with fake._lock:
@@ -281,9 +312,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"max_in_flight": fake.max_in_flight, "calls": calls})
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        fake = self.server_fake
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        fake = self.fake
+        raw = self.read_body()
         path = self.path.split("?", 1)[0]
         if path.startswith("/_fake/"):
             return self._control(path, json.loads(raw or b"{}"))
@@ -296,11 +326,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(400, _error("Could not parse the request body.", "invalid_request_error"))
         fake._record(Recorded(method="POST", path=path, headers=dict(self.headers.items()), body=body))
         if path.endswith("/images/generations") or path.endswith("/images/edits"):
-            fake._enter()
+            number = fake._enter()
             try:
                 status, payload, headers = fake.image_response(body)
             finally:
-                fake._leave()
+                fake._leave(number)
         elif path.endswith("/moderations"):
             status, payload, headers = fake.moderation_response(body)
         else:
@@ -308,7 +338,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, payload, headers)
 
     def _control(self, path: str, body: dict) -> None:
-        fake = self.server_fake
+        fake = self.fake
         if path == "/_fake/reset":
             fake.reset()
         elif path == "/_fake/config":
@@ -325,18 +355,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"ok": True})
 
     def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.send_header("x-request-id", f"req_fake_{id(payload):x}")
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-            pass
+        self.send_json(status, payload, {"x-request-id": f"req_fake_{id(payload):x}", **(headers or {})})
+
+
+FakeOpenAI.handler = _Handler
 
 
 def _multipart(content_type: str, raw: bytes) -> dict:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import socketserver
-import threading
 from email import message_from_bytes, policy
 from email.message import Message
+
+from tests.fakes.base import LoopbackServer, TCPServer
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -15,7 +16,7 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.write(line.encode() + b"\r\n")
 
     def handle(self) -> None:
-        server: FakeSMTP = self.server.owner  # type: ignore[attr-defined]
+        server: FakeSMTP = self.server.fake  # type: ignore[attr-defined]
         self.send("220 fake-smtp ready")
         envelope: dict = {"rcpt": []}
         while line := self.rfile.readline():
@@ -48,24 +49,10 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.send("250 ok")
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class FakeSMTP(LoopbackServer):
+    handler = _Handler
+    server_class = TCPServer
 
-
-class FakeSMTP:
     def __init__(self):
         self.messages: list[Message] = []
         self.logins: list[tuple[str, str]] = []
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.owner = self  # type: ignore[attr-defined]
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeSMTP:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()

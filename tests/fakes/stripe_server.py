@@ -21,10 +21,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import stripe
+
+from tests.fakes.base import JSONHandler, LoopbackServer
 
 MONTH = 30 * 24 * 3600
 YEAR = 365 * 24 * 3600
@@ -97,9 +98,8 @@ class _Failure:
 
 
 @dataclass
-class FakeStripe:
+class FakeStripe(LoopbackServer):
     api_key_prefix: str = "sk_test_"
-    host: str = "127.0.0.1"
     requests: list[Recorded] = field(default_factory=list)
     customers: dict[str, dict] = field(default_factory=dict)
     products: dict[str, dict] = field(default_factory=dict)
@@ -116,65 +116,10 @@ class FakeStripe:
         self._idempotency: dict[str, tuple[str, str, dict, int, dict]] = {}
         self._session_params: dict[str, dict] = {}
         self._failures: list[_Failure] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # Server lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> FakeStripe:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out as separate writes
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-            def do_DELETE(self):
-                self._handle("DELETE")
-
-            def _handle(self, method: str):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
-                status, payload = fake.dispatch(method, self.path, body, dict(self.headers.items()))
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Request-Id", "req_" + uuid.uuid4().hex[:14])
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-stripe", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeStripe:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
-        assert self._server, "start() the fake first"
-        return f"http://{self.host}:{self._server.server_address[1]}"
+        return f"http://{self.host}:{self.port}"
 
     # Test controls ------------------------------------------------------------------------------
 
@@ -606,3 +551,22 @@ class FakeStripe:
             "created": int(time.time()), "type": type_, "livemode": False, "pending_webhooks": 1,
             "request": {"id": None, "idempotency_key": None}, "data": {"object": copy.deepcopy(obj)},
         }
+
+
+class _Handler(JSONHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._handle("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._handle("DELETE")
+
+    def _handle(self, method: str) -> None:
+        body = self.read_body().decode()
+        status, payload = self.fake.dispatch(method, self.path, body, dict(self.headers.items()))
+        self.send_json(status, payload, {"Request-Id": "req_" + uuid.uuid4().hex[:14]})
+
+
+FakeStripe.handler = _Handler

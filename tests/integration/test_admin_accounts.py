@@ -6,27 +6,24 @@ from datetime import timedelta
 
 import pytest
 
-from models.base import utcnow
 from services.accounts import Accounts
 from services.admin import Admin
 from services.credits import Ledger
-from services.errors import AccountLocked, Conflict, InvalidCredentials, PermissionDenied, ValidationFailed
+from services.errors import (
+    AccountLocked,
+    Conflict,
+    InvalidCredentials,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from services.mailer import LogMailer
 from services.settings import load_settings
 
 
-class Clock:
-    def __init__(self):
-        self.now = utcnow()
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
-def env(database, tmp_path):
+def env(database, tmp_path, clock):
     settings = load_settings(env_file=None, DATA_DIR=str(tmp_path), ADMIN_EMAILS="boss@example.com", TRIAL_CREDITS=40)
-    clock = Clock()
     ledger = Ledger(database)
     accounts = Accounts(db=database, ledger=ledger, settings=settings, mailer=LogMailer(), clock=clock)
     return accounts, ledger, Admin(db=database, accounts=accounts, ledger=ledger), clock
@@ -50,7 +47,7 @@ def test_bad_sign_up_input_writes_nothing(env, email, password):
     accounts, _, _, _ = env
     with pytest.raises(ValidationFailed):
         accounts.create_user(email=email, password=password)
-    with pytest.raises(Exception):  # noqa: B017
+    with pytest.raises(NotFound):
         accounts.get_user_by_email("a@b.co")
 
 
@@ -116,7 +113,7 @@ def test_api_keys_are_hashed_and_owned(env):
     b = accounts.create_user(email="b@example.com", password="right password")
     row, key = accounts.create_api_key(user_id=a.id, name="script")
     assert key not in (row.key_hash, row.prefix) and accounts.user_for_api_key(key).id == a.id
-    with pytest.raises(Exception):  # noqa: B017 - NotFound: B cannot revoke A's key
+    with pytest.raises(NotFound):  # B cannot revoke A's key
         accounts.revoke_api_key(user_id=b.id, key_id=row.id)
     assert accounts.user_for_api_key(key).id == a.id
     accounts.revoke_api_key(user_id=a.id, key_id=row.id)

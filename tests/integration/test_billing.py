@@ -85,16 +85,10 @@ def make_billing(db: Database, tmp_path: Path, *, api_base: str | None, key: str
 
 
 @pytest.fixture
-def fake():
-    with FakeStripe() as server:
-        yield server
-
-
-@pytest.fixture
-def shop(database, fake, tmp_path) -> Shop:
-    billing = make_billing(database, tmp_path, api_base=fake.url)
+def shop(database, fake_stripe, tmp_path) -> Shop:
+    billing = make_billing(database, tmp_path, api_base=fake_stripe.url)
     billing.sync_catalog()
-    return Shop(db=database, fake=fake, ledger=billing.ledger, billing=billing)
+    return Shop(db=database, fake=fake_stripe, ledger=billing.ledger, billing=billing)
 
 
 def price_of(fake: FakeStripe, lookup_key: str) -> dict:
@@ -290,8 +284,8 @@ def test_bad_signatures_change_nothing(shop, make_user):
         with pytest.raises(WebhookRejected):
             shop.billing.handle_webhook(body, sig)
 
-    # Just inside the tolerance is accepted.
-    ok_payload, ok_header = signed(event, SECRET, timestamp=int(time.time()) - 290)
+    # Inside the tolerance (300 s) is accepted; a minute of slack for a busy machine.
+    ok_payload, ok_header = signed(event, SECRET, timestamp=int(time.time()) - 240)
     assert shop.billing.handle_webhook(ok_payload, ok_header)["status"] == "granted"
     assert shop.balance(user) == 500
 

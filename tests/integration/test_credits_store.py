@@ -11,22 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from models.base import utcnow
 from models.user import User
 from services.credits import Ledger
 from services.db import Database
 from services.errors import InsufficientCredits
-from tests.conftest import truncate_all
+from tests.clock import Clock
+from tests.databases import truncate_all
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Clock:
-    def __init__(self):
-        self.now = utcnow()
-
-    def __call__(self):
-        return self.now
 
 
 def test_sign_up_and_trial_grant_commit_or_fail_together(database):
@@ -97,7 +89,7 @@ def test_sweep_after_a_process_was_killed_mid_generation(database, make_user):
         ledger.reserve(user_id=user.id, amount=1, job_id=f"meanwhile-{user.id}")
 
     later = Clock()
-    later.now += timedelta(seconds=31)
+    later.advance(seconds=31)
     swept = Ledger(database, clock=later).sweep_stale_holds(is_stored=lambda job: job.startswith("stored-"))
     assert swept["captured"] >= 1 and swept["released"] >= 1
     assert ledger.get_hold(f"killed-{user.id}").status == "expired"

@@ -9,26 +9,9 @@ import pytest
 from sqlalchemy import func, update
 from sqlmodel import select
 
-from models.base import utcnow
 from models.ledger import CreditGrant, Hold, LedgerEntry
 from services.credits import SPEND_ORDER, Ledger
 from services.errors import Conflict, InsufficientCredits, NotFound, ValidationFailed
-
-
-class Clock:
-    def __init__(self):
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw) -> None:
-        self.now += timedelta(**kw)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture

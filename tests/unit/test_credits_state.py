@@ -25,20 +25,12 @@ from hypothesis.stateful import (
 from sqlalchemy import func
 from sqlmodel import select
 
-from models.base import utcnow
 from models.ledger import GRANT_KINDS, CreditGrant, LedgerEntry
 from services.credits import SPEND_ORDER, Ledger
 from services.db import Database
 from services.errors import InsufficientCredits
+from tests.clock import Clock
 from tests.factories import make_user
-
-
-class Clock:
-    def __init__(self):
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

@@ -1,14 +1,11 @@
 import asyncio
 import hashlib
-import time
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
-from services.catalog import Catalog
-from services.db import ROOT
 from services.engines import (
-    MARK_TEXT,
     EngineRequest,
     OfflineEngine,
     make_engine,
@@ -16,11 +13,6 @@ from services.engines import (
     safety_identifier,
 )
 from services.settings import load_settings
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return Catalog.load(ROOT / "assets")
 
 
 def _pixels(image) -> np.ndarray:
@@ -54,22 +46,44 @@ def test_film_noir_is_monochrome_and_pixel_art_is_blocky(catalog):
     assert (block == block[0]).all()
 
 
-def test_every_image_carries_the_offline_mark(catalog):
-    for name in ("line art", "film noir", "anime"):
-        image = render_preview(prompt="x", style=catalog.style(name), width=1024, height=1024)
-        corner = np.asarray(image.convert("L"))[-60:, -260:]
-        assert corner.max() > 200 and corner.min() < 120, f"no readable mark on {name}"
-    assert MARK_TEXT == "offline preview"
+def _glyphs(text: str, size: int) -> np.ndarray:
+    """Where `text` puts ink in the default font at `size` (True = a glyph's core pixel)."""
+    font = ImageFont.load_default(size=size)
+    left, top, right, bottom = font.getbbox(text)
+    canvas = Image.new("L", (right - left, bottom - top), 0)
+    ImageDraw.Draw(canvas).text((-left, -top), text, font=font, fill=255)
+    return np.asarray(canvas) > 200
 
 
-def test_4k_renders_well_under_a_second(catalog):
-    worst = 0.0
+def _legible(region: np.ndarray, text: str, size: int) -> tuple[float, float]:
+    """Slide the glyph mask of `text` over a greyscale region; at the best fit, the mean
+    brightness of the glyph pixels and the median of the pixels between them."""
+    glyphs = _glyphs(text, size)
+    windows = np.lib.stride_tricks.sliding_window_view(region, glyphs.shape)
+    on = np.tensordot(windows, glyphs, axes=((2, 3), (0, 1))) / glyphs.sum()
+    off = np.tensordot(windows, ~glyphs, axes=((2, 3), (0, 1))) / (~glyphs).sum()
+    y, x = np.unravel_index(np.argmax(on - off), on.shape)
+    window = windows[y, x]
+    return float(window[glyphs].mean()), float(np.median(window[~glyphs]))
+
+
+@pytest.mark.parametrize("name", ["line art", "film noir", "anime"])
+def test_every_image_carries_the_offline_mark(catalog, name):
+    """The words themselves, bright on a darkened ground, in the bottom-right corner."""
+    pixels = np.asarray(render_preview(prompt="x", style=catalog.style(name), width=1024, height=1024)
+                        .convert("L"), dtype=np.float32)
+    size = round(1024 * 0.022)  # the mark is about 2.2 % of the short side
+    ink, ground = _legible(pixels[-80:, -320:], "offline preview", size)
+    assert ink > 215 and ground < 130, f"no legible mark on {name}: ink {ink:.0f}, ground {ground:.0f}"
+    ink, ground = _legible(pixels[:80, :320], "offline preview", size)  # the same check finds nothing elsewhere
+    assert not (ink > 215 and ground < 130), f"the top-left corner of {name} reads as a mark"
+
+
+def test_4k_renders_at_its_full_size(catalog):
+    # How fast is bench/offline.py: on a shared machine a test checks what, not how fast.
     for name in ("photographic", "none", "neon cyberpunk", "fantasy"):
-        started = time.perf_counter()
         image = render_preview(prompt="a city at night", style=catalog.style(name), width=3840, height=2160)
-        worst = max(worst, time.perf_counter() - started)
-        assert image.size == (3840, 2160)
-    assert worst < 1.0, f"slowest 4K render took {worst:.2f}s"
+        assert (image.mode, image.size) == ("RGB", (3840, 2160))
 
 
 def test_engine_interface_and_selection(catalog, tmp_path):

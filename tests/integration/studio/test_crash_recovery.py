@@ -1,7 +1,6 @@
 """A process killed mid-generation loses nothing: the ledger's stale-hold sweep settles its hold,
 capturing it only if the image was stored (`Studio.is_stored`)."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -9,6 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from PIL import Image
 from sqlmodel import select
 
 from models.base import utcnow
@@ -16,6 +16,8 @@ from models.generation import Generation
 from models.ledger import Hold
 from services.credits import Ledger
 from services.db import ROOT
+from services.errors import NotFound
+from tests.clock import Clock
 
 SCRIPT = textwrap.dedent("""
     import asyncio, os, sys
@@ -86,7 +88,7 @@ def test_killed_processes_are_settled_by_the_sweep(make_rig, fake_openai, tmp_pa
 
     now = Ledger(rig.db).sweep_stale_holds(is_stored=rig.studio.is_stored)
     assert now == {"captured": 0, "released": 0, "errors": 0}, "live holds are left alone"
-    later = Ledger(rig.db, clock=lambda: utcnow() + timedelta(hours=1))
+    later = Ledger(rig.db, clock=Clock(utcnow() + timedelta(hours=1)))
     assert later.sweep_stale_holds(is_stored=rig.studio.is_stored) == {"captured": 1, "released": 1, "errors": 0}
 
     assert rig.balance(uid) == 20, "charged once, for the image that was stored"
@@ -98,4 +100,13 @@ def test_killed_processes_are_settled_by_the_sweep(make_rig, fake_openai, tmp_pa
     assert rig.studio.settle_abandoned() == 0
     assert [g.id for g in rig.studio.gallery(user_id=uid).items] == [killed_at_capture.id]
     assert rig.ledger.reconcile() == []
-    assert os.path.exists(tmp_path / "data" / "images")
+
+    # What the user was charged for is a whole image; what they were not charged for left no file.
+    png, media = rig.studio.open_image(user_id=uid, generation_id=killed_at_capture.id, variant="png")
+    with Image.open(png) as image:
+        assert (image.format, image.size, media) == ("PNG", (1024, 1024), "image/png")
+    with pytest.raises(NotFound):
+        rig.studio.open_image(user_id=uid, generation_id=killed_in_engine.id, variant="png")
+    files = sorted(p.relative_to(rig.store.root).as_posix() for p in rig.store.root.rglob("*") if p.is_file())
+    key = killed_at_capture.id
+    assert files == [f"{key[:2]}/{key}/{name}" for name in ("display.webp", "original.png", "thumb.webp")]

@@ -167,16 +167,42 @@ def test_not_enough_credits_changes_nothing(make_rig, fake_openai):
     assert _count(rig.db, Generation) == 0 and _count(rig.db, Hold) == 0
 
 
-def test_a_gated_resolution_is_refused_on_the_server(make_rig, catalog):
+def _gate(catalog, resolution: str, requirement: str):
     from dataclasses import replace
 
+    return replace(catalog, resolutions=tuple(replace(r, requires=requirement) if r.key == resolution else r
+                                              for r in catalog.resolutions))
+
+
+def test_a_gated_resolution_is_refused_on_the_server(make_rig, catalog):
     rig = make_rig()
-    gated = replace(catalog, resolutions=tuple(replace(r, requires="paid") if r.key == "4K" else r
-                                               for r in catalog.resolutions))
-    rig.studio.catalog = gated
+    rig.studio.catalog = _gate(catalog, "4K", "paid")
     uid = rig.user(credits=100)
     assert rig.studio.resolution_block(user_id=uid, is_admin=False, resolution="4K") is not None
     with pytest.raises(PermissionDenied, match="paid plan"):
         rig.generate(uid, resolution="4K")
     assert rig.balance(uid) == 100 and _count(rig.db, Generation) == 0
     assert rig.generate(uid, resolution="2K").balance == 80  # others stay open
+
+
+def test_a_pack_buyer_passes_the_purchase_gate_and_a_trial_user_does_not(make_rig, catalog, fake_stripe):
+    """The Studio asks the real Billing: a pack bought through Stripe Checkout opens a resolution
+    that needs a purchase; trial credits alone do not, and a pack is not a plan."""
+    rig = make_rig(stripe=fake_stripe)
+    rig.studio.catalog = _gate(_gate(catalog, "4K", "purchase"), "2K", "paid")
+    trial = rig.make_user(rig.db).id
+    rig.ledger.grant(user_id=trial, amount=100, kind="trial", idempotency_key=f"trial:{trial}")
+    buyer = rig.make_user(rig.db).id
+    rig.buy(buyer, "pack_100")
+    assert rig.balance(buyer) == 100
+
+    with pytest.raises(PermissionDenied, match="plan or a credit pack"):
+        rig.generate(trial, resolution="4K")
+    assert rig.balance(trial) == 100 and _count(rig.db, Generation) == 0
+
+    done = rig.generate(buyer, resolution="4K")
+    assert (done.generation.resolution, done.generation.status) == ("4K", "succeeded")
+    assert done.balance == 100 - done.generation.cost
+    with pytest.raises(PermissionDenied, match="paid plan"):
+        rig.generate(buyer, resolution="2K")
+    assert rig.ledger.reconcile() == []

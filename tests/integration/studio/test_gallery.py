@@ -11,7 +11,10 @@ from services.errors import NotFound, ProviderFailed
 def test_gallery_is_the_owners_stored_images_newest_first_paginated(make_rig, fake_openai):
     rig = make_rig()
     alice, bob = rig.user(credits=100), rig.user(credits=10)
-    made = [rig.generate(alice, prompt=f"picture {i}").id for i in range(5)]
+    made = []
+    for i in range(5):
+        rig.clock.advance(seconds=1)  # the rig's clock stands still unless moved: each image is newer
+        made.append(rig.generate(alice, prompt=f"picture {i}").id)
     rig.generate(bob)
 
     page1 = rig.studio.gallery(user_id=alice, page=1, per_page=2)
