@@ -58,7 +58,7 @@ def create_app(settings: Settings, services=None):
     from fastapi import FastAPI
 
     from ui import build_ui
-    from ui.web import BrowserRedirectMiddleware, authenticate, build_router
+    from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
     services = services or build_services(settings)
 
@@ -80,6 +80,7 @@ def create_app(settings: Settings, services=None):
 
     app = FastAPI(title="Image Studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
+    app.add_exception_handler(Exception, unexpected_error)
     app.include_router(build_router(services))
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
@@ -93,7 +94,7 @@ def create_app(settings: Settings, services=None):
     return gr.mount_gradio_app(
         app, blocks, path="/", auth_dependency=auth_dependency,
         server_name=settings.server_name, server_port=settings.server_port,
-        enable_monitoring=False, max_file_size=settings.max_upload_size, ssr_mode=False,
+        enable_monitoring=False, show_error=False, max_file_size=settings.max_upload_size, ssr_mode=False,
         blocked_paths=[str(data_dir), str(ROOT / ".env"), str(ROOT / "alembic.ini")],
         css=(ROOT / "assets" / "studio.css").read_text(), footer_links=["api"],
         theme=gr.themes.Soft(primary_hue="violet"),

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import html
-import importlib
 
 import gradio as gr
 
 from services.container import Services
-from ui.common import Shell
+from ui import account, gallery, generate, pricing
+from ui.common import Shell, user_facing
 
-TABS = [("Generate", "ui.generate"), ("Gallery", "ui.gallery"), ("Pricing", "ui.pricing"), ("Account", "ui.account")]
-TAB_IDS = {label.lower() for label, _ in TABS}
+TAB_IDS = {"generate", "gallery", "pricing", "account"}
 
 
 def build_ui(services: Services) -> gr.Blocks:
     shell = Shell(services)
     contact = html.escape(services.settings.support_contact)
-    # delete_cache: display images written to Gradio's cache go after a day (checked hourly).
+    # delete_cache: whatever Gradio caches (none of our images: they go through /images/...) goes after a day.
     with gr.Blocks(title="Image Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         with gr.Row(elem_classes="studio-header"):
             gr.Markdown("## ◐ Image Studio", elem_classes="studio-brand")
@@ -27,19 +26,26 @@ def build_ui(services: Services) -> gr.Blocks:
             gr.HTML('<span class="offline-badge">Offline preview engine: images are generated locally as '
                     "previews, not by GPT Image. Set OPENAI_API_KEY to use GPT Image.</span>")
         loaders = []
+
+        def tab(label: str, build, **needs):
+            """One tab: build it, passing what it needs explicitly; its on_show loaders run when it is selected."""
+            with gr.Tab(label, id=label.lower()) as block:
+                first = len(shell.tab_loaders)
+                built = build(services, shell, **needs)
+                for fn, inputs, outputs in shell.tab_loaders[first:]:
+                    block.select(fn, inputs, outputs, api_visibility="private")
+                    loaders.append((fn, inputs, outputs))
+            return built
+
         with gr.Tabs() as tabs:
-            for label, module_name in TABS:
-                module = importlib.import_module(module_name)
-                with gr.Tab(label, id=label.lower()) as tab:
-                    first = len(shell.tab_loaders)
-                    module.build(services, shell)
-                    for fn, inputs, outputs in shell.tab_loaders[first:]:
-                        tab.select(fn, inputs, outputs, api_visibility="private")
-                        loaders.append((fn, inputs, outputs))
-        shell.tabs = tabs
+            form = tab("Generate", generate.build, tabs=tabs, tab_id="generate")
+            tab("Gallery", gallery.build, form=form, tabs=tabs)
+            tab("Pricing", pricing.build)
+            tab("Account", account.build)
         gr.HTML(f'<div class="studio-footer"><a href="/terms" target="_blank">Terms</a> · '
                 f'Support: <a href="mailto:{contact}">{contact}</a></div>')
 
+        @user_facing
         def header(request: gr.Request):
             user = shell.user(request)
             role = " (admin)" if user.is_admin else ""

@@ -7,7 +7,7 @@ import gradio as gr
 from models.ledger import CREDIT_KIND_LABELS
 from services.container import Services
 from services.errors import DomainError
-from ui.common import Shell
+from ui.common import Shell, user_facing
 
 HISTORY_COLUMNS = ["Date (UTC)", "What", "Change", "Balance"]
 KEY_COLUMNS = ["Name", "Key", "Created (UTC)", "Last used (UTC)", "Status"]
@@ -74,6 +74,7 @@ def build(services: Services, shell: Shell) -> None:
         rejections = gr.Dataframe(headers=["Date (UTC)", "User", "Source", "Prompt"], interactive=False,
                                   wrap=True, label="Recent moderation rejections")
 
+    @user_facing
     def render(page_no: int, request: gr.Request):
         user = shell.user(request)
         hist = services.ledger.history(user.id, page=max(1, int(page_no or 1)), per_page=20)
@@ -87,6 +88,7 @@ def build(services: Services, shell: Shell) -> None:
             shell.balance_text(user.id, balance),
         )
 
+    @user_facing
     def render_keys(request: gr.Request):
         user = shell.user(request)
         rows, choices = [], []
@@ -97,25 +99,26 @@ def build(services: Services, shell: Shell) -> None:
                 choices.append((f"{k.name or 'unnamed'} ({k.prefix}…)", k.id))
         return rows, gr.Dropdown(choices=choices, value=None)
 
+    @user_facing
     def create_key(name: str, request: gr.Request):
         user = shell.user(request)
-        try:
-            _, plaintext = services.accounts.create_api_key(user_id=user.id, name=name)
-        except DomainError as err:
-            raise shell.domain_error(err) from None
+        _, plaintext = services.accounts.create_api_key(user_id=user.id, name=name)
         rows, dropdown = render_keys(request)
         return gr.Textbox(value=plaintext, visible=True), rows, dropdown, ""
 
+    @user_facing
     def revoke_key(key_id, request: gr.Request):
         user = shell.user(request)
         if key_id is None:
             raise gr.Error("Choose a key to revoke.")
         try:
-            services.accounts.revoke_api_key(user_id=user.id, key_id=int(key_id))
-        except (DomainError, ValueError) as err:
-            raise gr.Error(getattr(err, "message", "No such API key.")) from None
+            key_id = int(key_id)
+        except (TypeError, ValueError):
+            raise gr.Error("No such API key.") from None
+        services.accounts.revoke_api_key(user_id=user.id, key_id=key_id)
         return render_keys(request)
 
+    @user_facing
     def render_admin(request: gr.Request):
         user = shell.user(request)
         if not user.is_admin:
@@ -127,6 +130,7 @@ def build(services: Services, shell: Shell) -> None:
                 for e, email in services.admin.recent_rejections(actor=user, limit=50)]
         return gr.Accordion(visible=True), text, rows
 
+    @user_facing
     def admin_grant(email: str, amount, note: str, request: gr.Request):
         user = shell.user(request)
         try:  # the service refuses what is not a whole number (1.5, None), never rounds it
@@ -135,9 +139,11 @@ def build(services: Services, shell: Shell) -> None:
             raise shell.domain_error(err) from None
         return f"Granted. {email.strip().lower()} now has **{balance}** credits."
 
+    @user_facing
     def newer(page_no: int, request: gr.Request):
         return render(max(1, page_no - 1), request)
 
+    @user_facing
     def older(page_no: int, request: gr.Request):
         return render(page_no + 1, request)
 

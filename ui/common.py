@@ -1,12 +1,68 @@
-"""What every tab shares: who is signed in, the balance line in the header, error mapping."""
+"""What every tab shares: who is signed in, the balance line in the header, turning errors into
+what the user sees (`user_facing`), and the owner-checked URLs of a user's images."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
+import secrets
+
 import gradio as gr
+from gradio.route_utils import get_request_origin
 
 from models.user import User
 from services.container import Services
 from services.errors import DomainError
+
+log = logging.getLogger("studio.ui")
+
+
+def report_unexpected(err: BaseException, where: str) -> str:
+    """Log an unexpected error with a fresh reference id; return the message the user sees instead.
+    The exception's text (SQL, paths, library details) goes to the log only."""
+    reference = secrets.token_hex(4)
+    log.error("unexpected error in %s (reference %s)", where, reference, exc_info=err)
+    return f"Something went wrong on our side. Reference: {reference}"
+
+
+def _as_gr_error(err: Exception, where: str) -> gr.Error:
+    if isinstance(err, gr.Error):
+        return err
+    if isinstance(err, DomainError):
+        return gr.Error(err.message, print_exception=False)
+    return gr.Error(report_unexpected(err, where), print_exception=False)
+
+
+def user_facing(fn):
+    """Decorate every event handler: a domain error shows its own message, anything unexpected a
+    generic one with a reference id (details in the log). gr.Error passes through as it is.
+    functools.wraps keeps the signature Gradio inspects (gr.Request, gr.Progress, gr.SelectData)."""
+    where = f"{fn.__module__}.{fn.__qualname__}"
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def handler(*args, **kwargs):
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - mapped to what the user sees
+                raise _as_gr_error(err, where) from None
+    else:
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - mapped to what the user sees
+                raise _as_gr_error(err, where) from None
+    return handler
+
+
+def image_url(request: gr.Request, generation_id: str, variant: str) -> str:
+    """The absolute URL of one of the user's images on the owner-checked route /images/{id}/{variant},
+    at the origin the browser (or API client) used. Absolute, because Gradio hands an http(s) URL to
+    the browser as it is, while a path would be copied into its cache (served to anyone with the URL)."""
+    path = f"/images/{generation_id}/{variant}"
+    http = getattr(request, "request", None)
+    return f"{get_request_origin(http, http.url.path)}{path}" if http is not None else path
 
 
 class Shell:
@@ -40,4 +96,5 @@ class Shell:
 
     @staticmethod
     def domain_error(err: DomainError) -> gr.Error:
+        """Kept for handlers not yet decorated with `user_facing` (which makes this unnecessary)."""
         return gr.Error(err.message, print_exception=False)

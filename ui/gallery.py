@@ -1,22 +1,19 @@
 """Gallery tab: the user's own images, newest first, paginated thumbnails; selecting one shows its
 details with Download, Reuse settings (fills the Generate tab) and Delete.
 
-Thumbnails and originals are only ever read through the studio, which checks the owner; the
-full-size files are linked through the owner-checked route /images/{id}/{png|webp}.
+Thumbnails, full-size images and originals are all served by the owner-checked route
+/images/{id}/{thumb|webp|png} (ui/web.py → studio.open_image); nothing goes through Gradio's cache.
 """
 
 from __future__ import annotations
 
 import html
-import io
 
 import gradio as gr
-from PIL import Image
 
 from services.container import Services
-from services.errors import DomainError
-from ui.common import Shell
-from ui.generate import enclosing
+from ui.common import Shell, image_url, user_facing
+from ui.generate import GenerateForm
 
 PER_PAGE = 12
 
@@ -32,9 +29,10 @@ def details_markdown(g) -> str:
     )
 
 
-def build(services: Services, shell: Shell) -> None:
+def build(services: Services, shell: Shell, *, form: GenerateForm | None = None, tabs: gr.Tabs | None = None) -> None:
+    """`form`: the Generate tab's inputs, for "Reuse settings" (hidden without it); `tabs`: the app's
+    gr.Tabs, to switch to the Generate tab after reusing."""
     studio = services.studio
-    tabs = enclosing(gr.Tabs)
     page = gr.State(1)
     page_ids = gr.State([])  # the generation ids shown, in order; every action re-checks the owner
     selected = gr.State(None)
@@ -52,21 +50,14 @@ def build(services: Services, shell: Shell) -> None:
             reuse = gr.Button("Reuse settings", size="sm")
             delete = gr.Button("Delete", variant="stop", size="sm")
 
+    @user_facing
     def render(page_no, request: gr.Request):
         user = shell.user(request)
         result = studio.gallery(user_id=user.id, page=max(1, int(page_no or 1)), per_page=PER_PAGE)
         if result.items == [] and result.page > 1:  # e.g. the last image of the last page was deleted
             result = studio.gallery(user_id=user.id, page=result.pages, per_page=PER_PAGE)
-        items = []
-        for g in result.items:
-            try:
-                content, _ = studio.open_image(user_id=user.id, generation_id=g.id, variant="thumb")
-            except DomainError:
-                continue
-            data = content.read_bytes() if hasattr(content, "read_bytes") else content
-            thumb = Image.open(io.BytesIO(data))
-            thumb.load()
-            items.append((thumb, f"{g.style} · {g.resolution} · {g.aspect_ratio}"))
+        items = [(image_url(request, g.id, "thumb"), f"{g.style} · {g.resolution} · {g.aspect_ratio}")
+                 for g in result.items]
         count = "No images yet: make one on the Generate tab." if result.total == 0 else \
             f"{result.total} image{'s' if result.total != 1 else ''}, newest first."
         return (count, items, f"Page {result.page} of {result.pages}", result.page,
@@ -74,31 +65,29 @@ def build(services: Services, shell: Shell) -> None:
 
     outputs = [summary, thumbs, page_label, page, page_ids, selected, details_box]
 
+    @user_facing
     def show(ids: list, evt: gr.SelectData, request: gr.Request):
         user = shell.user(request)
         index = evt.index if isinstance(evt.index, int) else None
         if index is None or not 0 <= index < len(ids):
             return None, "", gr.Group(visible=False)
-        try:
-            g = studio.get(user_id=user.id, generation_id=ids[index])
-        except DomainError as err:
-            raise shell.domain_error(err) from None
+        g = studio.get(user_id=user.id, generation_id=ids[index])
         return g.id, details_markdown(g), gr.Group(visible=True)
 
+    @user_facing
     def remove(generation_id, page_no, request: gr.Request):
         user = shell.user(request)
         if not generation_id:
             raise gr.Error("Choose an image first.")
-        try:
-            studio.delete(user_id=user.id, generation_id=generation_id)
-        except DomainError as err:
-            raise shell.domain_error(err) from None
+        studio.delete(user_id=user.id, generation_id=generation_id)
         gr.Info("Image deleted.")
         return render(page_no, request)
 
+    @user_facing
     def go_newer(page_no, request: gr.Request):
         return render(max(1, int(page_no or 1) - 1), request)
 
+    @user_facing
     def go_older(page_no, request: gr.Request):
         return render(int(page_no or 1) + 1, request)
 
@@ -108,19 +97,16 @@ def build(services: Services, shell: Shell) -> None:
     delete.click(remove, [selected, page], outputs, api_visibility="private")
     shell.on_show(render, [page], outputs)
 
-    form = getattr(shell, "generate_form", None)
     if form is None:
         reuse.visible = False
         return
 
+    @user_facing
     def reuse_settings(generation_id, request: gr.Request):
         user = shell.user(request)
         if not generation_id:
             raise gr.Error("Choose an image first.")
-        try:
-            g = studio.get(user_id=user.id, generation_id=generation_id)
-        except DomainError as err:
-            raise shell.domain_error(err) from None
+        g = studio.get(user_id=user.id, generation_id=generation_id)
         catalog = services.catalog
         style = g.style if g.style in catalog.style_names else catalog.default_style
         ratio = g.aspect_ratio if g.aspect_ratio in [r.ratio for r in catalog.aspect_ratios] \

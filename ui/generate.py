@@ -10,19 +10,14 @@ Every other event here is private.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import html
-import os
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
-from gradio.utils import get_upload_folder
 
 from services.container import Services
 from services.errors import DomainError
-from ui.common import Shell
+from ui.common import Shell, image_url, user_facing
 
 
 @dataclass
@@ -49,36 +44,20 @@ def resolution_choices(services: Services) -> list[tuple[str, str]]:
     return out
 
 
-def display_file(webp: bytes) -> str:
-    """Write the display WebP into Gradio's own cache (named by its hash, like Gradio does), so it is
-    served as is: no re-encode of a 4K image, and never a path under DATA_DIR (a blocked path)."""
-    digest = hashlib.sha256(webp).hexdigest()
-    path = Path(get_upload_folder()) / "studio" / digest / "image.webp"
-    try:
-        os.utime(path)  # shown again: restart its age for Gradio's delete_cache
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{os.getpid()}-{threading.get_ident()}.tmp")
-        tmp.write_bytes(webp)
-        tmp.replace(path)
-    return str(path)
+def image_file(url: str, *, for_api: bool) -> dict:
+    """The image output as Gradio's FileData, pointing at the owner-checked route, never at a file in
+    Gradio's cache (which any signed-in user holding the URL can fetch, also after a delete). The
+    event runs with postprocess=False so that Gradio passes the URL through instead of caching it.
+    For the API, `is_stream` makes gradio_client download the URL itself, with its own headers (the
+    API key); otherwise it would ask /gradio_api/file= to fetch the URL, anonymously."""
+    return {"path": url, "url": url, "orig_name": "image.webp", "mime_type": "image/webp",
+            "is_stream": for_api, "meta": {"_type": "gradio.FileData"}}
 
 
-def enclosing(kind: type) -> gr.blocks.BlockContext | None:
-    """The nearest enclosing layout block of `kind` (e.g. the app's gr.Tabs) while building."""
-    from gradio.context import get_render_context
-
-    block = get_render_context()
-    while block is not None and not isinstance(block, kind):
-        block = getattr(block, "parent", None)
-    return block
-
-
-def build(services: Services, shell: Shell) -> GenerateForm:
+def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_id: str = "generate") -> GenerateForm:
+    """The tab's components and events. `tabs` (the app's gr.Tabs) lets "Buy credits" open Pricing;
+    the returned form lets another tab fill the inputs (the gallery's "Reuse settings")."""
     studio, catalog = services.studio, services.catalog
-    tabs = enclosing(gr.Tabs)
-    tab = enclosing(gr.Tab)
-    tab_id = getattr(tab, "id", None) or "generate"
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -108,6 +87,7 @@ def build(services: Services, shell: Shell) -> GenerateForm:
         api_resolution = gr.Textbox(label="resolution")
         api_trigger = gr.Button("generate")
 
+    @user_facing
     def cost_line(resolution_key: str, request: gr.Request):
         return cost_for(shell.user(request), resolution_key)
 
@@ -128,38 +108,47 @@ def build(services: Services, shell: Shell) -> GenerateForm:
                      "**Pricing** tab. Nothing is charged for a refused request.")
         return text, gr.Button(visible=bool(short or block) and tabs is not None)
 
+    @user_facing
     def preview(prompt_text: str, style_name: str) -> str:
         return studio.styled_prompt(prompt=prompt_text or "", style=style_name or "")
 
+    @user_facing
     def refresh(prompt_text: str, style_name: str, resolution_key: str, request: gr.Request):
         line, button = cost_line(resolution_key, request)
         return preview(prompt_text, style_name), line, button
 
-    async def generate(prompt: str, style: str, aspect_ratio: str, resolution: str, request: gr.Request,
-                       progress=gr.Progress()):
-        """Make one image. Returns the image, a message (with the PNG download link) and your balance."""
+    async def make(prompt, style, aspect_ratio, resolution, request: gr.Request, progress, *, for_api: bool):
         user = shell.user(request)
 
         def report(fraction: float, stage: str) -> None:
             progress(fraction, desc=stage)
 
-        try:
-            result = await studio.generate(user_id=user.id, is_admin=user.is_admin, prompt=prompt, style=style,
-                                           aspect_ratio=aspect_ratio, resolution=resolution, progress=report)
-        except DomainError as err:
-            raise shell.domain_error(err) from None
-        path = await asyncio.to_thread(display_file, result.display_webp)
+        result = await studio.generate(user_id=user.id, is_admin=user.is_admin, prompt=prompt, style=style,
+                                       aspect_ratio=aspect_ratio, resolution=resolution, progress=report)
         g = result.generation
         details = (f"{html.escape(result.message)}  \n"
                    f"[Download PNG]({result.png_url}) · {g.width}×{g.height} · {g.aspect_ratio} · "
                    f"{'offline preview' if g.engine == 'offline' else g.model}")
-        return path, details, result.balance
+        return image_file(image_url(request, g.id, "webp"), for_api=for_api), details, result.balance
 
+    @user_facing
+    async def generate(prompt: str, style: str, aspect_ratio: str, resolution: str, request: gr.Request,
+                       progress=gr.Progress()):
+        """Make one image. Returns the image, a message (with the PNG download link) and your balance."""
+        return await make(prompt, style, aspect_ratio, resolution, request, progress, for_api=True)
+
+    @user_facing
+    async def generate_ui(prompt: str, style: str, aspect_ratio: str, resolution: str, request: gr.Request,
+                          progress=gr.Progress()):
+        return await make(prompt, style, aspect_ratio, resolution, request, progress, for_api=False)
+
+    @user_facing
     async def balance_now(request: gr.Request) -> int:
         """Your current balance in credits."""
         user = shell.user(request)
         return (await asyncio.to_thread(services.ledger.balance, user.id)).total
 
+    @user_facing
     def after(resolution_key: str, request: gr.Request):
         user = shell.user(request)
         balance = services.ledger.balance(user.id)  # one read for the cost line and the header
@@ -168,10 +157,11 @@ def build(services: Services, shell: Shell) -> GenerateForm:
             return line, button
         return line, button, shell.balance_text(user.id, balance=balance)
 
+    # postprocess=False: the image is a URL on the owner-checked route (see image_file).
     api_trigger.click(generate, [prompt, api_style, api_aspect_ratio, api_resolution], [image, message, balance],
-                      api_name="generate", api_visibility="public")
-    go.click(generate, [prompt, style, aspect_ratio, resolution], [image, message, balance],
-             api_name="generate_ui", api_visibility="private") \
+                      api_name="generate", api_visibility="public", postprocess=False)
+    go.click(generate_ui, [prompt, style, aspect_ratio, resolution], [image, message, balance],
+             api_name="generate_ui", api_visibility="private", postprocess=False) \
         .then(after, [resolution], [cost, buy] + ([shell.balance] if shell.balance is not None else []),
               api_visibility="private", show_progress="hidden")
     gr.api(balance_now, api_name="balance")
@@ -181,10 +171,9 @@ def build(services: Services, shell: Shell) -> GenerateForm:
                 trigger_mode="always_last", queue=False)
     resolution.change(cost_line, [resolution], [cost, buy], api_visibility="private", show_progress="hidden")
     if tabs is not None:
-        buy.click(lambda: gr.Tabs(selected="pricing"), None, [tabs], api_visibility="private", queue=False)
+        buy.click(user_facing(lambda: gr.Tabs(selected="pricing")), None, [tabs], api_visibility="private",
+                  queue=False)
     shell.on_show(refresh, [prompt, style, resolution], [sent, cost, buy])
 
-    form = GenerateForm(prompt=prompt, style=style, aspect_ratio=aspect_ratio, resolution=resolution,
+    return GenerateForm(prompt=prompt, style=style, aspect_ratio=aspect_ratio, resolution=resolution,
                         tab_id=tab_id, refresh=(refresh, [prompt, style, resolution], [sent, cost, buy]))
-    shell.generate_form = form  # for the gallery's "Reuse settings"
-    return form

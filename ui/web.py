@@ -17,6 +17,7 @@ from markdown_it import MarkdownIt
 from models.user import User
 from services.container import Services
 from services.errors import DomainError, NotFound
+from ui.common import report_unexpected
 
 log = logging.getLogger("studio.web")
 
@@ -43,6 +44,13 @@ def authenticate(services: Services, request: Request) -> User | None:
     if token is not None:
         return services.accounts.user_for_api_key(token)
     return services.accounts.user_for_session(request.cookies.get(SESSION_COOKIE))
+
+
+def unexpected_error(request: Request, exc: Exception) -> Response:
+    """The app's handler for any exception a route left unhandled: a generic 500 with a reference id;
+    the details go to the log under that id, never to the client."""
+    message = report_unexpected(exc, f"{request.method} {request.url.path}")
+    return JSONResponse({"detail": message}, status_code=500, headers={"Cache-Control": "no-store"})
 
 
 def safe_next(target: str | None) -> str:
