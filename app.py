@@ -53,10 +53,12 @@ def build_services(settings: Settings, *, migrate: bool = True):
 
 def create_app(settings: Settings, services=None):
     """The FastAPI app: our routes first, then the Gradio UI mounted at / behind auth_dependency."""
+    import anyio
     import gradio as gr
-    from fastapi import FastAPI
+    from fastapi import FastAPI, Request
 
     from ui import build_ui
+    from ui.guards import BodyLimit, GradioSessions, UploadsOff
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router
 
     services = services or build_services(settings)
@@ -78,10 +80,13 @@ def create_app(settings: Settings, services=None):
         user = authenticate(services, request)
         return str(user.id) if user else None
 
+    async def identify(scope) -> str | None:
+        return await anyio.to_thread.run_sync(auth_dependency, Request(scope))
+
     blocks = build_ui(services)
     blocks.queue(default_concurrency_limit=settings.queue_concurrency)
     data_dir = settings.data_dir.resolve()
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app, blocks, path="/", auth_dependency=auth_dependency,
         server_name=settings.server_name, server_port=settings.server_port,
         enable_monitoring=False, max_file_size=settings.max_upload_size, ssr_mode=False,
@@ -89,6 +94,11 @@ def create_app(settings: Settings, services=None):
         css=(ROOT / "assets" / "studio.css").read_text(), footer_links=["api"],
         theme=gr.themes.Soft(primary_hue="violet"),
     )
+    # Outermost last: uploads refused, then bodies capped, both before anything reads a byte.
+    app.add_middleware(GradioSessions, blocks=blocks, identify=identify)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(UploadsOff)
+    return app
 
 
 async def _sweep_forever(services) -> None:
