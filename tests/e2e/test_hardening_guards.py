@@ -275,10 +275,13 @@ def test_api_calls_leave_no_sessions_behind_while_a_browser_tab_keeps_its_state(
     stop = threading.Event()
 
     def heartbeat():
-        with browser.stream("GET", f"/gradio_api/heartbeat/{tab}") as beats:
-            for _ in beats.iter_lines():
-                if stop.is_set():
-                    return
+        try:
+            with browser.stream("GET", f"/gradio_api/heartbeat/{tab}") as beats:
+                for _ in beats.iter_lines():
+                    if stop.is_set():
+                        return
+        except httpx.HTTPError:
+            return  # the tab closed
 
     beating = threading.Thread(target=heartbeat, daemon=True)
     beating.start()
