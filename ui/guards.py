@@ -170,6 +170,7 @@ class _Session:
     minted: bool = False  # the hash is a /call event id: the server made it for that one call
     heartbeats: int = 0  # open /heartbeat connections (a browser tab, a live gradio_client)
     had_heartbeat: bool = False
+    left: float = 0.0  # when the last heartbeat closed
     streams: int = 0  # open result streams (/queue/data, /call/<api>/<event_id>)
     seen: float = field(default_factory=time.monotonic)
 
@@ -203,8 +204,10 @@ class GradioSessions:
     gr.State (gallery page, selection) would vanish. Instead the entry is deleted when nothing
     holds the session any more, which only this layer can see:
     - a /call session (server-minted hash) as soon as its result has been delivered;
-    - a session that had a heartbeat (browser tab, gradio_client) when its last heartbeat closes
-      and its events are delivered; while a heartbeat is open the state is never touched;
+    - a session that had a heartbeat (browser tab, gradio_client) `reconnect_seconds` after its
+      last heartbeat closed (a tab whose connection blinked reconnects with the same hash and
+      finds its state), once its events are delivered; while a heartbeat is open the state is
+      never touched;
     - any other (a raw queue/join without heartbeat, results never fetched) after `idle_seconds`
       without use; a raw queue/join is not released at once because a browser's heartbeat may
       connect after its first events finished.
@@ -213,14 +216,17 @@ class GradioSessions:
     """
 
     def __init__(self, app, *, blocks, identify: Callable[[dict], Awaitable[str | None]],
-                 idle_seconds: float = 300, sweep_seconds: float = 30, max_per_user: int = 100):
+                 idle_seconds: float = 300, sweep_seconds: float = 30, reconnect_seconds: float = 15,
+                 max_per_user: int = 100):
         self.app = app
         self.blocks = blocks
         self.identify = identify
         self.idle_seconds = idle_seconds
         self.sweep_seconds = sweep_seconds
+        self.reconnect_seconds = reconnect_seconds
         self.max_per_user = max_per_user
         self.sessions: dict[str, _Session] = {}
+        self.by_user: dict[str, set[str]] = {}
         self._sweeper: asyncio.Task | None = None
 
     # Gradio's structures ---------------------------------------------------------------------
@@ -249,7 +255,12 @@ class GradioSessions:
 
     def release(self, session_hash: str) -> None:
         """Forget a session: its state, its leftover message queue, its owner."""
-        self.sessions.pop(session_hash, None)
+        s = self.sessions.pop(session_hash, None)
+        if s is not None:
+            mine = self.by_user.get(s.owner, set())
+            mine.discard(session_hash)
+            if not mine:
+                self.by_user.pop(s.owner, None)
         holder = self.blocks.state_holder
         if session_hash in holder.session_data:
             holder.delete_state(session_hash)  # runs gr.State delete callbacks
@@ -265,8 +276,14 @@ class GradioSessions:
         s = self.sessions.get(session_hash)
         if s is None or s.heartbeats or s.streams or not self._delivered(session_hash):
             return
-        if s.minted or s.had_heartbeat:
+        if s.minted:
             self.release(session_hash)
+        elif s.had_heartbeat:
+            wait = s.left + self.reconnect_seconds - time.monotonic()
+            if wait <= 0:
+                self.release(session_hash)
+            else:  # a tab whose connection blinked reconnects its heartbeat with the same hash
+                asyncio.get_running_loop().call_later(wait, self._release_if_done, session_hash)
 
     def sweep(self, now: float | None = None) -> int:
         """Release sessions idle for `idle_seconds`, and state Gradio holds for no known session."""
@@ -303,13 +320,16 @@ class GradioSessions:
             return s
         self._make_room(user)
         s = self.sessions[session_hash] = _Session(owner=user, minted=minted)
+        self.by_user.setdefault(user, set()).add(session_hash)
         return s
 
     def _make_room(self, user: str) -> None:
-        mine = sorted(((s.seen, h) for h, s in self.sessions.items() if s.owner == user))
+        mine = self.by_user.get(user, ())
         if len(mine) < self.max_per_user:
             return
-        for _, session_hash in mine:
+        # Sessions whose results were delivered go first, then those with results never fetched.
+        mine = sorted((not self._delivered(h), self.sessions[h].seen, h) for h in mine)
+        for _, _, session_hash in mine:
             if not self._busy(session_hash, self.sessions[session_hash]):
                 self.release(session_hash)
                 return
@@ -427,7 +447,7 @@ class GradioSessions:
             await self.app(scope, receive, send)
         finally:
             s.heartbeats -= 1
-            s.seen = time.monotonic()
+            s.seen = s.left = time.monotonic()
             self._release_if_done(session_hash)
 
     async def _cancel(self, scope, receive, send):
