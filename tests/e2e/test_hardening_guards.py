@@ -336,3 +336,101 @@ def browser_tab_survives_api_calls(app, browser, auth, tab, components, deps):
     assert r.status_code == 200
     [done] = completed(browser, tab)
     assert done["success"] and done["output"]["data"][0] == "a lighthouse at dusk"
+
+
+# The session cap and the sweep, on a small Gradio app behind the same guard ---------------------
+
+
+@pytest.fixture
+def small_app():
+    """A two-event Gradio app (a gr.State counter and a plain API) mounted like ours, behind
+    GradioSessions with a cap of 3 sessions per user; the user is the X-User header."""
+    import time
+
+    import gradio as gr
+    import uvicorn
+    from fastapi import FastAPI
+
+    from tests.conftest import free_port
+    from ui.guards import GradioSessions
+
+    with gr.Blocks() as blocks:
+        count = gr.State(0)
+        shown = gr.Number()
+        button = gr.Button()
+        button.click(lambda n: (n + 1, n + 1), [count], [count, shown], api_name="inc")
+
+        def ping() -> str:
+            return "pong"
+
+        gr.api(ping, api_name="ping")
+    blocks.queue()
+
+    def user_of(request) -> str | None:
+        return request.headers.get("x-user")
+
+    async def identify(scope) -> str | None:
+        return dict(scope["headers"]).get(b"x-user", b"").decode() or None
+
+    app = gr.mount_gradio_app(FastAPI(), blocks, path="/", auth_dependency=user_of, ssr_mode=False)
+    guard = GradioSessions(app, blocks=blocks, identify=identify, max_per_user=3, reconnect_seconds=0)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(guard, host="127.0.0.1", port=port, log_level="warning",
+                                           ws="none", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", guard, blocks
+    server.should_exit = True
+    thread.join(15)
+
+
+def test_each_user_holds_a_few_sessions_and_abandoned_results_are_swept(small_app):
+    import time
+
+    url, guard, blocks = small_app
+    holder = blocks.state_holder
+    with httpx.Client(base_url=url, headers={"X-User": "u1"}, timeout=30) as u1:
+        inc = fn_index(dependencies(u1)[1], api_name="inc")
+
+        # A session without heartbeat (a raw queue/join) keeps its state between events.
+        first = uuid.uuid4().hex
+        for expected in (1, 2):
+            join(u1, first, inc, [None])
+            assert [m["output"]["data"][1] for m in completed(u1, first)] == [expected]
+
+        # Ten more sessions: the user's least recently used idle ones make room, three stay.
+        sessions = [first] + [uuid.uuid4().hex for _ in range(10)]
+        for session in sessions[1:]:
+            assert join(u1, session, inc, [None]).status_code == 200
+            assert len(completed(u1, session)) == 1
+        assert set(holder.session_data) == set(sessions[-3:])
+
+        # Three held by open heartbeats: a fourth is refused, none of the held ones is touched.
+        held = [uuid.uuid4().hex for _ in range(3)]
+        with u1.stream("GET", f"/gradio_api/heartbeat/{held[0]}"), \
+                u1.stream("GET", f"/gradio_api/heartbeat/{held[1]}"), \
+                u1.stream("GET", f"/gradio_api/heartbeat/{held[2]}"):
+            refused = join(u1, uuid.uuid4().hex, inc, [None])
+            assert refused.status_code == 429 and "Too many open sessions" in refused.text
+            with httpx.Client(base_url=url, headers={"X-User": "u2"}, timeout=30) as u2:
+                other = uuid.uuid4().hex
+                assert join(u2, other, inc, [None]).status_code == 200, "another user is not affected"
+                assert len(completed(u2, other)) == 1
+
+    # A /call whose result is never fetched is kept for a while, then swept with its messages.
+    with httpx.Client(base_url=url, headers={"X-User": "u3"}, timeout=30) as u3:
+        event_id = u3.post("/gradio_api/call/ping", json={"data": []}).json()["event_id"]
+        queue = blocks._queue
+        for _ in range(300):
+            if event_id in holder.session_data and event_id not in queue.event_ids_to_events:
+                break
+            time.sleep(0.05)
+        assert event_id in holder.session_data and queue.pending_messages_per_session[event_id].qsize() > 0
+        guard.sweep()
+        assert event_id in holder.session_data, "not yet: its caller may still come for it"
+        guard.sweep(now=time.monotonic() + guard.idle_seconds + 1)
+        assert event_id not in holder.session_data and event_id not in queue.pending_messages_per_session
+        assert u3.get(f"/gradio_api/call/ping/{event_id}").status_code == 404
