@@ -310,6 +310,7 @@ class GradioSessions:
     # Ownership -------------------------------------------------------------------------------
 
     def _claim(self, session_hash: str, user: str | None, *, minted: bool = False) -> _Session:
+        """Bind a hash to `user` (a minted one: room was made before its call was queued)."""
         if not user:
             raise _Refused(401, "Not authenticated")
         s = self.sessions.get(session_hash)
@@ -318,7 +319,8 @@ class GradioSessions:
                 raise NOT_FOUND
             s.seen = time.monotonic()
             return s
-        self._make_room(user)
+        if not minted:
+            self._make_room(user)
         s = self.sessions[session_hash] = _Session(owner=user, minted=minted)
         self.by_user.setdefault(user, set()).add(session_hash)
         return s
@@ -391,6 +393,9 @@ class GradioSessions:
         session_hash = _json_field(body, "session_hash")
         if session_hash is not None:
             self._claim(session_hash, await self.identify(scope))
+        elif scope["path"].rstrip("/").endswith("/component_server"):
+            # Gradio reads the hash from a multipart body too; no component of ours needs that.
+            raise _Refused(400, "A JSON body with a session_hash is required.")
         await self.app(scope, _replay(body, receive), send)
 
     async def _call(self, scope, receive, send):
