@@ -94,7 +94,8 @@ def create_app(settings: Settings, services=None):
         css=(ROOT / "assets" / "studio.css").read_text(), footer_links=["api"],
         theme=gr.themes.Soft(primary_hue="violet"),
     )
-    # Outermost last: uploads refused, then bodies capped, both before anything reads a byte.
+    # Each add_middleware wraps the ones before it: a request meets UploadsOff, then BodyLimit (both
+    # answer before a byte of the body is read), then GradioSessions (session_hash owners, release).
     app.add_middleware(GradioSessions, blocks=blocks, identify=identify)
     app.add_middleware(BodyLimit)
     app.add_middleware(UploadsOff)
