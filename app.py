@@ -54,10 +54,12 @@ def build_services(settings: Settings, *, migrate: bool = True):
 
 def create_app(settings: Settings, services=None):
     """The FastAPI app: our routes first, then the Gradio UI mounted at / behind auth_dependency."""
+    import anyio
     import gradio as gr
-    from fastapi import FastAPI
+    from fastapi import FastAPI, Request
 
     from ui import build_ui
+    from ui.guards import BodyLimit, GradioSessions, UploadsOff
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
     services = services or build_services(settings)
@@ -88,10 +90,13 @@ def create_app(settings: Settings, services=None):
         user = authenticate(services, request)
         return str(user.id) if user else None
 
+    async def identify(scope) -> str | None:
+        return await anyio.to_thread.run_sync(auth_dependency, Request(scope))
+
     blocks = build_ui(services)
     blocks.queue(default_concurrency_limit=settings.queue_concurrency)
     data_dir = settings.data_dir.resolve()
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app, blocks, path="/", auth_dependency=auth_dependency,
         server_name=settings.server_name, server_port=settings.server_port,
         enable_monitoring=False, show_error=False, max_file_size=settings.max_upload_size, ssr_mode=False,
@@ -99,6 +104,12 @@ def create_app(settings: Settings, services=None):
         css=(ROOT / "assets" / "studio.css").read_text(), footer_links=["api"],
         theme=gr.themes.Soft(primary_hue="violet"),
     )
+    # Each add_middleware wraps the ones before it: a request meets UploadsOff, then BodyLimit (both
+    # answer before a byte of the body is read), then GradioSessions (session_hash owners, release).
+    app.add_middleware(GradioSessions, blocks=blocks, identify=identify)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(UploadsOff)
+    return app
 
 
 async def _sweep_forever(maintenance) -> None:
