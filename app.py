@@ -74,8 +74,11 @@ def create_app(settings: Settings, services=None):
     app.include_router(build_router(services))
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
-    def auth_dependency(request) -> str | None:
-        user = authenticate(services, request)
+    async def auth_dependency(request) -> str | None:
+        # Gradio awaits it on the event loop: the lookup runs in a worker thread.
+        import anyio
+
+        user = await anyio.to_thread.run_sync(authenticate, services, request)
         return str(user.id) if user else None
 
     blocks = build_ui(services)

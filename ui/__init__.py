@@ -9,6 +9,7 @@ import gradio as gr
 
 from services.container import Services
 from ui.common import Shell
+from ui.web import SESSION_COOKIE
 
 TABS = [("Generate", "ui.generate"), ("Gallery", "ui.gallery"), ("Pricing", "ui.pricing"), ("Account", "ui.account")]
 TAB_IDS = {label.lower() for label, _ in TABS}
@@ -42,6 +43,7 @@ def build_ui(services: Services) -> gr.Blocks:
 
         def header(request: gr.Request):
             user = shell.user(request)
+            session_token = request.cookies.get(SESSION_COOKIE) if request else None
             role = " (admin)" if user.is_admin else ""
             params = dict(request.query_params) if request else {}
             tab = params.get("tab", "").lower()
@@ -50,6 +52,7 @@ def build_ui(services: Services) -> gr.Blocks:
                 tab = tab or "account"
             return (
                 f'{html.escape(user.email)}{role} · <form method="post" action="/logout">'
+                f'<input type="hidden" name="csrf" value="{services.accounts.sign_out_proof(session_token)}">'
                 f'<button type="submit">Sign out</button></form>',
                 shell.balance_text(user.id),
                 gr.Tabs(selected=tab) if tab in TAB_IDS else gr.Tabs(),
