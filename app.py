@@ -86,12 +86,17 @@ def create_app(settings: Settings, services=None):
     app.include_router(build_router(services))
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
-    def auth_dependency(request) -> str | None:
-        user = authenticate(services, request)
-        return str(user.id) if user else None
+    async def auth_dependency(request) -> str | None:
+        # Gradio awaits it on the event loop: the lookup runs in a worker thread, once per request
+        # (the session guard in front of Gradio asks first; the answer is kept in the request scope).
+        scope = request.scope
+        if "studio.user_id" not in scope:
+            user = await anyio.to_thread.run_sync(authenticate, services, request)
+            scope["studio.user_id"] = str(user.id) if user else None
+        return scope["studio.user_id"]
 
     async def identify(scope) -> str | None:
-        return await anyio.to_thread.run_sync(auth_dependency, Request(scope))
+        return await auth_dependency(Request(scope))
 
     blocks = build_ui(services)
     blocks.queue(default_concurrency_limit=settings.queue_concurrency)

@@ -4,7 +4,10 @@ for the operator (the self-hosted case)."""
 from __future__ import annotations
 
 import logging
+import queue
 import smtplib
+import threading
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -20,11 +23,7 @@ class Mailer(Protocol):
 class LogMailer:
     """Writes the message to the log. Used when no SMTP server is configured."""
 
-    def __init__(self):
-        self.sent: list[tuple[str, str, str]] = []
-
     def send(self, *, to: str, subject: str, body: str) -> None:
-        self.sent.append((to, subject, body))
         log.warning("Email (SMTP not configured) to %s: %s\n%s", to, subject, body)
 
 
@@ -49,3 +48,41 @@ class SmtpMailer:
 
 def make_mailer(settings: Settings) -> Mailer:
     return SmtpMailer(settings) if settings.smtp_host else LogMailer()
+
+
+class Outbox:
+    """Runs mail jobs one at a time in a background thread, so a request never waits for (or
+    learns anything from) the mail server. The queue is bounded: when it is full a job is
+    dropped and logged. A job's errors are logged, never raised to anyone."""
+
+    def __init__(self, *, maxsize: int = 256):
+        self._jobs: queue.Queue[Callable[[], None]] = queue.Queue(maxsize)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue `job`; False when the queue is full and the job was dropped."""
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="studio-outbox", daemon=True)
+                self._thread.start()
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            log.error("mail queue full (%d jobs): a message was dropped", self._jobs.maxsize)
+            return False
+        return True
+
+    def join(self) -> None:
+        """Wait until every job submitted so far has run."""
+        self._jobs.join()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception:
+                log.exception("sending mail failed")
+            finally:
+                self._jobs.task_done()

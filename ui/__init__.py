@@ -9,6 +9,7 @@ import gradio as gr
 from services.container import Services
 from ui import account, gallery, generate, pricing
 from ui.common import Shell, user_facing
+from ui.web import SESSION_COOKIE
 
 TAB_IDS = {"generate", "gallery", "pricing", "account"}
 
@@ -48,6 +49,7 @@ def build_ui(services: Services) -> gr.Blocks:
         @user_facing
         def header(request: gr.Request):
             user = shell.user(request)
+            session_token = request.cookies.get(SESSION_COOKIE) if request else None
             role = " (admin)" if user.is_admin else ""
             params = dict(request.query_params) if request else {}
             tab = params.get("tab", "").lower()
@@ -56,6 +58,7 @@ def build_ui(services: Services) -> gr.Blocks:
                 tab = tab or "account"
             return (
                 f'{html.escape(user.email)}{role} · <form method="post" action="/logout">'
+                f'<input type="hidden" name="csrf" value="{services.accounts.sign_out_proof(session_token)}">'
                 f'<button type="submit">Sign out</button></form>',
                 shell.balance_text(user.id),
                 gr.Tabs(selected=tab) if tab in TAB_IDS else gr.Tabs(),

@@ -187,8 +187,12 @@ def build_router(services: Services) -> APIRouter:
             email=email, password=password, ip=client_ip(request)))
 
     @router.post("/logout", include_in_schema=False)
-    def post_logout(request: Request):
-        services.accounts.sign_out(token=request.cookies.get(SESSION_COOKIE))
+    def post_logout(request: Request, csrf: str = Form("")):
+        try:
+            services.accounts.sign_out(token=request.cookies.get(SESSION_COOKIE), proof=csrf)
+        except DomainError as err:
+            return pages.render("Sign out", f"<h1>Sign out</h1><p class=\"lead\">{html.escape(err.message)}</p>"
+                                '<div class="alt"><a href="/">Back to the studio</a></div>', status=err.status_code)
         response = RedirectResponse("/login?msg=signed_out", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
