@@ -59,6 +59,7 @@ def create_app(settings: Settings, services=None):
     from fastapi import FastAPI, Request
 
     from ui import build_ui
+    from ui.gradio_tuning import lazy_session_configs, no_matplotlib_lookups
     from ui.guards import BodyLimit, GradioSessions, UploadsOff
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
@@ -98,6 +99,8 @@ def create_app(settings: Settings, services=None):
     async def identify(scope) -> str | None:
         return await auth_dependency(Request(scope))
 
+    lazy_session_configs()
+    no_matplotlib_lookups()
     blocks = build_ui(services)
     blocks.queue(default_concurrency_limit=settings.queue_concurrency)
     data_dir = settings.data_dir.resolve()

@@ -9,10 +9,10 @@ Every other event here is private.
 
 from __future__ import annotations
 
-import asyncio
 import html
 from dataclasses import dataclass
 
+import anyio
 import gradio as gr
 
 from services.container import Services
@@ -118,7 +118,7 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         return preview(prompt_text, style_name), line, button
 
     async def make(prompt, style, aspect_ratio, resolution, request: gr.Request, progress, *, for_api: bool):
-        user = shell.user(request)
+        user = await anyio.to_thread.run_sync(shell.user, request)  # a database read: off the loop
 
         def report(fraction: float, stage: str) -> None:
             progress(fraction, desc=stage)
@@ -143,10 +143,10 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         return await make(prompt, style, aspect_ratio, resolution, request, progress, for_api=False)
 
     @user_facing
-    async def balance_now(request: gr.Request) -> int:
+    def balance_now(request: gr.Request) -> int:
         """Your current balance in credits."""
-        user = shell.user(request)
-        return (await asyncio.to_thread(services.ledger.balance, user.id)).total
+        # A plain def: Gradio runs it in its worker threads, so both reads stay off the event loop.
+        return services.ledger.balance(shell.user(request).id).total
 
     @user_facing
     def after(resolution_key: str, request: gr.Request):
