@@ -37,6 +37,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +55,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import httpx  # noqa: E402
 
 TRIAL_CREDITS = 1_000_000  # never the limit here
+# Idle connections are dropped well before uvicorn's 5 s keep-alive timeout, so a request never
+# goes out on a connection the server is closing at that moment (a ReadError of the generator's making).
+KEEPALIVE_EXPIRY = 2.0
 TARGETS = {"healthz_max_ms": 250, "balance_p95_ms": 1000, "rss_mb_per_10k_calls": 100}
 
 
@@ -198,11 +202,12 @@ async def call(http: httpx.AsyncClient, key: str, api: str, data: list, stats: S
     headers = {"Authorization": f"Bearer {key}"}
     started = time.perf_counter()
     try:
+        step = "POST"
         r = await http.post(f"/gradio_api/call/{api}", json={"data": data}, headers=headers)
         if r.status_code != 200:
             stats.errors[api][f"POST {r.status_code} {r.text[:80]}"] += 1
             return
-        event, payload = None, None
+        event, payload, step = None, None, "GET"
         async with http.stream("GET", f"/gradio_api/call/{api}/{r.json()['event_id']}", headers=headers) as s:
             if s.status_code != 200:
                 stats.errors[api][f"GET {s.status_code}"] += 1
@@ -217,7 +222,7 @@ async def call(http: httpx.AsyncClient, key: str, api: str, data: list, stats: S
             stats.errors[api][f"event {event}: {(payload or '')[:80]}"] += 1
             return
     except (httpx.HTTPError, KeyError, ValueError) as exc:
-        stats.errors[api][f"{type(exc).__name__} {str(exc)[:60]}"] += 1
+        stats.errors[api][f"{step} {type(exc).__name__} {str(exc)[:60]}".strip()] += 1
         return
     stats.latencies[api].append(time.perf_counter() - started)
 
@@ -271,7 +276,8 @@ class Prober:
 
 async def memory_phase(app: App, calls: int, concurrency: int = 8) -> dict:
     stats = Stats()
-    async with httpx.AsyncClient(base_url=app.url, timeout=120) as http:
+    limits = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
+    async with httpx.AsyncClient(base_url=app.url, timeout=120, limits=limits) as http:
         for key in app.keys[:4]:  # warm-up: imports, pools, caches
             await call(http, key, "balance", [], stats)
             await call(http, key, "generate", ["warm up", "none", "1:1", "1K"], stats)
@@ -304,7 +310,8 @@ async def load_phase(app: App, fake: Fake, *, seconds: float, users: int, caller
     stats = Stats()
     stop = asyncio.Event()
     lags: list[float] = []
-    limits = httpx.Limits(max_connections=users + callers + 20, max_keepalive_connections=users + callers + 20)
+    limits = httpx.Limits(max_connections=users + callers + 20, max_keepalive_connections=users + callers + 20,
+                          keepalive_expiry=KEEPALIVE_EXPIRY)
     keys = app.keys
 
     async def generating(i: int):
@@ -417,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     if store in ("postgres", "both") and not args.postgres:
         parser.error("--store postgres needs --postgres URL (or TEST_DATABASE_URL)")
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the app stops and the schema is dropped
     fake = Fake(image=args.image, latency=args.latency)
     results = []
     try:
