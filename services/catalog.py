@@ -44,7 +44,7 @@ _HexColour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 
 
 class Preview(TypedDict, total=False):
-    """How the offline preview engine draws a style (services/engines.py)."""
+    """How the offline preview engine draws a style (services/engines/offline_art.py)."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     palette: Annotated[list[_HexColour], Field(min_length=3, max_length=6)]

@@ -10,8 +10,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.engines import OpenAIPerLoop
 from services.errors import ProviderFailed
+from services.openai_client import OpenAIPerLoop, client_options
 from services.settings import Settings
 
 log = logging.getLogger("studio.moderation")
@@ -98,6 +98,5 @@ class OpenAIModerator:
 
 def make_moderator(settings: Settings) -> Moderator:
     if settings.openai_api_key:
-        return OpenAIModerator(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
-                               timeout=settings.openai_timeout)
+        return OpenAIModerator(**client_options(settings))
     return LocalBlocklist()

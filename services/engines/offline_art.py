@@ -1,180 +1,23 @@
-"""Image engines behind one interface: GPT Image through the OpenAI API, and an offline preview.
+"""The offline preview's art: render_preview draws a deterministic abstract picture from a style's
+`preview` data (palette, texture, composition) with numpy and Pillow, seeded by the prompt.
 
-An engine turns a styled prompt and a requested size into an image (or the provider's encoded
-bytes). Sizing, post-processing, storage and credits are the studio's business, not the engine's.
-Errors come out as domain errors: ContentRejected (never retried) or ProviderFailed.
+Compositions give a field in [0, 1] over the canvas; textures turn it into RGB with the palette;
+a few full-resolution touches (grain, scanlines) and the "offline preview" mark come last.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import functools
 import hashlib
-import hmac
-import logging
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
-from services import sizing
 from services.catalog import Style
-from services.errors import ContentRejected, ProviderFailed
-from services.settings import Settings
-
-log = logging.getLogger("studio.engines")
-
-REJECTION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
-
-
-@dataclass(frozen=True)
-class EngineRequest:
-    prompt: str  # the styled prompt, exactly as sent
-    style: Style
-    width: int  # the size asked of the engine (see services.sizing)
-    height: int
-    user_id: int
-
-
-@dataclass
-class EngineImage:
-    """An engine's result: a decoded image (offline) or the provider's encoded bytes (OpenAI)."""
-
-    model: str
-    image: Image.Image | None = None
-    data: bytes | None = None
-    usage: dict | None = None
-
-
-class ImageEngine(Protocol):
-    name: str  # "openai" | "offline", recorded on the generation
-    model: str
-    size_rules: sizing.SizeRules | None  # None: renders any size itself
-
-    async def generate(self, request: EngineRequest) -> EngineImage: ...
-
-
-def safety_identifier(user_id: int, key: str = "") -> str:
-    """A stable, non-identifying id for the provider's abuse monitoring: an HMAC of the user id
-    under the instance's SECRET_KEY, so it cannot be reversed by hashing small integers."""
-    return hmac.new(key.encode(), str(user_id).encode(), hashlib.sha256).hexdigest()
-
-
-def make_engine(settings: Settings) -> ImageEngine:
-    """GPT Image when OPENAI_API_KEY is set (and IMAGE_PROVIDER is not "offline"), else the preview."""
-    if settings.use_openai:
-        return OpenAIEngine(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
-                            timeout=settings.openai_timeout, model=settings.image_model,
-                            quality=settings.image_quality, identity_key=settings.ensure_secret_key())
-    return OfflineEngine()
-
-
-# OpenAI -------------------------------------------------------------------------------------
-
-
-class OpenAIPerLoop:
-    """Calling it gives one AsyncOpenAI per event loop: its connection pool belongs to the loop
-    that made it, and a previous loop (tests, restarts) is gone with its client."""
-
-    def __init__(self, **client_args):
-        from openai import AsyncOpenAI  # imported here, at start-up, not by the first user's request
-
-        self._factory = functools.partial(AsyncOpenAI, **client_args)
-        self._client = None
-        self._client_loop = None
-
-    def __call__(self):
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = self._factory()
-            self._client_loop = loop
-        return self._client
-
-
-class OpenAIEngine:
-    """GPT Image through `AsyncOpenAI` (any OpenAI-compatible gateway via base_url)."""
-
-    name = "openai"
-
-    def __init__(self, *, api_key: str, base_url: str | None = None, timeout: float = 120.0,
-                 model: str = "gpt-image-2", quality: str = "auto", max_retries: int = 2,
-                 identity_key: str = ""):
-        self.model = model
-        self.identity_key = identity_key
-        self.quality = quality
-        self.size_rules = sizing.rules_for(model)
-        self.client = OpenAIPerLoop(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
-
-    async def generate(self, request: EngineRequest) -> EngineImage:
-        try:
-            response = await self.client().images.generate(
-                model=self.model, prompt=request.prompt, size=f"{request.width}x{request.height}",
-                quality=self.quality, n=1, output_format="png",
-                safety_identifier=safety_identifier(request.user_id, self.identity_key),
-            )
-        except Exception as exc:
-            raise provider_error(exc) from exc
-        item = response.data[0] if response.data else None
-        if item is None or not item.b64_json:
-            raise ProviderFailed("The image provider answered without an image.")
-        try:
-            data = base64.b64decode(item.b64_json, validate=True)
-        except (binascii.Error, ValueError):
-            raise ProviderFailed("The image provider sent back data that is not a valid image.") from None
-        usage = response.usage.model_dump(exclude_none=True) if response.usage else None
-        return EngineImage(model=self.model, data=data, usage=usage)
-
-
-def provider_error(exc: Exception) -> ContentRejected | ProviderFailed:
-    """Map an OpenAI SDK exception to the domain error the user sees (plain words, no internals)."""
-    import openai
-
-    if isinstance(exc, openai.BadRequestError) and (exc.code in REJECTION_CODES):
-        return ContentRejected("The image provider's safety system refused this prompt.")
-    if isinstance(exc, openai.APITimeoutError):
-        return ProviderFailed("The image provider took too long to answer.")
-    if isinstance(exc, openai.APIConnectionError):
-        return ProviderFailed("The image provider could not be reached.")
-    if isinstance(exc, openai.RateLimitError):
-        return ProviderFailed("The image provider is busy right now (rate limit). Please try again in a minute.")
-    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-        log.error("image provider refused our credentials: %s", type(exc).__name__)
-        return ProviderFailed("The image provider refused this server's credentials. Please contact support.")
-    if isinstance(exc, openai.APIStatusError):
-        log.warning("image provider error %s: %s", exc.status_code, str(exc)[:300])
-        if exc.status_code >= 500:
-            return ProviderFailed("The image provider had an internal error.")
-        return ProviderFailed("The image provider could not make this image.")
-    log.exception("unexpected error from the image provider")
-    return ProviderFailed("The image provider failed unexpectedly.")
-
-
-# Offline preview ----------------------------------------------------------------------------
 
 WORK_EDGE = 1024  # the composition is computed at most this large, then resized
 PIXEL_EDGE = 96  # pixel art is drawn this small, then blown up
 MARK_TEXT = "offline preview"
 DEFAULT_PALETTE = ("#2b2d42", "#8d99ae", "#edf2f4", "#ef233c")
-
-
-class OfflineEngine:
-    """Renders a deterministic abstract preview locally: no key, no network, the same credit flow.
-
-    The look follows the style's `preview` data (palette, texture, composition); the prompt seeds
-    the layout. Every image carries a small "offline preview" mark.
-    """
-
-    name = "offline"
-    model = "offline-preview"
-    size_rules = None
-
-    async def generate(self, request: EngineRequest) -> EngineImage:
-        image = await asyncio.to_thread(render_preview, prompt=request.prompt, style=request.style,
-                                        width=request.width, height=request.height)
-        return EngineImage(model=self.model, image=image)
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
