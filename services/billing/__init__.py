@@ -24,16 +24,14 @@ plans.py (the live plan read-out), service.py (the `Billing` facade that ties th
 
 from services.billing.fulfilment import FulfilmentResult
 from services.billing.gateway import PaymentGateway, StripeGateway, make_gateway
-from services.billing.plans import ACTIVE_STATUSES, CurrentPlan, current_plan
+from services.billing.plans import CurrentPlan
 from services.billing.service import Billing
 
 __all__ = [
-    "ACTIVE_STATUSES",
     "Billing",
     "CurrentPlan",
     "FulfilmentResult",
     "PaymentGateway",
     "StripeGateway",
-    "current_plan",
     "make_gateway",
 ]
