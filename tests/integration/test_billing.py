@@ -16,8 +16,10 @@ from models.ledger import CreditGrant
 from models.payment import Fulfillment, StripeEvent, Subscription
 from models.user import User
 from services.billing import Billing, StripeGateway
+from services.catalog import Catalog
 from services.credits import Ledger
 from services.db import Database
+from services.entitlements import Entitlements
 from services.errors import (
     Conflict,
     NotFound,
@@ -82,6 +84,11 @@ def make_billing(db: Database, tmp_path: Path, *, api_base: str | None, key: str
                              stripe_webhook_secret=webhook_secret, stripe_api_base=api_base)
     return Billing(db=db, ledger=Ledger(db), pricing=Pricing.load(ASSETS),
                    gateway=StripeGateway.from_settings(settings), settings=settings)
+
+
+def entitlements_of(billing: Billing) -> Entitlements:
+    """The plan gates as app.py builds them, over the same store and catalog as `billing`."""
+    return Entitlements(db=billing.db, pricing=billing.pricing, catalog=Catalog.load(ASSETS))
 
 
 @pytest.fixture
@@ -237,7 +244,7 @@ def test_without_stripe_the_offer_shows_and_buying_explains(database, tmp_path, 
     with pytest.raises(PaymentsNotConfigured):
         billing.handle_webhook(b"{}", "t=1,v1=x")
     assert billing.current_plan(user.id) is None
-    assert billing.can_use_resolution(user.id, None)
+    assert entitlements_of(billing).can_use_resolution(user.id, None)
 
 
 # Webhooks: signatures and replays ------------------------------------------------------------------------
@@ -368,7 +375,7 @@ def test_subscription_lifecycle(shop, make_user):
     plan = shop.billing.current_plan(user.id)
     assert (plan.product, plan.plan, plan.name, plan.credits, plan.status) == (
         "basic_monthly", "basic", "Basic", 300, "active")
-    assert shop.billing.can_use_resolution(user.id, "paid")
+    assert entitlements_of(shop.billing).can_use_resolution(user.id, "paid")
 
     # Unused subscription credits do not roll over: the renewal sets the bucket to the allowance.
     shop.spend(user, 100, "job-1")
@@ -392,8 +399,8 @@ def test_subscription_lifecycle(shop, make_user):
     ended = shop.fake.cancel(sub_id)
     assert shop.deliver("customer.subscription.deleted", ended)["status"] == "updated"
     assert shop.billing.current_plan(user.id) is None
-    assert not shop.billing.can_use_resolution(user.id, "paid")
-    assert shop.billing.can_use_resolution(user.id, "purchase")
+    assert not entitlements_of(shop.billing).can_use_resolution(user.id, "paid")
+    assert entitlements_of(shop.billing).can_use_resolution(user.id, "purchase")
     assert shop.buckets(user) == before and shop.balance(user) == 1000
     with shop.db.session() as s:
         assert s.get(Subscription, sub_id).status == "canceled"

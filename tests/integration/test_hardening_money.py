@@ -21,7 +21,7 @@ from services.errors import PaymentError, PermissionDenied, ValidationFailed
 from services.mailer import LogMailer
 from services.settings import load_settings
 from tests.fakes.stripe_server import FakeStripe, new_id
-from tests.integration.test_billing import Shop, make_billing, price_of
+from tests.integration.test_billing import Shop, entitlements_of, make_billing, price_of
 
 
 def rows(db) -> tuple[int, int]:
@@ -221,7 +221,7 @@ def test_a_subscription_stripe_does_not_know_unlocks_no_plan(shop, make_user):
     with pytest.raises(PaymentError, match="no such subscription"):
         shop.deliver("customer.subscription.created", made_up)
     assert shop.billing.current_plan(user.id) is None
-    assert not shop.billing.can_use_resolution(user.id, "paid")
+    assert not entitlements_of(shop.billing).can_use_resolution(user.id, "paid")
     with shop.db.session() as s:
         assert s.exec(select(StripeEvent)).all() == []
 
