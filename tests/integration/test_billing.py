@@ -16,7 +16,6 @@ from models.ledger import CreditGrant
 from models.payment import Fulfillment, StripeEvent, Subscription
 from models.user import User
 from services.billing import Billing, StripeGateway
-from services.credits import Ledger
 from services.db import Database
 from services.errors import (
     Conflict,
@@ -26,6 +25,7 @@ from services.errors import (
     ValidationFailed,
     WebhookRejected,
 )
+from services.ledger import Ledger
 from services.pricing import Pricing
 from services.settings import load_settings
 from tests.fakes.stripe_server import FakeStripe, signed
