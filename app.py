@@ -28,9 +28,9 @@ def build_services(settings: Settings, *, migrate: bool = True):
     from services.billing import Billing, make_gateway
     from services.catalog import Catalog
     from services.container import Services
-    from services.credits import Ledger
     from services.db import Database
     from services.entitlements import Entitlements
+    from services.ledger import Ledger
     from services.mailer import make_mailer
     from services.pricing import Pricing
     from services.storage import LocalImageStore

@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.user import User  # noqa: E402
-from services.credits import Ledger  # noqa: E402
 from services.db import Database  # noqa: E402
+from services.ledger import Ledger  # noqa: E402
 from tests.databases import postgres_schema  # noqa: E402 - pytest-free
 
 START_CREDITS = 10_000_000

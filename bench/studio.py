@@ -174,9 +174,9 @@ async def service_concurrency(fake: Fake, n: int, latency: float) -> dict:
     """The same flow without Gradio: Studio.generate × n at once, in this process."""
     from models.user import User
     from services.catalog import Catalog
-    from services.credits import Ledger
     from services.db import Database
     from services.engines import OpenAIEngine
+    from services.ledger import Ledger
     from services.moderation import OpenAIModerator
     from services.settings import load_settings
     from services.storage import LocalImageStore

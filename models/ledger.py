@@ -1,13 +1,6 @@
 """The credit ledger aggregate: buckets (grants), an append-only ledger, and holds.
 
-Invariants (checked by `services.credits.Ledger.reconcile`):
-- sum(grant.remaining) == sum(entry.delta) - sum(pending hold.amount)
-- the balance a user sees == sum(remaining of unexpired grants), never negative.
-A hold takes credits out of buckets at once (remaining goes down); its ledger entry has
-delta 0 and held_delta +amount. Capture books delta -amount, held_delta -amount. Release
-puts the credits back into the same buckets: delta 0, held_delta -amount.
-A bucket is expired once expires_at <= now, booked or not; an "expiry" entry (delta -remaining)
-books it. Along a user's entries, balance_after[i] == balance_after[i-1] + delta - held_delta.
+Its rules and invariants are stated once, in services/ledger/__init__.py.
 """
 
 from __future__ import annotations

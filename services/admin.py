@@ -14,9 +14,9 @@ from models.base import utcnow
 from models.generation import Generation, ModerationEvent
 from models.user import User
 from services.accounts import Accounts
-from services.credits import MAX_AMOUNT
 from services.db import Database
 from services.errors import PermissionDenied, ValidationFailed
+from services.ledger import MAX_AMOUNT
 
 
 @dataclass(frozen=True)

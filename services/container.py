@@ -15,7 +15,7 @@ class Services:
     settings: Settings
     db: Database
     accounts: Accounts
-    ledger: Any  # services.credits.Ledger
+    ledger: Any  # services.ledger.Ledger
     catalog: Any  # services.catalog.Catalog
     studio: Any  # services.studio.Studio
     pricing: Any  # services.pricing.Pricing

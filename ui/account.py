@@ -18,7 +18,7 @@ def _when(dt) -> str:
 
 
 def balance_markdown(b) -> str:
-    """The Account tab's balance panel for a services.credits.Balance."""
+    """The Account tab's balance panel for a services.ledger.Balance."""
     lines = [f"## {b.total} credits available", ""]
     for kind in ("subscription", "trial", "admin", "pack"):
         amount = b.buckets.get(kind, 0)

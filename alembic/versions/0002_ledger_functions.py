@@ -2,7 +2,7 @@
 
 The hot path of the ledger (a hold per generation, its capture once the image is stored) runs
 as one PL/pgSQL function per operation on PostgreSQL: one round trip instead of about six, in
-its own transaction or inside the caller's. They follow services/credits.py step for step:
+its own transaction or inside the caller's. They follow services/ledger/ step for step:
 lock the user's row, book due expiries in spend order, debit the buckets in spend order with a
 conditional UPDATE, insert the hold and its ledger entry; capture settles a pending hold with
 one conditional UPDATE and books the charge. SQLite keeps the Python implementation; the same
@@ -22,9 +22,9 @@ branch_labels = None
 depends_on = None
 
 # Both functions answer one row: outcome, available (set only when the credits are short), then
-# the hold's columns in table order (services.credits reads them with one helper).
+# the hold's columns in table order (services.ledger reads them with one helper).
 
-# Spend order (services.credits.SPEND_ORDER): the soonest-expiring kind first.
+# Spend order (services.ledger.SPEND_ORDER): the soonest-expiring kind first.
 SPEND_RANK = """
 CREATE OR REPLACE FUNCTION ledger_spend_rank(kind varchar) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$

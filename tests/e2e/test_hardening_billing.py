@@ -18,8 +18,8 @@ from sqlmodel import select
 
 from models.ledger import LedgerEntry
 from models.payment import StripeEvent
-from services.credits import MAX_AMOUNT, MAX_BALANCE, Ledger
 from services.db import Database
+from services.ledger import MAX_AMOUNT, MAX_BALANCE, Ledger
 from tests.e2e.conftest import sign_up
 from tests.factories import make_user
 from tests.fakes.stripe_server import FakeStripe, new_id, signed

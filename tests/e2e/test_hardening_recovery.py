@@ -18,8 +18,8 @@ from sqlmodel import select
 
 from models.base import utcnow
 from models.generation import Boot, Generation
-from services.credits import Ledger
 from services.db import ROOT, Database
+from services.ledger import Ledger
 from services.maintenance import BootIdentity, Maintenance, current_boot
 from tests.conftest import free_port
 from tests.e2e.conftest import BASE_SETTINGS, start_app

@@ -6,8 +6,8 @@ import time
 from datetime import timedelta
 
 from models.base import utcnow
-from services.credits import Ledger
 from services.db import Database
+from services.ledger import Ledger
 from tests.clock import Clock
 from tests.databases import sqlite_url
 from tests.e2e.conftest import start_app

@@ -8,7 +8,6 @@ import pytest
 
 from services.accounts import Accounts
 from services.admin import Admin
-from services.credits import Ledger
 from services.errors import (
     AccountLocked,
     Conflict,
@@ -17,6 +16,7 @@ from services.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from services.ledger import Ledger
 from services.mailer import LogMailer
 from services.settings import load_settings
 

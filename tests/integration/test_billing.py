@@ -17,7 +17,6 @@ from models.payment import Fulfillment, StripeEvent, Subscription
 from models.user import User
 from services.billing import Billing, StripeGateway
 from services.catalog import Catalog
-from services.credits import Ledger
 from services.db import Database
 from services.entitlements import Entitlements
 from services.errors import (
@@ -28,6 +27,7 @@ from services.errors import (
     ValidationFailed,
     WebhookRejected,
 )
+from services.ledger import Ledger
 from services.pricing import Pricing
 from services.settings import load_settings
 from tests.fakes.stripe_server import FakeStripe, signed

@@ -12,9 +12,9 @@ import pytest
 from sqlmodel import select
 
 from models.ledger import Hold
-from services.credits import Ledger
 from services.db import Database
 from services.errors import Conflict, InsufficientCredits
+from services.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from models.user import User
-from services.credits import Ledger
 from services.db import Database
 from services.errors import InsufficientCredits
+from services.ledger import Ledger
 from tests.clock import Clock
 from tests.databases import truncate_all
 
@@ -75,7 +75,7 @@ def test_sweep_after_a_process_was_killed_mid_generation(database, make_user):
     ledger.grant(user_id=user.id, amount=30, kind="pack", idempotency_key=f"p:{user.id}")
     script = textwrap.dedent(f"""
         import os
-        from services.credits import Ledger
+        from services.ledger import Ledger
         from services.db import Database
         ledger = Ledger(Database({database.url!r}), hold_ttl_seconds=30)
         ledger.reserve(user_id={user.id}, amount=20, job_id="killed-{user.id}")

@@ -16,8 +16,8 @@ from models.ledger import CreditGrant, LedgerEntry
 from models.payment import Fulfillment, StripeEvent
 from services.accounts import Accounts
 from services.admin import OPERATOR, Admin, Operator
-from services.credits import MAX_AMOUNT, MAX_BALANCE, Ledger
 from services.errors import PaymentError, PermissionDenied, ValidationFailed
+from services.ledger import MAX_AMOUNT, MAX_BALANCE, Ledger
 from services.mailer import LogMailer
 from services.settings import load_settings
 from tests.fakes.stripe_server import FakeStripe, new_id

@@ -14,7 +14,7 @@ from services.accounts import Accounts
 from services.billing import Billing, make_gateway
 from services.catalog import Catalog
 from services.container import Services
-from services.credits import Ledger
+from services.ledger import Ledger
 from services.mailer import make_mailer
 from services.pricing import Pricing
 from services.settings import load_settings

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from models.base import utcnow
 from models.ledger import CREDIT_KIND_LABELS, GRANT_KINDS
-from services.credits import Ledger
+from services.ledger import Ledger
 from ui.account import balance_markdown
 
 

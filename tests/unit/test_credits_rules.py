@@ -10,8 +10,8 @@ from sqlalchemy import func, update
 from sqlmodel import select
 
 from models.ledger import CreditGrant, Hold, LedgerEntry
-from services.credits import SPEND_ORDER, Ledger
 from services.errors import Conflict, InsufficientCredits, NotFound, ValidationFailed
+from services.ledger import SPEND_ORDER, Ledger
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from models.ledger import GRANT_KINDS, CreditGrant, LedgerEntry
-from services.credits import SPEND_ORDER, Ledger
 from services.db import Database
 from services.errors import InsufficientCredits
+from services.ledger import SPEND_ORDER, Ledger
 from tests.clock import Clock
 from tests.factories import make_user
 

@@ -12,10 +12,10 @@ import pytest
 
 from models.user import User
 from services.billing import Billing, StripeGateway
-from services.credits import Ledger
 from services.db import ROOT
 from services.engines import OfflineEngine, OpenAIEngine
 from services.entitlements import Entitlements
+from services.ledger import Ledger
 from services.moderation import LocalBlocklist, OpenAIModerator
 from services.pricing import Pricing
 from services.settings import load_settings

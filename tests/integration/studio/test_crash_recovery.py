@@ -14,9 +14,9 @@ from sqlmodel import select
 from models.base import utcnow
 from models.generation import Generation
 from models.ledger import Hold
-from services.credits import Ledger
 from services.db import ROOT
 from services.errors import NotFound
+from services.ledger import Ledger
 from tests.clock import Clock
 
 SCRIPT = textwrap.dedent("""
@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from sqlalchemy import event
     from services.catalog import Catalog
-    from services.credits import Ledger
+    from services.ledger import Ledger
     from services.db import Database
     from services.engines import OpenAIEngine
     from services.moderation import LocalBlocklist

@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from sqlalchemy import event
     from services.catalog import Catalog
-    from services.credits import Ledger
+    from services.ledger import Ledger
     from services.db import Database
     from services.engines import OpenAIEngine
     from services.maintenance import Maintenance

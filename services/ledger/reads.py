@@ -1,0 +1,106 @@
+"""The ledger's reads for people: a balance with its split per kind, history pages, a hold."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+
+from models.ledger import CREDIT_KIND_LABELS, GRANT_KINDS
+from services.db import Database
+from services.errors import ValidationFailed
+from services.ledger.results import Balance, HistoryPage, HistoryRow, Reservation
+from services.ledger.statements import E, G, H, hold_by_job
+
+
+class LedgerReads:
+    """Reading a user's credits (a mixin of `Ledger`)."""
+
+    db: Database
+    clock: Callable[[], datetime]
+
+    def get_hold(self, job_id: str) -> Reservation | None:
+        """The hold of job `job_id` as it is now, or None."""
+        with self.db.session() as s:
+            return hold_by_job(s.connection(), job_id)
+
+    def balance(self, user_id: int) -> Balance:
+        """The visible balance with its split per kind (an unknown user has an empty balance)."""
+        now = self.clock()
+        with self.db.session() as s:
+            conn = s.connection()
+            rows = conn.execute(
+                select(G.c.kind, G.c.remaining, G.c.expires_at).where(
+                    G.c.user_id == user_id,
+                    or_(G.c.expires_at.is_(None), G.c.expires_at > now),
+                    or_(G.c.remaining > 0, G.c.kind == "subscription"),
+                )
+            ).all()
+            held = conn.execute(
+                select(func.coalesce(func.sum(H.c.amount), 0)).where(H.c.user_id == user_id, H.c.status == "pending")
+            ).scalar_one()
+        buckets = dict.fromkeys(GRANT_KINDS, 0)
+        next_expiry = subscription_end = None
+        for kind, remaining, expires_at in rows:
+            buckets[kind] = buckets.get(kind, 0) + remaining
+            if expires_at is not None and remaining > 0 and (next_expiry is None or expires_at < next_expiry):
+                next_expiry = expires_at
+            if kind == "subscription" and (subscription_end is None or expires_at > subscription_end):
+                subscription_end = expires_at
+        return Balance(
+            total=sum(buckets.values()), held=int(held), buckets=buckets,
+            next_expiry=next_expiry, subscription_expires_at=subscription_end,
+        )
+
+    def history(self, user_id: int, page: int = 1, per_page: int = 20) -> HistoryPage:
+        """The movements that changed the visible balance, newest first. Captures are not
+        listed (the hold already showed the charge); a released hold shows as "Not charged"."""
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise ValidationFailed("The page must be a whole number from 1.")
+        if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 200:
+            raise ValidationFailed("Rows per page must be between 1 and 200.")
+        visible = (E.c.user_id == user_id, E.c.delta != E.c.held_delta)
+        with self.db.session() as s:
+            conn = s.connection()
+            total = conn.execute(select(func.count()).select_from(E).where(*visible)).scalar_one()
+            pages = max(1, math.ceil(total / per_page))
+            page = min(page, pages)
+            rows = conn.execute(
+                select(E.c.created_at, E.c.kind, E.c.delta, E.c.held_delta, E.c.balance_after, G.c.kind, H.c.status)
+                .select_from(E.outerjoin(G, E.c.grant_id == G.c.id).outerjoin(H, E.c.hold_id == H.c.id))
+                .where(*visible)
+                .order_by(E.c.id.desc())
+                .offset((page - 1) * per_page)
+                .limit(per_page)
+            ).all()
+        return HistoryPage(
+            rows=[
+                HistoryRow(
+                    at=at, kind=kind, what=describe(kind, grant_kind, hold_status),
+                    delta=delta - held_delta, balance_after=balance_after,
+                )
+                for at, kind, delta, held_delta, balance_after, grant_kind, hold_status in rows
+            ],
+            page=page, pages=pages, total=int(total),
+        )
+
+
+def describe(kind: str, grant_kind: str | None, hold_status: str | None) -> str:
+    if kind == "grant":
+        return CREDIT_KIND_LABELS.get(grant_kind or "", "Credits added")
+    if kind == "hold":
+        return "Image generation (in progress)" if hold_status == "pending" else "Image generation"
+    if kind == "release":
+        return "Not charged: the generation did not finish" if hold_status == "expired" else "Not charged: the generation failed"
+    if kind == "expiry":
+        label = CREDIT_KIND_LABELS.get(grant_kind or "")
+        return f"{label}: credits expired" if label else "Credits expired"
+    if kind == "clawback":
+        return "Credits removed after a refund"
+    if kind == "adjust":
+        return "Balance correction"
+    if kind == "refund":
+        return "Refund"
+    return kind
