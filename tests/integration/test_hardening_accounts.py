@@ -7,9 +7,9 @@ import threading
 from collections import Counter
 
 from services.accounts import Accounts
-from services.credits import Ledger
 from services.db import Database
 from services.errors import AccountLocked, DomainError, InvalidCredentials, RateLimited
+from services.ledger import Ledger
 from services.mailer import LogMailer
 from services.settings import load_settings
 
