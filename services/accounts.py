@@ -40,7 +40,7 @@ from services.errors import (
     RateLimited,
     ValidationFailed,
 )
-from services.mailer import Mailer, Outbox
+from services.mailer import Mailer, Outbox, compose
 from services.settings import Settings
 
 log = logging.getLogger("studio.accounts")
@@ -375,11 +375,8 @@ class Accounts:
         with self.db.transaction() as s:
             s.add(PasswordReset(user_id=user.id, token_hash=token_hash(token), created_at=now,
                                 expires_at=now + RESET_TTL))
-        self.mailer.send(
-            to=user.email, subject="Reset your password",
-            body=f"Someone asked to reset the password of this account.\n\nOpen this link within an hour "
-                 f"to choose a new password:\n{reset_url}?token={token}\n\nIf it was not you, ignore this email.",
-        )
+        message = compose("reset_password.txt", reset_link=f"{reset_url}?token={token}")
+        self.mailer.send(to=user.email, subject=message.subject, body=message.body)
 
     def reset_password(self, *, token: str, new_password: str) -> User:
         """Set a new password with a reset token; revokes the token and every session. The

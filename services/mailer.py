@@ -1,5 +1,6 @@
 """Outgoing mail. SMTP when SMTP_HOST is set; otherwise the message goes to the server log
-for the operator (the self-hosted case)."""
+for the operator (the self-hosted case). Messages are written in plain-text Jinja2 templates
+in assets/email/ (`compose`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,35 @@ import queue
 import smtplib
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Protocol
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from services.settings import Settings
 
 log = logging.getLogger("studio.mail")
+
+EMAIL_TEMPLATES = Path(__file__).resolve().parent.parent / "assets" / "email"
+# Plain text: nothing is escaped in a .txt template (it would show up as "&amp;" in the mail).
+_templates = Environment(loader=FileSystemLoader(EMAIL_TEMPLATES), autoescape=select_autoescape(["html"]),
+                         undefined=StrictUndefined)
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    body: str
+
+
+def compose(template: str, **context) -> Email:
+    """The message of assets/email/<template>: a "Subject: ..." line, a blank line, then the body."""
+    head, _, body = _templates.get_template(template).render(**context).partition("\n\n")
+    if not head.startswith("Subject: ") or "\n" in head:
+        raise ValueError(f"{template} must start with one 'Subject: ...' line and a blank line")
+    return Email(subject=head.removeprefix("Subject: "), body=body)
 
 
 class Mailer(Protocol):

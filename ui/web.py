@@ -3,16 +3,16 @@ the Stripe webhook and the checkout return. Registered on the FastAPI app before
 
 from __future__ import annotations
 
-import html
 import logging
 import secrets
 from pathlib import Path
-from string import Template
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from models.user import User
 from services.container import Services
@@ -22,6 +22,7 @@ from ui.common import report_unexpected
 log = logging.getLogger("studio.web")
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 SESSION_COOKIE = "studio_session"
 CSRF_COOKIE = "studio_csrf"
 # Paths a visitor may open without signing in.
@@ -59,23 +60,26 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+# Every value a template prints is escaped unless it is Markup (the terms HTML, the CSS).
+templates = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+                        undefined=StrictUndefined, keep_trailing_newline=True)
+templates.globals["css"] = Markup((ASSETS / "pages.css").read_text())
+
+
+def render_page(services: Services, template: str, **context) -> str:
+    """A page of ui/templates/ in the product's look (base.html), with the footer's support contact."""
+    return templates.get_template(template).render(
+        support_contact=services.settings.support_contact, wide=False, **context)
+
+
 class Pages:
-    """Server-rendered pages in the product's look (assets/page.html + assets/pages.css)."""
+    """Server-rendered pages: HTML from ui/templates/, never cached, never framed."""
 
     def __init__(self, services: Services):
         self.services = services
-        self.template = Template((ASSETS / "page.html").read_text())
-        self.css = (ASSETS / "pages.css").read_text()
 
-    def render(self, title: str, body: str, *, status: int = 200, wide: bool = False,
-               csrf: str | None = None) -> HTMLResponse:
-        contact = html.escape(self.services.settings.support_contact)
-        footer = (f'<a href="/pricing">Pricing</a> · <a href="/terms">Terms</a> · '
-                  f'Support: <a href="mailto:{contact}">{contact}</a>')
-        page = self.template.substitute(title=html.escape(title), css=self.css, body=body, footer=footer)
-        if wide:
-            page = page.replace('<main class="card">', '<main class="card wide">', 1)
-        response = HTMLResponse(page, status_code=status)
+    def render(self, template: str, *, status: int = 200, csrf: str | None = None, **context) -> HTMLResponse:
+        response = HTMLResponse(render_page(self.services, template, csrf=csrf, **context), status_code=status)
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Frame-Options"] = "DENY"
         if csrf:
@@ -83,31 +87,11 @@ class Pages:
                                 secure=self.services.settings.secure_cookies, path="/")
         return response
 
-    def form(self, *, title: str, lead: str, action: str, fields: str, submit: str, links: str,
-             error: str | None = None, info: str | None = None, status: int = 200,
-             hidden: dict[str, str] | None = None) -> HTMLResponse:
-        csrf = secrets.token_urlsafe(24)
-        msgs = ""
-        if error:
-            msgs += f'<div class="msg error" role="alert">{html.escape(error)}</div>'
-        if info:
-            msgs += f'<div class="msg info" role="status">{html.escape(info)}</div>'
-        hidden_inputs = "".join(
-            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in (hidden or {}).items()
-        )
-        body = (
-            f"<h1>{html.escape(title)}</h1><p class=\"lead\">{lead}</p>{msgs}"
-            f'<form method="post" action="{action}">'
-            f'<input type="hidden" name="csrf" value="{csrf}">{hidden_inputs}{fields}'
-            f"<button type=\"submit\">{html.escape(submit)}</button></form>"
-            f'<div class="alt">{links}</div>'
-        )
-        return self.render(title, body, status=status, csrf=csrf)
-
-
-EMAIL_FIELD = '<label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required value="{value}">'
-PASSWORD_FIELD = ('<label for="password">Password</label><input id="password" name="password" type="password" '
-                  'autocomplete="{ac}" required minlength="8" maxlength="1024">')
+    def form(self, template: str, *, error: str | None = None, info: str | None = None, status: int = 200,
+             **context) -> HTMLResponse:
+        """A page with a form (form_page.html), carrying a fresh CSRF token paired with its cookie."""
+        return self.render(template, status=status, csrf=secrets.token_urlsafe(24), error=error, info=info,
+                           **context)
 
 
 def build_router(services: Services) -> APIRouter:
@@ -141,13 +125,7 @@ def build_router(services: Services) -> APIRouter:
 
     def login_page(*, next_url: str = "/", email: str = "", error: str | None = None,
                    info: str | None = None, status: int = 200) -> HTMLResponse:
-        q = f"?next={quote(next_url)}" if next_url != "/" else ""
-        return pages.form(
-            title="Sign in", lead="Welcome back. Sign in to create images.", action=f"/login{q}",
-            fields=EMAIL_FIELD.format(value=html.escape(email)) + PASSWORD_FIELD.format(ac="current-password"),
-            submit="Sign in", error=error, info=info, status=status,
-            links=f'<a href="/signup{q}">Create an account</a><a href="/forgot">Forgot password?</a>',
-        )
+        return pages.form("login.html", next_url=next_url, email=email, error=error, info=info, status=status)
 
     @router.get("/login", include_in_schema=False)
     def get_login(request: Request, next: str = "/", msg: str | None = None):
@@ -164,17 +142,8 @@ def build_router(services: Services) -> APIRouter:
             email=email, password=password, ip=client_ip(request), user_agent=request.headers.get("user-agent")))
 
     def signup_page(*, next_url: str = "/", email: str = "", error: str | None = None, status: int = 200):
-        q = f"?next={quote(next_url)}" if next_url != "/" else ""
-        trial = settings.trial_credits
-        lead = f"New accounts get <strong>{trial} free credits</strong> to try every style." if trial else "Create your account."
-        return pages.form(
-            title="Create your account", lead=lead, action=f"/signup{q}",
-            fields=EMAIL_FIELD.format(value=html.escape(email)) + PASSWORD_FIELD.format(ac="new-password")
-            + '<p class="lead" style="font-size:13px;margin-top:8px">At least 8 characters. '
-              'By signing up you accept the <a href="/terms">terms</a>.</p>',
-            submit="Create account", error=error, status=status,
-            links=f'<span>Already have an account? <a href="/login{q}">Sign in</a></span>',
-        )
+        return pages.form("signup.html", next_url=next_url, email=email, trial_credits=settings.trial_credits,
+                          error=error, status=status)
 
     @router.get("/signup", include_in_schema=False)
     def get_signup(next: str = "/"):
@@ -191,8 +160,7 @@ def build_router(services: Services) -> APIRouter:
         try:
             services.accounts.sign_out(token=request.cookies.get(SESSION_COOKIE), proof=csrf)
         except DomainError as err:
-            return pages.render("Sign out", f"<h1>Sign out</h1><p class=\"lead\">{html.escape(err.message)}</p>"
-                                '<div class="alt"><a href="/">Back to the studio</a></div>', status=err.status_code)
+            return pages.render("sign_out_failed.html", message=err.message, status=err.status_code)
         response = RedirectResponse("/login?msg=signed_out", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -200,11 +168,7 @@ def build_router(services: Services) -> APIRouter:
     # Password reset --------------------------------------------------------------------------
 
     def forgot_page(*, error=None, info=None, status=200):
-        return pages.form(
-            title="Reset your password", lead="We will send you a link to choose a new password.",
-            action="/forgot", fields=EMAIL_FIELD.format(value=""), submit="Send reset link",
-            error=error, info=info, status=status, links='<a href="/login">Back to sign in</a>',
-        )
+        return pages.form("forgot.html", error=error, info=info, status=status)
 
     @router.get("/forgot", include_in_schema=False)
     def get_forgot():
@@ -223,11 +187,7 @@ def build_router(services: Services) -> APIRouter:
                                 "It is valid for one hour.")
 
     def reset_page(token: str, *, error=None, status=200):
-        return pages.form(
-            title="Choose a new password", lead="This signs you out everywhere else.", action="/reset",
-            fields=PASSWORD_FIELD.format(ac="new-password"), submit="Set new password", error=error,
-            status=status, hidden={"token": token}, links='<a href="/forgot">Ask for a new link</a>',
-        )
+        return pages.form("reset.html", token=token, error=error, status=status)
 
     @router.get("/reset", include_in_schema=False)
     def get_reset(token: str = ""):
@@ -247,16 +207,17 @@ def build_router(services: Services) -> APIRouter:
 
     # Public pages ----------------------------------------------------------------------------
 
-    terms_html = MarkdownIt("commonmark", {"html": False}).render((ASSETS / "terms.md").read_text()) \
-        if (ASSETS / "terms.md").exists() else "<p>No terms published.</p>"
+    # markdown-it escapes the text and, with "html" off, any raw HTML in terms.md: its output is safe.
+    terms_html = Markup(MarkdownIt("commonmark", {"html": False}).render((ASSETS / "terms.md").read_text())
+                        if (ASSETS / "terms.md").exists() else "<p>No terms published.</p>")
 
     @router.get("/terms", include_in_schema=False)
     def get_terms():
-        return pages.render("Terms", f'<div class="terms">{terms_html}</div>', wide=True)
+        return pages.render("terms.html", terms_html=terms_html)
 
     @router.get("/pricing", include_in_schema=False)
     def get_pricing():
-        return pages.render("Pricing", pricing_html(services), wide=True)
+        return pages.render("pricing.html", **pricing_context(services))
 
     @router.get("/healthz")
     def healthz():
@@ -307,9 +268,9 @@ def build_router(services: Services) -> APIRouter:
             result = services.billing.fulfil_checkout_session(session_id, user_id=user.id)
         except DomainError as err:
             log.warning("checkout return not fulfilled: %s", err.message)
-            return pages.render("Payment pending", _pending_body(err.message), status=200)
+            return pages.render("payment_pending.html", message=err.message, status=200)
         if result.status == "pending":
-            return pages.render("Payment pending", _pending_body(result.message or "Your payment is being processed."))
+            return pages.render("payment_pending.html", message=result.message or "Your payment is being processed.")
         return RedirectResponse("/?paid=1", status_code=303)
 
     @router.get("/billing/cancel", include_in_schema=False)
@@ -319,36 +280,18 @@ def build_router(services: Services) -> APIRouter:
     return router
 
 
-def _pending_body(message: str) -> str:
-    return (f"<h1>Payment pending</h1><p class=\"lead\">{html.escape(message)}</p>"
-            "<p>If you paid, your credits arrive as soon as Stripe confirms the payment.</p>"
-            '<p><a href="/">Back to the studio</a></p>')
+def pricing_context(services: Services) -> dict:
+    """What the public price list (pricing.html) shows, in the words of the Pricing tab."""
+    from ui.pricing import PACK_CREDITS_RULE, PLAN_CREDITS_RULE, image_costs
+
+    return {"image_costs": image_costs(services.catalog), "trial_credits": services.settings.trial_credits,
+            "plans": services.pricing.plans, "packs": services.pricing.packs,
+            "plan_rule": PLAN_CREDITS_RULE, "pack_rule": PACK_CREDITS_RULE}
 
 
 def pricing_html(services: Services) -> str:
-    """The public price list: what a visitor sees before signing up (buying happens in the app)."""
-    from ui.pricing import PACK_CREDITS_RULE, PLAN_CREDITS_RULE, image_costs
-
-    pricing, esc = services.pricing, html.escape
-    parts = [f"<h1>Pricing</h1><p class=\"lead\">One image costs {esc(image_costs(services.catalog))}. New accounts "
-             f"get {services.settings.trial_credits} free credits. A generation that fails is never charged.</p>"]
-    if pricing.plans:
-        parts.append(f"<h2>Plans</h2><p>{esc(PLAN_CREDITS_RULE)} Cancel any time in the customer portal.</p><ul>")
-        for plan in pricing.plans:
-            parts.append(
-                f"<li><strong>{esc(plan.name)}</strong>: {plan.credits_per_month} credits a month for "
-                f"{esc(plan.monthly.display_price)}/month, or {esc(plan.annual.display_price)}/year "
-                f"(save {plan.annual_saving_percent}%). {esc(plan.description)}</li>")
-        parts.append("</ul>")
-    if pricing.packs:
-        parts.append(f"<h2>Credit packs</h2><p>One-time purchases. {esc(PACK_CREDITS_RULE)}</p><ul>")
-        for pack in pricing.packs:
-            parts.append(f"<li><strong>{esc(pack.name)}</strong> for {esc(pack.display_price)}. "
-                         f"{esc(pack.description)}</li>")
-        parts.append("</ul>")
-    parts.append('<p><a href="/signup">Create an account</a> · <a href="/login">Sign in</a> · '
-                 '<a href="/terms">Terms</a></p>')
-    return "".join(parts)
+    """The public price list page: what a visitor sees before signing up (buying happens in the app)."""
+    return render_page(services, "pricing.html", **pricing_context(services))
 
 
 async def _in_thread(fn, *args):
