@@ -188,7 +188,7 @@ def test_password_reset_with_smtp_down_answers_the_same_for_known_and_unknown(se
 
 class _HeldHandler(_Handler):
     def handle(self) -> None:
-        owner = self.server.owner
+        owner = self.server.fake
         owner.connected.set()
         if owner.release.wait(HANG_GUARD):
             super().handle()
@@ -197,10 +197,11 @@ class _HeldHandler(_Handler):
 class HeldSMTP(FakeSMTP):
     """The SMTP sink, which accepts a connection and then says nothing until `release` is set."""
 
+    handler = _HeldHandler
+
     def __init__(self):
         super().__init__()
         self.connected, self.release = threading.Event(), threading.Event()
-        self._server.RequestHandlerClass = _HeldHandler
 
 
 def test_password_reset_answers_while_the_mail_server_is_stuck(serve_app):
