@@ -1,12 +1,10 @@
-"""Image Studio: wiring only. `python app.py` serves; `python app.py SUBCOMMAND` runs the CLI."""
+"""Image Studio: wiring only. `python app.py` serves; `python app.py SUBCOMMAND` runs the CLI (cli.py)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import copy
-import json
 import logging
 import os
 import sys
@@ -170,91 +168,6 @@ def _shown(path) -> str:
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
-# CLI -------------------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python app.py", description="Image Studio. No arguments: serve the app.")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    users = sub.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
-    uc = users.add_parser("create", help="create a user")
-    uc.add_argument("email")
-    uc.add_argument("--password", required=True)
-    uc.add_argument("--admin", action="store_true")
-
-    keys = sub.add_parser("apikey", help="manage API keys").add_subparsers(dest="action", required=True)
-    keys.add_parser("create", help="create an API key for a user").add_argument("email")
-
-    db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
-    db.add_parser("upgrade", help="apply migrations")
-
-    credits = sub.add_parser("credits", help="credits").add_subparsers(dest="action", required=True)
-    cg = credits.add_parser("grant", help="grant credits to a user (admin bucket)")
-    cg.add_argument("email")
-    cg.add_argument("amount", type=int)
-    cg.add_argument("--note", default=None)
-    credits.add_parser("balance", help="a user's balance").add_argument("email")
-    credits.add_parser("reconcile", help="check the ledger; exit 1 on any discrepancy")
-
-    sub.add_parser("catalog", help="print styles, aspect ratios, resolutions and products")
-    stripe = sub.add_parser("stripe", help="Stripe").add_subparsers(dest="action", required=True)
-    stripe.add_parser("sync", help="create missing Stripe products and prices (idempotent)")
-    return p
-
-
-def run_cli(argv: list[str], settings: Settings) -> int:
-    import uuid
-
-    from services.errors import DomainError
-
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "db":
-            from services.db import Database
-
-            out = {"revision": Database(settings.resolved_database_url).upgrade()}
-        else:
-            services = build_services(settings)
-            out = _run_command(args, services, uuid)
-            if out.pop("_exit", 0):
-                print(json.dumps(out))
-                return 1
-    except DomainError as err:
-        print(f"error: {err.message}", file=sys.stderr)
-        return 1
-    print(json.dumps(out, default=str))
-    return 0
-
-
-def _run_command(args, services, uuid) -> dict:
-    cmd = (args.command, getattr(args, "action", None))
-    if cmd == ("users", "create"):
-        user = services.accounts.create_user(email=args.email, password=args.password, admin=args.admin)
-        return {"id": user.id, "email": user.email, "balance": services.ledger.balance(user.id).total,
-                "role": user.role}
-    if cmd == ("apikey", "create"):
-        user = services.accounts.get_user_by_email(args.email)
-        _, key = services.accounts.create_api_key(user_id=user.id, name="cli")
-        return {"api_key": key}
-    if cmd == ("credits", "grant"):
-        from services.admin import OPERATOR
-
-        return {"balance": services.admin.grant_credits(actor=OPERATOR, email=args.email, amount=args.amount,
-                                                        note=args.note)}
-    if cmd == ("credits", "balance"):
-        user = services.accounts.get_user_by_email(args.email)
-        return {"balance": services.ledger.balance(user.id).total}
-    if cmd == ("credits", "reconcile"):
-        problems = services.ledger.reconcile()
-        return {"discrepancies": problems, "_exit": 1 if problems else 0}
-    if cmd == ("catalog", None):
-        return {**services.catalog.to_json(), "products": services.pricing.products_json()}
-    if cmd == ("stripe", "sync"):
-        return {"actions": services.billing.sync_catalog()}
-    raise SystemExit(f"unknown command {cmd}")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Our own modules note what they do; libraries (alembic, httpx, …) speak only to warn.
@@ -269,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         serve(settings)
         return 0
-    return run_cli(argv, settings)
+    from cli import run_cli
+
+    return run_cli(argv, settings, build_services=build_services)
 
 
 if __name__ == "__main__":
