@@ -6,7 +6,6 @@ import gradio as gr
 
 from models.ledger import CREDIT_KIND_LABELS
 from services.container import Services
-from services.errors import DomainError
 from ui.common import Shell, user_facing
 
 HISTORY_COLUMNS = ["Date (UTC)", "What", "Change", "Balance"]
@@ -133,10 +132,8 @@ def build(services: Services, shell: Shell) -> None:
     @user_facing
     def admin_grant(email: str, amount, note: str, request: gr.Request):
         user = shell.user(request)
-        try:  # the service refuses what is not a whole number (1.5, None), never rounds it
-            balance = services.admin.grant_credits(actor=user, email=email, amount=amount, note=note)
-        except DomainError as err:
-            raise shell.domain_error(err) from None
+        # the service refuses what is not a whole number (1.5, None), never rounds it
+        balance = services.admin.grant_credits(actor=user, email=email, amount=amount, note=note)
         return f"Granted. {email.strip().lower()} now has **{balance}** credits."
 
     @user_facing

@@ -93,8 +93,3 @@ class Shell:
         b = balance if balance is not None else self.services.ledger.balance(user_id)
         held = f" · {b.held} held" if b.held else ""
         return f"**{b.total} credits**{held}"
-
-    @staticmethod
-    def domain_error(err: DomainError) -> gr.Error:
-        """Kept for handlers not yet decorated with `user_facing` (which makes this unnecessary)."""
-        return gr.Error(err.message, print_exception=False)

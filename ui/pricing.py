@@ -10,9 +10,8 @@ import gradio as gr
 from services.billing import CurrentPlan
 from services.catalog import Catalog
 from services.container import Services
-from services.errors import DomainError
 from services.pricing import Plan, Pricing, Product, format_money
-from ui.common import Shell
+from ui.common import Shell, user_facing
 
 INTERVALS = [("Monthly", "month"), ("Annual", "year")]
 # The offer's rules in words, shown on this tab and on the public /pricing page (ui/web.py).
@@ -106,19 +105,18 @@ def build(services: Services, shell: Shell) -> None:
                 buy = gr.Button(f"Buy {pack.credits:,} credits")
                 buy.click(_buy_pack(services, shell, pack), None, [link], api_visibility="private")
 
+    @user_facing
     def show_interval(value: str):
         return [plan_card(plan, value) for plan in pricing.plans]
 
+    @user_facing
     def render(request: gr.Request):
         user = shell.user(request)
         return plan_status(billing.current_plan(user.id), enabled=billing.enabled), ""
 
+    @user_facing
     def manage(request: gr.Request):
-        user = shell.user(request)
-        try:
-            url = billing.create_portal(user=user)
-        except DomainError as err:
-            raise shell.domain_error(err) from None
+        url = billing.create_portal(user=shell.user(request))
         return checkout_link(url, "Open the subscription portal")
 
     interval.change(show_interval, [interval], plan_cards, api_visibility="private")
@@ -127,13 +125,11 @@ def build(services: Services, shell: Shell) -> None:
 
 
 def _buy_plan(services: Services, shell: Shell, plan: Plan):
+    @user_facing
     def buy(interval: str, request: gr.Request):
         user = shell.user(request)
         product = plan.product(interval if interval in ("month", "year") else "month")
-        try:
-            url = services.billing.create_checkout(user=user, product=product.key)
-        except DomainError as err:
-            raise shell.domain_error(err) from None
+        url = services.billing.create_checkout(user=user, product=product.key)
         per = "year" if product.interval == "year" else "month"
         return checkout_link(url, f"Continue to checkout: {plan.name}, {product.display_price} a {per}")
 
@@ -141,12 +137,9 @@ def _buy_plan(services: Services, shell: Shell, plan: Plan):
 
 
 def _buy_pack(services: Services, shell: Shell, pack: Product):
+    @user_facing
     def buy(request: gr.Request):
-        user = shell.user(request)
-        try:
-            url = services.billing.create_checkout(user=user, product=pack.key)
-        except DomainError as err:
-            raise shell.domain_error(err) from None
+        url = services.billing.create_checkout(user=shell.user(request), product=pack.key)
         return checkout_link(url, f"Continue to checkout: {pack.name}, {pack.display_price}")
 
     return buy

@@ -192,9 +192,8 @@ def test_every_handler_maps_errors_in_one_place(served_app):
     demo = build_ui(served_app.services)
     handlers = [f.fn for f in demo.fns.values() if f.fn is not None]
     assert len(handlers) > 20
-    # ui.pricing is being rewritten separately; it joins this check once it uses the decorator.
     bare = sorted({f"{fn.__module__}.{fn.__qualname__}" for fn in handlers
-                   if fn.__module__ != "ui.pricing" and fn.__code__.co_qualname != "user_facing.<locals>.handler"})
+                   if fn.__code__.co_qualname != "user_facing.<locals>.handler"})
     assert bare == []
 
 

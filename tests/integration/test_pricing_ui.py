@@ -41,12 +41,19 @@ def build_tab(db, tmp_path, *, stripe_url: str | None, catalog: Catalog | None =
         pricing_ui.build(services, shell)
     if demo_out is not None:
         demo_out += [demo, services]
+    # Handlers by what a person does: the label of the button or radio that triggers them, and
+    # "shown" for what runs when the tab is shown.
     handlers: dict[str, list] = {}
     for block_fn in demo.fns.values():
-        handlers.setdefault(block_fn.fn.__name__, []).append(block_fn.fn)
+        for block_id, _event in block_fn.targets:
+            handlers.setdefault(demo.blocks[block_id].label or demo.blocks[block_id].value, []).append(block_fn.fn)
     for fn, _inputs, _outputs in shell.tab_loaders:
-        handlers.setdefault(fn.__name__, []).append(fn)
+        handlers.setdefault("shown", []).append(fn)
     return billing, handlers
+
+
+def buttons(handlers: dict, prefix: str) -> list:
+    return [fn for label, fns in handlers.items() if str(label).startswith(prefix) for fn in fns]
 
 
 def as_user(user) -> gr.Request:
@@ -56,17 +63,19 @@ def as_user(user) -> gr.Request:
 def test_offer_shows_and_buy_explains_without_stripe(sqlite_database, tmp_path, make_user):
     user = make_user(sqlite_database)
     _, h = build_tab(sqlite_database, tmp_path, stripe_url=None)
-    status, _ = h["render"][0](as_user(user))
+    status, _ = h["shown"][0](as_user(user))
     assert "not configured" in status
-    for buy in h["buy"]:
-        args = ("month", as_user(user)) if buy.__code__.co_argcount == 2 else (as_user(user),)
+    for buy in buttons(h, "Subscribe to "):
         with pytest.raises(gr.Error, match="not configured"):
-            buy(*args)
-    annual = h["show_interval"][0]("year")
+            buy("month", as_user(user))
+    for buy in buttons(h, "Buy "):
+        with pytest.raises(gr.Error, match="not configured"):
+            buy(as_user(user))
+    annual = h["Billing"][0]("year")
     assert all("save 65%" in card for card in annual)
-    assert "$9.99" in h["show_interval"][0]("month")[0]
+    assert "$9.99" in h["Billing"][0]("month")[0]
     with pytest.raises(gr.Error, match="sign in"):
-        h["render"][0](gr.Request())
+        h["shown"][0](gr.Request())
 
 
 def test_buy_and_manage_give_stripe_links(sqlite_database, tmp_path, make_user):
@@ -75,21 +84,21 @@ def test_buy_and_manage_give_stripe_links(sqlite_database, tmp_path, make_user):
         billing, h = build_tab(sqlite_database, tmp_path, stripe_url=fake.url)
         billing.sync_catalog()
         with pytest.raises(gr.Error, match="nothing|no subscription"):
-            h["manage"][0](as_user(user))
+            h["Manage subscription"][0](as_user(user))
 
-        plan_buys = [f for f in h["buy"] if f.__code__.co_argcount == 2]
+        plan_buys = buttons(h, "Subscribe to ")
         html = plan_buys[-1]("year", as_user(user))  # the last plan, billed annually
         assert f'href="{fake.url}/pay/cs_' in html and "a year" in html
         req = fake.requests_to("POST", "/v1/checkout/sessions")[-1]
         assert req.params["metadata"] == {"user_id": str(user.id), "product": billing.pricing.plans[-1].annual.key}
 
-        pack_buys = [f for f in h["buy"] if f.__code__.co_argcount == 1]
+        pack_buys = buttons(h, "Buy ")
         html = pack_buys[0](as_user(user))
         session_id = html.split("/pay/", 1)[1].split('"', 1)[0]
         billing.fulfil_checkout_session(fake.complete_checkout(session_id)["id"], user_id=user.id)
         assert billing.ledger.balance(user.id).total == billing.pricing.packs[0].credits
 
-        portal = h["manage"][0](as_user(user))
+        portal = h["Manage subscription"][0](as_user(user))
         assert f'href="{fake.url}/portal/bps_' in portal
 
 
