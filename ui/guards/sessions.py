@@ -1,12 +1,8 @@
-"""Guards in front of the web layer: plain ASGI middlewares, no business logic.
+"""`GradioSessions`: a Gradio `session_hash` belongs to the user who first presented it, and a
+session's server-side state is released as soon as nothing holds it any more.
 
-- `BodyLimit`: every request body has a ceiling by route class, enforced before it is read.
-- `UploadsOff`: Gradio's upload routes are refused until a later issue enables them with caps.
-- `GradioSessions`: a Gradio `session_hash` belongs to the user who first presented it, and a
-  session's server-side state is released as soon as nothing holds it any more.
-
-They are wired in `app.create_app`; `identify(scope)` (the signed-in user's id, from the request
-on the server) is handed in from there, so nothing here knows about accounts or the database.
+The ownership and release bookkeeping (`_Session`, claim, release, sweep) and the body helpers
+only this middleware needs (`_read_body`, `_replay`, `_json_field`, `_query`).
 """
 
 from __future__ import annotations
@@ -19,149 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from ui.guards.asgi import GRADIO_API, _send_json
+
 log = logging.getLogger("studio.guards")
-
-KiB = 1024
-MiB = 1024 * KiB
-
-GRADIO_API = "/gradio_api"
-FORM_ROUTES = ("/login", "/signup", "/forgot", "/reset", "/logout")
-
-
-@dataclass(frozen=True)
-class BodyLimits:
-    """Ceilings for request bodies, by route class (bytes).
-
-    - webhook: Stripe events are a few KiB, far below 1 MiB.
-    - form: the sign-in/up, reset and sign-out forms carry an email, a password (at most 1,024
-      characters), a token and a CSRF token: well under 4 KiB, so 64 KiB is generous.
-    - gradio_api: the largest input of any event is the prompt, at most 4,000 characters. JSON
-      escapes a character into at most 12 bytes (a surrogate pair as two \\uXXXX), so 48 KiB in
-      the worst case; the other inputs (a style, a ratio, a page number, a gallery's file
-      references, event data) add a few KiB. 256 KiB leaves more than 4x headroom and still keeps
-      a burst of concurrent requests to a few MiB.
-    - default: anything else (no other route takes a body today).
-    """
-
-    webhook: int = 1 * MiB
-    form: int = 64 * KiB
-    gradio_api: int = 256 * KiB
-    default: int = 64 * KiB
-
-    def for_path(self, path: str) -> int:
-        if path.startswith("/webhooks/"):
-            return self.webhook
-        if path.rstrip("/") in FORM_ROUTES:
-            return self.form
-        if path.startswith(GRADIO_API + "/"):
-            return self.gradio_api
-        return self.default
-
-
-def _header(scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
-async def _send_json(send, status: int, detail: str, *, close: bool = False) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class BodyLimit:
-    """Refuse a request whose body is larger than its route's limit with 413, before reading it.
-
-    A declared Content-Length above the limit is answered at once, without reading a byte. A body
-    without one (chunked) is counted as it streams: past the limit the application sees a
-    disconnect (so it stops reading and drops what it buffered), whatever it answers to that is
-    discarded, and the client gets the 413. Either way at most `limit` bytes are ever held.
-    """
-
-    def __init__(self, app, *, limits: BodyLimits | None = None):
-        self.app = app
-        self.limits = limits or BodyLimits()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limits.for_path(scope["path"])
-        declared = _header(scope, b"content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                await _send_json(send, 400, "Invalid Content-Length.", close=True)
-                return
-            if size > limit:
-                await _send_json(send, 413, f"Request body too large: the limit here is {limit} bytes.",
-                                 close=True)
-                return
-
-        received = 0
-        over = False
-        started = False
-
-        async def capped_receive():
-            nonlocal received, over
-            if over:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    over = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message):
-            nonlocal started
-            if over:
-                return  # the application's answer to a cut-off body is replaced by the 413
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, capped_receive, guarded_send)
-        except Exception:
-            if not over:
-                raise
-        if over and not started:
-            await _send_json(send, 413, f"Request body too large: the limit here is {limit} bytes.", close=True)
-
-
-# Routes that take files into Gradio's upload folder. No component accepts uploads today.
-UPLOAD_ROUTES = (f"{GRADIO_API}/upload", f"{GRADIO_API}/process_recording")
-
-
-class UploadsOff:
-    """Refuse Gradio's upload routes with 403 before the body is read: no component takes files.
-
-    Gradio's own limit is 1,000 files per request of `max_file_size` each, per call, with no
-    per-user budget. When a later issue adds image inputs (edits, masks), this is the place to
-    replace the refusal with per-user caps checked before the body is read: files per request,
-    bytes per request (Content-Length, then counted as in `BodyLimit`), and uploads per user per
-    hour; `max_file_size` in `mount_gradio_app` stays the per-file ceiling.
-    """
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"].rstrip("/") in UPLOAD_ROUTES:
-            await _send_json(send, 403, "File uploads are turned off on this server.", close=True)
-            return
-        await self.app(scope, receive, send)
-
-
-# Gradio sessions ------------------------------------------------------------------------------
 
 
 @dataclass

@@ -1,0 +1,19 @@
+"""Guards in front of the web layer: plain ASGI middlewares, no business logic.
+
+- `BodyLimit` (body_limit.py): every request body has a ceiling by route class, enforced before
+  it is read.
+- `UploadsOff` (uploads.py): Gradio's upload routes are refused until a later issue enables them
+  with caps.
+- `GradioSessions` (sessions.py): a Gradio `session_hash` belongs to the user who first presented
+  it, and a session's server-side state is released as soon as nothing holds it any more.
+- asgi.py: what they share (the Gradio API prefix, reading a header, a JSON answer).
+
+They are wired in `app.create_app`; `identify(scope)` (the signed-in user's id, from the request
+on the server) is handed in from there, so nothing here knows about accounts or the database.
+"""
+
+from ui.guards.body_limit import BodyLimit, BodyLimits
+from ui.guards.sessions import GradioSessions
+from ui.guards.uploads import UPLOAD_ROUTES, UploadsOff
+
+__all__ = ["UPLOAD_ROUTES", "BodyLimit", "BodyLimits", "GradioSessions", "UploadsOff"]
