@@ -30,10 +30,12 @@ def build_services(settings: Settings, *, migrate: bool = True):
     from services.container import Services
     from services.credits import Ledger
     from services.db import Database
+    from services.engines import make_engine
     from services.mailer import make_mailer
+    from services.moderation import make_moderator
     from services.pricing import Pricing
     from services.storage import LocalImageStore
-    from services.studio import Studio, make_engine, make_moderator
+    from services.studio import Studio
 
     settings.ensure_secret_key()
     db = Database(settings.resolved_database_url)
