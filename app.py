@@ -31,6 +31,7 @@ def build_services(settings: Settings, *, migrate: bool = True):
     from services.credits import Ledger
     from services.db import Database
     from services.engines import make_engine
+    from services.entitlements import Entitlements
     from services.mailer import make_mailer
     from services.moderation import make_moderator
     from services.pricing import Pricing
@@ -45,12 +46,13 @@ def build_services(settings: Settings, *, migrate: bool = True):
     catalog = Catalog.load(ROOT / "assets")
     pricing = Pricing.load(ROOT / "assets", price_ids=settings.stripe_price_id_map)
     billing = Billing(db=db, ledger=ledger, pricing=pricing, gateway=make_gateway(settings), settings=settings)
+    entitlements = Entitlements(billing=billing, catalog=catalog)
     studio = Studio(db=db, ledger=ledger, catalog=catalog, engine=make_engine(settings),
                     moderator=make_moderator(settings), store=LocalImageStore(settings.data_dir / "images"),
-                    settings=settings, billing=billing)
+                    settings=settings, entitlements=entitlements)
     accounts = Accounts(db=db, ledger=ledger, settings=settings, mailer=make_mailer(settings))
     return Services(settings=settings, db=db, accounts=accounts, ledger=ledger, catalog=catalog,
-                    studio=studio, pricing=pricing, billing=billing,
+                    studio=studio, pricing=pricing, billing=billing, entitlements=entitlements,
                     admin=Admin(db=db, accounts=accounts, ledger=ledger))
 
 

@@ -20,4 +20,5 @@ class Services:
     studio: Any  # services.studio.Studio
     pricing: Any  # services.pricing.Pricing
     billing: Any  # services.billing.Billing
+    entitlements: Any = None  # services.entitlements.Entitlements
     admin: Any = None  # services.admin.Admin

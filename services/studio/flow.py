@@ -33,6 +33,7 @@ from services import sizing
 from services.catalog import Catalog
 from services.db import Database
 from services.engines import EngineImage, EngineRequest, ImageEngine
+from services.entitlements import Entitlements
 from services.errors import (
     ContentRejected,
     DomainError,
@@ -66,7 +67,7 @@ class Studio(StudioGallery, StudioRecovery):
     recovery (settle_abandoned, is_stored) come from the classes it inherits."""
 
     def __init__(self, *, db: Database, ledger, catalog: Catalog, engine: ImageEngine, moderator: Moderator,
-                 store: ImageStore, settings: Settings, billing=None, boot_id: str | None = None,
+                 store: ImageStore, settings: Settings, entitlements: Entitlements, boot_id: str | None = None,
                  clock: Callable[[], datetime] = utcnow):
         self.db = db
         self.ledger = ledger
@@ -75,7 +76,7 @@ class Studio(StudioGallery, StudioRecovery):
         self.moderator = moderator
         self.store = store
         self.settings = settings
-        self.billing = billing
+        self.entitlements = entitlements  # who may use which resolution
         self.boot_id = boot_id or current_boot().id  # stamped on every job this process opens
         self.clock = clock  # the rate window and the timestamps we write
         self._slots = UserSlots(settings.generation_max_concurrent)
@@ -106,20 +107,6 @@ class Studio(StudioGallery, StudioRecovery):
             return self.catalog.style(style).apply((prompt or "").strip())
         except ValidationFailed:
             return ""
-
-    def resolution_block(self, *, user_id: int, is_admin: bool, resolution: str) -> str | None:
-        """Why this user may not pick this resolution, or None when they may."""
-        res = self.catalog.resolution(resolution)
-        if not res.requires or is_admin or self._requirement_met(user_id, res.requires):
-            return None
-        if res.requires == "paid":
-            return f"{res.key} images need a paid plan. See the Pricing tab."
-        return f"{res.key} images need a plan or a credit pack. See the Pricing tab."
-
-    def _requirement_met(self, user_id: int, requirement: str) -> bool:
-        if self.billing is None:
-            return False
-        return bool(self.billing.can_use_resolution(user_id, requirement))
 
     # Validation -------------------------------------------------------------------------------
 
@@ -161,7 +148,8 @@ class Studio(StudioGallery, StudioRecovery):
         timings: dict[str, int] = {}
 
         request = self.validate(prompt=prompt, style=style, aspect_ratio=aspect_ratio, resolution=resolution)
-        block = self.resolution_block(user_id=user_id, is_admin=is_admin, resolution=request.resolution.key)
+        block = self.entitlements.resolution_block(user_id=user_id, is_admin=is_admin,
+                                                   resolution=request.resolution.key)
         if block:
             raise PermissionDenied(block)
         if not is_admin:

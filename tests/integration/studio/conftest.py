@@ -1,4 +1,4 @@
-"""A Studio wired as app.py wires it (real store, Ledger and Billing, one settable clock), and
+"""A Studio wired as app.py wires it (real store, Ledger, Billing and Entitlements, one settable clock), and
 helpers to drive it. `catalog`, `clock`, `fake_openai` and `fake_stripe` come from tests/conftest.py."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from services.billing import Billing, StripeGateway
 from services.credits import Ledger
 from services.db import ROOT
 from services.engines import OfflineEngine, OpenAIEngine
+from services.entitlements import Entitlements
 from services.moderation import LocalBlocklist, OpenAIModerator
 from services.pricing import Pricing
 from services.settings import load_settings
@@ -32,6 +33,7 @@ class Rig:
     studio: Studio
     ledger: Ledger
     billing: Billing
+    entitlements: Entitlements
     store: LocalImageStore
     db: object
     make_user: object
@@ -79,6 +81,7 @@ def make_rig(database, make_user, catalog, clock, tmp_path):
                           gateway=StripeGateway.from_settings(settings), settings=settings)
         if stripe is not None:
             billing.sync_catalog()
+        entitlements = Entitlements(billing=billing, catalog=catalog)
         store = LocalImageStore(Path(settings.data_dir) / "images")
         if engine == "openai":
             image_engine = OpenAIEngine(api_key="sk-test", base_url=fake.url, timeout=settings.openai_timeout,
@@ -89,8 +92,8 @@ def make_rig(database, make_user, catalog, clock, tmp_path):
         moderator = (OpenAIModerator(api_key="sk-test", base_url=fake.url, timeout=settings.openai_timeout)
                      if use_moderation else LocalBlocklist())
         studio = Studio(db=database, ledger=ledger, catalog=catalog, engine=image_engine, moderator=moderator,
-                        store=store, settings=settings, billing=billing, clock=clock)
-        return Rig(studio=studio, ledger=ledger, billing=billing, store=store, db=database, make_user=make_user,
-                   clock=clock, stripe=stripe)
+                        store=store, settings=settings, entitlements=entitlements, clock=clock)
+        return Rig(studio=studio, ledger=ledger, billing=billing, entitlements=entitlements, store=store,
+                   db=database, make_user=make_user, clock=clock, stripe=stripe)
 
     return _make

@@ -28,12 +28,15 @@ SCRIPT = textwrap.dedent("""
     import asyncio, os, sys
     from pathlib import Path
     from sqlalchemy import event
+    from services.billing import Billing
     from services.catalog import Catalog
     from services.credits import Ledger
     from services.db import Database
     from services.engines import OpenAIEngine
+    from services.entitlements import Entitlements
     from services.maintenance import Maintenance
     from services.moderation import LocalBlocklist
+    from services.pricing import Pricing
     from services.settings import load_settings
     from services.storage import LocalImageStore
     from services.studio import Studio
@@ -41,11 +44,12 @@ SCRIPT = textwrap.dedent("""
     db_url, data_dir, base_url, user_id, crash_at = sys.argv[1:6]
     db = Database(db_url)
     settings = load_settings(env_file=None, DATA_DIR=data_dir, OPENAI_API_KEY=None)
-    ledger = Ledger(db)
-    studio = Studio(db=db, ledger=ledger, catalog=Catalog.load(Path("assets")),
+    ledger, catalog = Ledger(db), Catalog.load(Path("assets"))
+    billing = Billing(db=db, ledger=ledger, pricing=Pricing.load(Path("assets")), gateway=None, settings=settings)
+    studio = Studio(db=db, ledger=ledger, catalog=catalog,
                     engine=OpenAIEngine(api_key="sk-test", base_url=base_url, timeout=60),
                     moderator=LocalBlocklist(), store=LocalImageStore(Path(data_dir) / "images"),
-                    settings=settings)
+                    settings=settings, entitlements=Entitlements(billing=billing, catalog=catalog))
     Maintenance(db=db, ledger=ledger, studio=studio).sweep()
     if crash_at == "capture":
         @event.listens_for(db.engine, "before_cursor_execute")
