@@ -21,19 +21,9 @@ from tests.clock import Clock
 
 SCRIPT = textwrap.dedent("""
     import asyncio, os, sys
-    from pathlib import Path
     from sqlalchemy import event
-    from services.billing import Billing
-    from services.catalog import Catalog
-    from services.credits import Ledger
     from services.db import Database
-    from services.engines import OpenAIEngine
-    from services.entitlements import Entitlements
-    from services.moderation import LocalBlocklist
-    from services.pricing import Pricing
-    from services.settings import load_settings
-    from services.storage import LocalImageStore
-    from services.studio import Studio
+    from tests.integration.studio.child import child_studio
 
     db_url, data_dir, base_url, user_id, crash_at = sys.argv[1:6]
     db = Database(db_url)
@@ -44,13 +34,7 @@ SCRIPT = textwrap.dedent("""
             # SQLite settles the hold in Python; PostgreSQL calls ledger_capture().
             if statement.lstrip().upper().startswith(("UPDATE HOLDS", "SELECT * FROM LEDGER_CAPTURE")):
                 os._exit(9)
-    settings = load_settings(env_file=None, DATA_DIR=data_dir, OPENAI_API_KEY=None)
-    ledger, catalog = Ledger(db), Catalog.load(Path("assets"))
-    billing = Billing(db=db, ledger=ledger, pricing=Pricing.load(Path("assets")), gateway=None, settings=settings)
-    studio = Studio(db=db, ledger=ledger, catalog=catalog,
-                    engine=OpenAIEngine(api_key="sk-test", base_url=base_url, timeout=60),
-                    moderator=LocalBlocklist(), store=LocalImageStore(Path(data_dir) / "images"),
-                    settings=settings, entitlements=Entitlements(billing=billing, catalog=catalog))
+    studio = child_studio(db, data_dir=data_dir, base_url=base_url)
     asyncio.run(studio.generate(user_id=int(user_id), is_admin=False, prompt="a crash", style="none",
                                 aspect_ratio="1:1", resolution="1K"))
     print("finished")
