@@ -27,12 +27,14 @@ def build_services(settings: Settings, *, migrate: bool = True):
     from services.catalog import Catalog
     from services.container import Services
     from services.db import Database
+    from services.engines import make_engine
     from services.entitlements import Entitlements
     from services.ledger import Ledger
     from services.mailer import make_mailer
+    from services.moderation import make_moderator
     from services.pricing import Pricing
     from services.storage import LocalImageStore
-    from services.studio import Studio, make_engine, make_moderator
+    from services.studio import Studio
 
     settings.ensure_secret_key()
     db = Database(settings.resolved_database_url)
@@ -45,7 +47,7 @@ def build_services(settings: Settings, *, migrate: bool = True):
     entitlements = Entitlements(db=db, pricing=pricing, catalog=catalog)
     studio = Studio(db=db, ledger=ledger, catalog=catalog, engine=make_engine(settings),
                     moderator=make_moderator(settings), store=LocalImageStore(settings.data_dir / "images"),
-                    settings=settings, billing=entitlements)
+                    settings=settings, entitlements=entitlements)
     accounts = Accounts(db=db, ledger=ledger, settings=settings, mailer=make_mailer(settings))
     return Services(settings=settings, db=db, accounts=accounts, ledger=ledger, catalog=catalog,
                     studio=studio, pricing=pricing, billing=billing, entitlements=entitlements,

@@ -173,11 +173,14 @@ async def served_concurrency(app: App, fake: Fake, users: list[tuple[int, str]],
 async def service_concurrency(fake: Fake, n: int, latency: float) -> dict:
     """The same flow without Gradio: Studio.generate × n at once, in this process."""
     from models.user import User
+    from services.billing import Billing
     from services.catalog import Catalog
     from services.db import Database
     from services.engines import OpenAIEngine
+    from services.entitlements import Entitlements
     from services.ledger import Ledger
     from services.moderation import OpenAIModerator
+    from services.pricing import Pricing
     from services.settings import load_settings
     from services.storage import LocalImageStore
     from services.studio import Studio
@@ -187,10 +190,13 @@ async def service_concurrency(fake: Fake, n: int, latency: float) -> dict:
     db.upgrade()
     settings = load_settings(env_file=None, DATA_DIR=str(data_dir), OPENAI_API_KEY=None)
     ledger = Ledger(db, hold_ttl_seconds=settings.hold_ttl_seconds)
-    studio = Studio(db=db, ledger=ledger, catalog=Catalog.load(ROOT / "assets"),
+    catalog = Catalog.load(ROOT / "assets")
+    billing = Billing(db=db, ledger=ledger, pricing=Pricing.load(ROOT / "assets"), gateway=None, settings=settings)
+    studio = Studio(db=db, ledger=ledger, catalog=catalog,
                     engine=OpenAIEngine(api_key="sk-bench", base_url=fake.url),
                     moderator=OpenAIModerator(api_key="sk-bench", base_url=fake.url),
-                    store=LocalImageStore(data_dir / "images"), settings=settings)
+                    store=LocalImageStore(data_dir / "images"), settings=settings,
+                    entitlements=Entitlements(db=billing.db, pricing=billing.pricing, catalog=catalog))
     with db.transaction() as s:
         people = [User(email=f"svc{i}-{uuid.uuid4().hex[:6]}@example.com", password_hash="-") for i in range(n + 1)]
         s.add_all(people)

@@ -94,7 +94,8 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
     def cost_for(user, resolution_key: str, have: int | None = None):
         try:
             res = catalog.resolution(resolution_key)
-            block = studio.resolution_block(user_id=user.id, is_admin=user.is_admin, resolution=res.key)
+            block = services.entitlements.resolution_block(user_id=user.id, is_admin=user.is_admin,
+                                                           resolution=res.key)
         except DomainError as err:
             return err.message, gr.Button(visible=False)
         if have is None:

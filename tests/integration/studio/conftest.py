@@ -33,6 +33,7 @@ class Rig:
     studio: Studio
     ledger: Ledger
     billing: Billing
+    entitlements: Entitlements
     store: LocalImageStore
     db: object
     make_user: object
@@ -80,6 +81,7 @@ def make_rig(database, make_user, catalog, clock, tmp_path):
                           gateway=StripeGateway.from_settings(settings), settings=settings)
         if stripe is not None:
             billing.sync_catalog()
+        entitlements = Entitlements(db=billing.db, pricing=billing.pricing, catalog=catalog)
         store = LocalImageStore(Path(settings.data_dir) / "images")
         if engine == "openai":
             image_engine = OpenAIEngine(api_key="sk-test", base_url=fake.url, timeout=settings.openai_timeout,
@@ -90,9 +92,8 @@ def make_rig(database, make_user, catalog, clock, tmp_path):
         moderator = (OpenAIModerator(api_key="sk-test", base_url=fake.url, timeout=settings.openai_timeout)
                      if use_moderation else LocalBlocklist())
         studio = Studio(db=database, ledger=ledger, catalog=catalog, engine=image_engine, moderator=moderator,
-                        store=store, settings=settings, clock=clock,
-                        billing=Entitlements(db=database, pricing=billing.pricing, catalog=catalog))
-        return Rig(studio=studio, ledger=ledger, billing=billing, store=store, db=database, make_user=make_user,
-                   clock=clock, stripe=stripe)
+                        store=store, settings=settings, entitlements=entitlements, clock=clock)
+        return Rig(studio=studio, ledger=ledger, billing=billing, entitlements=entitlements, store=store,
+                   db=database, make_user=make_user, clock=clock, stripe=stripe)
 
     return _make

@@ -21,16 +21,9 @@ from tests.clock import Clock
 
 SCRIPT = textwrap.dedent("""
     import asyncio, os, sys
-    from pathlib import Path
     from sqlalchemy import event
-    from services.catalog import Catalog
-    from services.ledger import Ledger
     from services.db import Database
-    from services.engines import OpenAIEngine
-    from services.moderation import LocalBlocklist
-    from services.settings import load_settings
-    from services.storage import LocalImageStore
-    from services.studio import Studio
+    from tests.integration.studio.child import child_studio
 
     db_url, data_dir, base_url, user_id, crash_at = sys.argv[1:6]
     db = Database(db_url)
@@ -41,11 +34,7 @@ SCRIPT = textwrap.dedent("""
             # SQLite settles the hold in Python; PostgreSQL calls ledger_capture().
             if statement.lstrip().upper().startswith(("UPDATE HOLDS", "SELECT * FROM LEDGER_CAPTURE")):
                 os._exit(9)
-    settings = load_settings(env_file=None, DATA_DIR=data_dir, OPENAI_API_KEY=None)
-    studio = Studio(db=db, ledger=Ledger(db), catalog=Catalog.load(Path("assets")),
-                    engine=OpenAIEngine(api_key="sk-test", base_url=base_url, timeout=60),
-                    moderator=LocalBlocklist(), store=LocalImageStore(Path(data_dir) / "images"),
-                    settings=settings)
+    studio = child_studio(db, data_dir=data_dir, base_url=base_url)
     asyncio.run(studio.generate(user_id=int(user_id), is_admin=False, prompt="a crash", style="none",
                                 aspect_ratio="1:1", resolution="1K"))
     print("finished")

@@ -176,9 +176,9 @@ def _gate(catalog, resolution: str, requirement: str):
 
 def test_a_gated_resolution_is_refused_on_the_server(make_rig, catalog):
     rig = make_rig()
-    rig.studio.catalog = _gate(catalog, "4K", "paid")
+    rig.studio.catalog = rig.entitlements.catalog = _gate(catalog, "4K", "paid")
     uid = rig.user(credits=100)
-    assert rig.studio.resolution_block(user_id=uid, is_admin=False, resolution="4K") is not None
+    assert rig.entitlements.resolution_block(user_id=uid, is_admin=False, resolution="4K") is not None
     with pytest.raises(PermissionDenied, match="paid plan"):
         rig.generate(uid, resolution="4K")
     assert rig.balance(uid) == 100 and _count(rig.db, Generation) == 0
@@ -186,10 +186,11 @@ def test_a_gated_resolution_is_refused_on_the_server(make_rig, catalog):
 
 
 def test_a_pack_buyer_passes_the_purchase_gate_and_a_trial_user_does_not(make_rig, catalog, fake_stripe):
-    """The Studio asks the real Billing: a pack bought through Stripe Checkout opens a resolution
-    that needs a purchase; trial credits alone do not, and a pack is not a plan."""
+    """The Studio asks the real Entitlements, which ask the real Billing: a pack bought through
+    Stripe Checkout opens a resolution that needs a purchase; trial credits alone do not, and a
+    pack is not a plan."""
     rig = make_rig(stripe=fake_stripe)
-    rig.studio.catalog = _gate(_gate(catalog, "4K", "purchase"), "2K", "paid")
+    rig.studio.catalog = rig.entitlements.catalog = _gate(_gate(catalog, "4K", "purchase"), "2K", "paid")
     trial = rig.make_user(rig.db).id
     rig.ledger.grant(user_id=trial, amount=100, kind="trial", idempotency_key=f"trial:{trial}")
     buyer = rig.make_user(rig.db).id

@@ -26,27 +26,15 @@ INTERVAL = 60
 # is killed: in the engine call ("engine") or the moment the capture starts writing ("capture").
 SCRIPT = textwrap.dedent("""
     import asyncio, os, sys
-    from pathlib import Path
     from sqlalchemy import event
-    from services.catalog import Catalog
-    from services.ledger import Ledger
     from services.db import Database
-    from services.engines import OpenAIEngine
     from services.maintenance import Maintenance
-    from services.moderation import LocalBlocklist
-    from services.settings import load_settings
-    from services.storage import LocalImageStore
-    from services.studio import Studio
+    from tests.integration.studio.child import child_studio
 
     db_url, data_dir, base_url, user_id, crash_at = sys.argv[1:6]
     db = Database(db_url)
-    settings = load_settings(env_file=None, DATA_DIR=data_dir, OPENAI_API_KEY=None)
-    ledger = Ledger(db)
-    studio = Studio(db=db, ledger=ledger, catalog=Catalog.load(Path("assets")),
-                    engine=OpenAIEngine(api_key="sk-test", base_url=base_url, timeout=60),
-                    moderator=LocalBlocklist(), store=LocalImageStore(Path(data_dir) / "images"),
-                    settings=settings)
-    Maintenance(db=db, ledger=ledger, studio=studio).sweep()
+    studio = child_studio(db, data_dir=data_dir, base_url=base_url)
+    Maintenance(db=db, ledger=studio.ledger, studio=studio).sweep()
     if crash_at == "capture":
         @event.listens_for(db.engine, "before_cursor_execute")
         def die(conn, cursor, statement, params, context, executemany):

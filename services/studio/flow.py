@@ -14,124 +14,60 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import io
 import logging
-import math
 import os
 import time
 import unicodedata
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-from PIL import Image
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from models.base import utcnow
 from models.generation import Generation, ModerationEvent
 from models.user import User
 from services import sizing
-from services.catalog import AspectRatio, Catalog, Resolution, Style
+from services.catalog import Catalog
 from services.db import Database
-from services.engines import EngineImage, EngineRequest, ImageEngine, make_engine
+from services.engines import EngineImage, EngineRequest, ImageEngine
+from services.entitlements import Entitlements
 from services.errors import (
-    Conflict,
     ContentRejected,
     DomainError,
     NotFound,
     PermissionDenied,
     ProviderFailed,
-    RateLimited,
     ValidationFailed,
 )
 from services.maintenance import current_boot
-from services.moderation import Moderator, make_moderator
+from services.moderation import Moderator
 from services.settings import Settings
-from services.storage import VARIANTS, ImageMissing, ImageStore, media_type
-
-__all__ = ["GalleryPage", "GenerationRequest", "GenerationResult", "Studio", "make_engine", "make_moderator"]
+from services.storage import ImageStore
+from services.studio.gallery import StudioGallery
+from services.studio.limits import UserSlots, check_rate
+from services.studio.postprocess import Rendered, postprocess
+from services.studio.recovery import StudioRecovery
+from services.studio.types import GenerationRequest, GenerationResult
 
 log = logging.getLogger("studio.generate")
 
 MAX_PROMPT_CHARS = 4000
 NOT_CHARGED = "Generation failed — you were not charged."
-THUMB_EDGE = 384
-WEBP_QUALITY = 82
-WEBP_METHOD = 0  # 0 (fastest) .. 6 (smallest): at 4K, 0.3 s and ~2% larger than method 1
-PNG_COMPRESS_LEVEL = 1  # 4K re-encodes: 1.1 s at level 1 vs 1.8 s at 3, for ~6% more bytes
-RATE_WINDOW = timedelta(minutes=1)
-ID_LENGTH = 32
-
-# Encoders release the GIL: encoding the PNG and the WebP of one big image side by side halves
-# the wait. Small and shared, so many jobs at once do not oversubscribe the CPU.
-_ENCODERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="studio-encode")
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """A request that passed validation."""
-
-    prompt: str
-    style: Style
-    aspect: AspectRatio
-    resolution: Resolution
-    styled_prompt: str
-
-    @property
-    def cost(self) -> int:
-        return self.resolution.price
-
-
-@dataclass
-class GenerationResult:
-    generation: Generation
-    display_webp: bytes  # the full-resolution WebP shown in the UI
-    message: str
-    balance: int  # the user's balance after the charge
-
-    @property
-    def id(self) -> str:
-        return self.generation.id
-
-    @property
-    def png_url(self) -> str:
-        return f"/images/{self.generation.id}/png"
-
-
-@dataclass
-class GalleryPage:
-    items: list[Generation]
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-
-@dataclass
-class Rendered:
-    png: bytes
-    webp: bytes
-    thumb: bytes
-    width: int
-    height: int
-
 
 ProgressFn = Callable[[float, str], None]
 
 
-class Studio:
-    """Image generation for signed-in users. One instance per process; async-safe."""
+class Studio(StudioGallery, StudioRecovery):
+    """Image generation for signed-in users. One instance per process; async-safe.
+
+    The generation flow is here; the gallery (gallery, get, delete, open_image) and the crash
+    recovery (settle_abandoned, is_stored) come from the classes it inherits."""
 
     def __init__(self, *, db: Database, ledger, catalog: Catalog, engine: ImageEngine, moderator: Moderator,
-                 store: ImageStore, settings: Settings, billing=None, boot_id: str | None = None,
+                 store: ImageStore, settings: Settings, entitlements: Entitlements, boot_id: str | None = None,
                  clock: Callable[[], datetime] = utcnow):
         self.db = db
         self.ledger = ledger
@@ -140,10 +76,10 @@ class Studio:
         self.moderator = moderator
         self.store = store
         self.settings = settings
-        self.billing = billing
+        self.entitlements = entitlements  # who may use which resolution
         self.boot_id = boot_id or current_boot().id  # stamped on every job this process opens
         self.clock = clock  # the rate window and the timestamps we write
-        self._slots = _UserSlots(settings.generation_max_concurrent)
+        self._slots = UserSlots(settings.generation_max_concurrent)
         # Give up on the engine well before the hold could expire under a live process.
         self._engine_deadline = max(10.0, settings.hold_ttl_seconds * 0.8)
         # Worker threads: post-processing is CPU work (as many threads as cores); database and
@@ -171,20 +107,6 @@ class Studio:
             return self.catalog.style(style).apply((prompt or "").strip())
         except ValidationFailed:
             return ""
-
-    def resolution_block(self, *, user_id: int, is_admin: bool, resolution: str) -> str | None:
-        """Why this user may not pick this resolution, or None when they may."""
-        res = self.catalog.resolution(resolution)
-        if not res.requires or is_admin or self._requirement_met(user_id, res.requires):
-            return None
-        if res.requires == "paid":
-            return f"{res.key} images need a paid plan. See the Pricing tab."
-        return f"{res.key} images need a plan or a credit pack. See the Pricing tab."
-
-    def _requirement_met(self, user_id: int, requirement: str) -> bool:
-        if self.billing is None:
-            return False
-        return bool(self.billing.can_use_resolution(user_id, requirement))
 
     # Validation -------------------------------------------------------------------------------
 
@@ -226,7 +148,8 @@ class Studio:
         timings: dict[str, int] = {}
 
         request = self.validate(prompt=prompt, style=style, aspect_ratio=aspect_ratio, resolution=resolution)
-        block = self.resolution_block(user_id=user_id, is_admin=is_admin, resolution=request.resolution.key)
+        block = self.entitlements.resolution_block(user_id=user_id, is_admin=is_admin,
+                                                   resolution=request.resolution.key)
         if block:
             raise PermissionDenied(block)
         if not is_admin:
@@ -402,26 +325,9 @@ class Studio:
         content = self.store.open(key, variant)
         return content.read_bytes() if isinstance(content, Path) else content
 
-    def _delete_files(self, gen_id: str) -> None:
-        try:
-            self.store.delete(gen_id)
-        except Exception:
-            log.exception("could not delete the files of generation %s", gen_id)
-
     def _check_rate(self, user_id: int, *, session: Session | None = None) -> None:
-        limit = self.settings.generation_rate_per_minute
-        since = self.clock() - RATE_WINDOW
-        query = select(func.count()).select_from(Generation).where(
-            Generation.user_id == user_id, Generation.created_at > since)
-        if session is None:
-            with self.db.session() as s:
-                recent = s.exec(query).one()
-        else:
-            recent = session.exec(query).one()
-        if recent >= limit:
-            raise RateLimited(
-                f"You can start {limit} images a minute. Please wait a moment and try again — nothing was charged."
-            )
+        check_rate(self.db, user_id, limit=self.settings.generation_rate_per_minute, now=self.clock(),
+                   session=session)
 
     def _record_rejection(self, user_id: int, prompt: str, source: str, categories: list[str]) -> None:
         log.warning("prompt refused for user %s by %s (%s)", user_id, source, ", ".join(categories) or "-")
@@ -435,162 +341,9 @@ class Studio:
         with self.db.session() as s:
             return s.get(Generation, gen_id)
 
-    # The gallery and the images ---------------------------------------------------------------
-
-    def gallery(self, *, user_id: int, page: int = 1, per_page: int = 24) -> GalleryPage:
-        """The user's stored images, newest first."""
-        per_page = min(max(int(per_page), 1), 100)
-        page = max(int(page), 1)
-        visible = (Generation.user_id == user_id, col(Generation.image_key).is_not(None),
-                   col(Generation.deleted_at).is_(None), Generation.status != "failed")
-        with self.db.session() as s:
-            total = s.exec(select(func.count()).select_from(Generation).where(*visible)).one()
-            items = s.exec(
-                select(Generation).where(*visible)
-                .order_by(col(Generation.created_at).desc(), col(Generation.id).desc())
-                .offset((page - 1) * per_page).limit(per_page)
-            ).all()
-        return GalleryPage(items=list(items), page=page, per_page=per_page, total=total)
-
-    def get(self, *, user_id: int, generation_id: str) -> Generation:
-        """One of the user's generations; NotFound for anyone else's (or a deleted one)."""
-        if not isinstance(generation_id, str) or len(generation_id) != ID_LENGTH:
-            raise NotFound("Image not found.")
-        with self.db.session() as s:
-            generation = s.get(Generation, generation_id)
-        if generation is None or generation.user_id != user_id or generation.deleted_at is not None:
-            raise NotFound("Image not found.")
-        return generation
-
-    def delete(self, *, user_id: int, generation_id: str) -> None:
-        generation = self.get(user_id=user_id, generation_id=generation_id)
-        if generation.status == "pending" and generation.image_key is None:
-            raise Conflict("This image is still being made. Try again when it is done.")
-        with self.db.transaction() as s:
-            row = s.get(Generation, generation_id)
-            row.deleted_at = self.clock()
-            s.add(row)
-        self._delete_files(generation_id)
-
-    def open_image(self, *, user_id: int, generation_id: str, variant: str) -> tuple[bytes | Path, str]:
-        """(content or local path, media type) of the owner's image; NotFound otherwise."""
-        if variant not in VARIANTS:
-            raise NotFound("Image not found.")
-        generation = self.get(user_id=user_id, generation_id=generation_id)
-        if generation.image_key is None or generation.status == "failed":
-            raise NotFound("Image not found.")
-        try:
-            return self.store.open(generation.image_key, variant), media_type(variant)
-        except ImageMissing:
-            raise NotFound("Image not found.") from None
-
-    def settle_abandoned(self) -> int:
-        """Generations left "pending" by a process that died: once the sweep has settled their
-        hold (their process is gone, or the hold expired), mark them succeeded (captured: the
-        image was stored) or failed (not charged; the orphan-file sweep removes any files)."""
-        with self.db.session() as s:
-            pending = s.exec(select(Generation.id).where(Generation.status == "pending")).all()
-        settled = 0
-        for gen_id in pending:
-            hold = self.ledger.get_hold(gen_id)
-            if hold is not None and hold.status == "pending":
-                continue  # the sweep has not reached it yet
-            with self.db.transaction() as s:
-                generation = s.get(Generation, gen_id)
-                if generation is None or generation.status != "pending":
-                    continue
-                if hold is not None and hold.status == "captured":
-                    generation.status = "succeeded"
-                else:
-                    generation.status = "failed"
-                    generation.error = "The app stopped before the image was ready. You were not charged."
-                generation.finished_at = self.clock()
-                s.add(generation)
-                settled += 1
-        return settled
-
-    def is_stored(self, job_id: str) -> bool:
-        """For the sweep: was this job's image stored (marked with its key)?"""
-        with self.db.session() as s:
-            key = s.exec(select(Generation.image_key).where(Generation.id == job_id)).first()
-        return key is not None
-
-
-# Post-processing (runs in a worker thread) ----------------------------------------------------
-
-
-def postprocess(result: EngineImage, width: int, height: int) -> Rendered:
-    """Decode, crop/resize to the exact size, and encode the PNG original, the WebP and the thumbnail."""
-    source_png = None
-    if result.image is not None:
-        image = result.image
-    else:
-        image, source_png = _decode(result.data or b"")
-    if image.mode == "P" and "transparency" in image.info or image.mode in ("LA", "PA"):
-        image = image.convert("RGBA")
-    elif image.mode not in ("RGB", "RGBA"):
-        image = image.convert("RGB")
-    fitted = sizing.fit(image, width, height)
-
-    webp_job = _ENCODERS.submit(_encode, fitted, "WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD)
-    if source_png is not None and fitted is image:
-        png = source_png  # the provider's own lossless bytes (with any provenance metadata)
-    else:
-        png = _encode(fitted, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-    factor = max(1, max(fitted.size) // THUMB_EDGE)
-    thumb = fitted.reduce(factor) if factor > 1 else fitted.copy()  # box-average first: cheap at any size
-    thumb.thumbnail((THUMB_EDGE, THUMB_EDGE), Image.LANCZOS)
-    return Rendered(png=png, webp=webp_job.result(), thumb=_encode(thumb, "WEBP", quality=75, method=WEBP_METHOD),
-                    width=fitted.width, height=fitted.height)
-
-
-def _decode(data: bytes) -> tuple[Image.Image, bytes | None]:
-    bad = ProviderFailed("The image provider sent back data that is not a valid image.")
-    try:
-        image = Image.open(io.BytesIO(data))
-        if image.format not in ("PNG", "WEBP", "JPEG"):
-            raise bad
-        image.load()
-    except ProviderFailed:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise bad from None
-    return image, (data if image.format == "PNG" else None)
-
-
-def _encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, fmt, **options)
-    return buf.getvalue()
 
 
 # Helpers --------------------------------------------------------------------------------------
-
-
-class _UserSlots:
-    """At most `limit` generations per user at once in this process; the rest wait their turn."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._entries: dict[int, list] = {}  # user id -> [semaphore, users]
-
-    @asynccontextmanager
-    async def slot(self, user_id: int, *, exempt: bool = False):
-        if exempt:
-            yield False
-            return
-        entry = self._entries.get(user_id)
-        if entry is None:
-            entry = self._entries[user_id] = [asyncio.Semaphore(self.limit), 0]
-        entry[1] += 1
-        waited = entry[0].locked()
-        try:
-            async with entry[0]:
-                yield waited
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0 and self._entries.get(user_id) is entry:
-                del self._entries[user_id]
 
 
 def _user_error(exc: Exception) -> DomainError:
