@@ -1,0 +1,99 @@
+"""Creating accounts (CLI, admin, browser sign-up with its trial credits) and looking users up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from models.user import AuthEvent, User
+from services.accounts.attempts import (
+    SIGNUP_FAILED,
+    SIGNUP_IP_WINDOW,
+    SIGNUP_KINDS,
+    SIGNUP_OK,
+    SIGNUP_PENDING,
+)
+from services.accounts.credentials import PasswordHasher, check_password, normalize_email
+from services.accounts.sessions import SignIn
+from services.db import Database
+from services.errors import Conflict, NotFound
+from services.ledger import Ledger
+from services.settings import Settings
+
+log = logging.getLogger("studio.accounts")
+
+
+class AccountUsers:
+    """Sign-up and user lookups (a mixin of `Accounts`, which sets these attributes)."""
+
+    db: Database
+    ledger: Ledger
+    settings: Settings
+    clock: Callable[[], datetime]
+    hasher: PasswordHasher
+
+    def create_user(self, *, email: str, password: str, admin: bool = False, ip: str | None = None) -> User:
+        """Create an account and grant its trial credits once, atomically (CLI and admin path:
+        not throttled; browsers go through `sign_up`)."""
+        email = normalize_email(email)
+        check_password(password)
+        return self._insert_user(email=email, password_hash=self.hasher.hash(password), admin=admin, ip=ip)
+
+    def sign_up(self, *, email: str, password: str, ip: str | None = None) -> SignIn:
+        """Browser sign-up: throttled per IP (in-flight sign-ups count); signs the new user in."""
+        email = normalize_email(email)
+        check_password(password)
+        attempt = self._admit(
+            kind=SIGNUP_PENDING, email=email, ip=ip, counted=SIGNUP_KINDS, window=SIGNUP_IP_WINDOW,
+            limit=self.settings.signup_rate_per_ip_per_hour,
+            refusal="Too many sign-ups from your network. Try again later.",
+        )
+        try:
+            user = self._insert_user(email=email, password_hash=self.hasher.hash(password), admin=False,
+                                     ip=ip, attempt=attempt)
+        except BaseException:
+            self._settle(attempt, SIGNUP_FAILED)
+            raise
+        return self._open_session(user, ip=ip, user_agent=None)
+
+    def _insert_user(self, *, email: str, password_hash: str, admin: bool, ip: str | None,
+                     attempt: int | None = None) -> User:
+        role = "admin" if admin or email in self.settings.admin_email_set else "user"
+        try:
+            with self.db.transaction() as s:
+                user = User(email=email, password_hash=password_hash, role=role)
+                s.add(user)
+                s.flush()
+                if self.settings.trial_credits > 0:
+                    self.ledger.grant(
+                        user_id=user.id, amount=self.settings.trial_credits, kind="trial",
+                        idempotency_key=f"trial:{user.id}", note="Free trial credits", session=s,
+                    )
+                if attempt is None:
+                    s.add(AuthEvent(kind=SIGNUP_OK, email=email, ip=ip, created_at=self.clock()))
+                else:
+                    s.exec(update(AuthEvent).where(AuthEvent.id == attempt).values(kind=SIGNUP_OK))
+        except IntegrityError:
+            raise Conflict("An account with this email already exists. Sign in instead.") from None
+        log.info("user created id=%s role=%s", user.id, role)
+        return user
+
+    def get_user(self, user_id: int) -> User:
+        with self.db.session() as s:
+            user = s.get(User, user_id)
+        if user is None or user.disabled_at is not None:
+            raise NotFound("No such user.")
+        return user
+
+    def get_user_by_email(self, email: str) -> User:
+        email = normalize_email(email)
+        with self.db.session() as s:
+            user = s.exec(select(User).where(User.email == email)).first()
+        if user is None:
+            raise NotFound(f"No user with email {email}.")
+        return user
