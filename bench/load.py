@@ -32,20 +32,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import multiprocessing
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +49,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx  # noqa: E402
 
+from bench.served import FakeOpenAI, ServedApp  # noqa: E402
+from tests.databases import postgres_schema  # noqa: E402 - pytest-free
+from tests.fakes.base import free_port  # noqa: E402 - pytest-free
+
 TRIAL_CREDITS = 1_000_000  # never the limit here
 # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout, so a request never
 # goes out on a connection the server is closing at that moment (a ReadError of the generator's making).
@@ -61,50 +60,12 @@ KEEPALIVE_EXPIRY = 2.0
 TARGETS = {"healthz_max_ms": 250, "balance_p95_ms": 1000, "rss_mb_per_10k_calls": 100}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def postgres_schema(base_url: str, prefix: str) -> Iterator[str]:
-    """A fresh schema `<prefix>_<random>` (as tests/conftest.py makes them); yields a URL whose
-    connections use it (search_path), and drops it afterwards."""
-    from sqlalchemy import text
-
-    from services.db import Database
-
-    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = Database(base_url, pool_size=1)
-    try:
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        sep = "&" if "?" in base_url else "?"
-        yield f"{base_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
-class Fake:
-    """The fake OpenAI server in its own process, steered over HTTP."""
+class Fake(FakeOpenAI):
+    """The fake OpenAI server, warmed for 1K squares."""
 
     def __init__(self, *, image: str, latency: float):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.openai_server", "--image-kind", image, "--latency", str(latency)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.url = self.proc.stdout.readline().strip()
-        self.control = self.url.rsplit("/v1", 1)[0] + "/_fake"
-        httpx.post(f"{self.control}/config", json={"warm": [[1024, 1024]]}, timeout=300).raise_for_status()
-
-    def stats(self) -> dict:
-        return httpx.get(f"{self.control}/stats", timeout=10).json()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        super().__init__(image=image, latency=latency)
+        self.config(warm=[[1024, 1024]])
 
 
 class App:
@@ -121,7 +82,7 @@ class App:
                   "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.url, "IMAGE_PROVIDER": "openai",
                   "IMAGE_MODEL": "gpt-image-2", "TRIAL_CREDITS": str(TRIAL_CREDITS),
                   "GENERATION_RATE_PER_MINUTE": "1000000", "QUEUE_CONCURRENCY": str(max(64, concurrency))}
-        env = {**os.environ, **config, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+        env = {**config, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                "STRIPE_SECRET_KEY": "", "SMTP_HOST": "", "GRADIO_ANALYTICS_ENABLED": "False"}
         services = build_services(load_settings(env_file=None, **config))  # migrates the database
         try:
@@ -132,41 +93,12 @@ class App:
                 self.keys.append(services.accounts.create_api_key(user_id=user.id, name="bench")[1])
         finally:
             services.db.dispose()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = self.data_dir / "app.log"
-        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not start:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
-
-    def log_tail(self, lines: int = 15) -> str:
-        self.log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        self.served = ServedApp(env, data_dir=self.data_dir)
+        self.url = self.served.url
+        self.rss_mb, self.log_tail = self.served.rss_mb, self.served.log_tail
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.served.stop(remove=True)
 
 
 # The load generator -----------------------------------------------------------------------------

@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,32 +43,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx  # noqa: E402
 
+from bench.served import FakeOpenAI, ServedApp  # noqa: E402
 from tests.fakes.base import free_port  # noqa: E402 - pytest-free
 
 PROMPT = "a lighthouse on a cliff at dusk"
 
 
-class Fake:
-    """The fake OpenAI server in its own process, steered over HTTP."""
-
+class Fake(FakeOpenAI):
     def __init__(self, image: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", "--image-kind", image],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.url = self.proc.stdout.readline().strip()
-        self.control = self.url.rsplit("/v1", 1)[0] + "/_fake"
-
-    def config(self, **values) -> None:
-        httpx.post(f"{self.control}/config", json=values, timeout=300).raise_for_status()
-
-    def reset(self) -> None:
-        httpx.post(f"{self.control}/reset", timeout=10).raise_for_status()
-
-    def stats(self) -> dict:
-        return httpx.get(f"{self.control}/stats", timeout=10).json()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        super().__init__(image=image)
 
 
 class App:
@@ -81,27 +63,15 @@ class App:
 
         self.data_dir = Path(tempfile.mkdtemp(prefix="studio-bench-"))
         port = free_port()
-        env = {**os.environ, "DATA_DIR": str(self.data_dir), "DATABASE_URL": "", "SECRET_KEY": "bench-secret",
+        env = {"DATA_DIR": str(self.data_dir), "DATABASE_URL": "", "SECRET_KEY": "bench-secret",
                "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.url, "IMAGE_PROVIDER": "openai",
                "IMAGE_MODEL": "gpt-image-2", "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                "QUEUE_CONCURRENCY": str(max(64, users)), "STRIPE_SECRET_KEY": "", "SMTP_HOST": "",
                "GRADIO_ANALYTICS_ENABLED": "False"}
         settings = load_settings(env_file=None, DATA_DIR=str(self.data_dir), SECRET_KEY="bench-secret")
         self.services = build_services(settings)  # migrates the database
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = open(self.data_dir / "app.log", "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not start; see {self.data_dir / 'app.log'}")
-            time.sleep(0.2)
+        self.served = ServedApp(env, data_dir=self.data_dir, timeout=90)
+        self.url = self.served.url
 
     def user(self, credits: int = 100) -> tuple[int, str]:
         accounts, ledger = self.services.accounts, self.services.ledger
@@ -110,14 +80,8 @@ class App:
         return user.id, accounts.create_api_key(user_id=user.id, name="bench")[1]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        self.served.stop(remove=True)
         self.services.db.dispose()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 async def generate(http: httpx.AsyncClient, key: str, *args: str) -> tuple[list, int]:
