@@ -7,6 +7,7 @@ fake-server URLs, limits, keys); it is stopped at the end of the test.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -122,3 +123,26 @@ def sign_in(app: ServedApp, email: str, password: str) -> tuple[httpx.Client, ht
     page = client.get("/login")
     csrf = csrf_of(page)
     return client, client.post("/login", data={"email": email, "password": password, "csrf": csrf})
+
+
+def queue_event(http: httpx.Client, fn_index: int, data: list, *, session_hash: str) -> dict:
+    """One UI event through Gradio's queue exactly as the page does (join, then the session's event
+    stream); private events are not callable through gradio_client. Returns the final message."""
+    joined = http.post("/gradio_api/queue/join", json={
+        "data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None, "trigger_id": None})
+    assert joined.status_code == 200, joined.text
+    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as events:
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("the event stream ended without a result")
+
+
+def shop(serve_app, *, database_url: str, stripe_url: str, webhook_secret: str) -> ServedApp:
+    """A served app with payments on (the fake Stripe at `stripe_url`) and the catalog synced."""
+    app = serve_app(database_url=database_url, STRIPE_SECRET_KEY="sk_test_e2e", STRIPE_WEBHOOK_SECRET=webhook_secret,
+                    STRIPE_API_BASE=stripe_url)
+    app.services.billing.sync_catalog()
+    return app

@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import select
 
 from models.payment import StripeEvent
-from tests.e2e.conftest import sign_up
+from tests.e2e.conftest import shop, sign_up
 from tests.fakes.stripe_server import FakeStripe, signed
 
 SECRET = "whsec_e2e_secret"
@@ -19,10 +19,7 @@ SECRET = "whsec_e2e_secret"
 
 @pytest.fixture
 def shop_app(serve_app, database_url, fake_stripe):
-    app = serve_app(database_url=database_url, STRIPE_SECRET_KEY="sk_test_e2e", STRIPE_WEBHOOK_SECRET=SECRET,
-                    STRIPE_API_BASE=fake_stripe.url)
-    app.services.billing.sync_catalog()
-    return app
+    return shop(serve_app, database_url=database_url, stripe_url=fake_stripe.url, webhook_secret=SECRET)
 
 
 def post_event(app, fake_stripe: FakeStripe, type_: str, obj: dict, *, timestamp: int | None = None,

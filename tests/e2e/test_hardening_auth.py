@@ -7,7 +7,6 @@ sign-out needs the token its page carries; authentication under a burst answers 
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import threading
@@ -21,7 +20,7 @@ from sqlmodel import select
 
 from models.user import PasswordReset, User
 from tests.conftest import free_port
-from tests.e2e.conftest import csrf_of, sign_up
+from tests.e2e.conftest import csrf_of, queue_event, sign_up
 from tests.factories import make_user
 from tests.fakes.smtp_server import FakeSMTP, _Handler
 
@@ -235,18 +234,9 @@ def header_html(app, client: httpx.Client) -> str:
     components = {c["id"]: c for c in config["components"]}
     [dep] = [d for d in config["dependencies"]
              if any("studio-user" in (components[o].get("props", {}).get("elem_classes") or []) for o in d["outputs"])]
-    session_hash = uuid.uuid4().hex[:11]
-    joined = client.post("/gradio_api/queue/join", json={
-        "data": [], "fn_index": dep["id"], "session_hash": session_hash, "event_data": None, "trigger_id": None})
-    assert joined.status_code == 200, joined.text
-    with client.stream("GET", f"/gradio_api/queue/data?session_hash={session_hash}") as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                msg = json.loads(line[5:])
-                if msg.get("msg") == "process_completed":
-                    assert msg["success"], msg
-                    return msg["output"]["data"][0]
-    raise AssertionError("the header event did not complete")
+    msg = queue_event(client, dep["id"], [], session_hash=uuid.uuid4().hex[:11])
+    assert msg["success"], msg
+    return msg["output"]["data"][0]
 
 
 def test_cross_origin_sign_out_is_refused_and_the_page_button_works(served_app):

@@ -20,7 +20,7 @@ from models.ledger import LedgerEntry
 from models.payment import StripeEvent
 from services.db import Database
 from services.ledger import MAX_AMOUNT, MAX_BALANCE, Ledger
-from tests.e2e.conftest import sign_up
+from tests.e2e.conftest import queue_event, shop, sign_up
 from tests.factories import make_user
 from tests.fakes.stripe_server import FakeStripe, new_id, signed
 
@@ -36,10 +36,7 @@ def fake():
 
 @pytest.fixture
 def shop_app(serve_app, database_url, fake):
-    app = serve_app(database_url=database_url, STRIPE_SECRET_KEY="sk_test_e2e", STRIPE_WEBHOOK_SECRET=SECRET,
-                    STRIPE_API_BASE=fake.url)
-    app.services.billing.sync_catalog()
-    return app
+    return shop(serve_app, database_url=database_url, stripe_url=fake.url, webhook_secret=SECRET)
 
 
 def post_event(app, fake: FakeStripe, type_: str, obj: dict) -> httpx.Response:
@@ -100,17 +97,7 @@ def run_event(app, api_key: str, api_name: str, data: list) -> dict:
     with app.client(headers={"Authorization": f"Bearer {api_key}"}) as http:
         config = http.get("/config").json()
         fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
-        session_hash = uuid.uuid4().hex
-        joined = http.post("/gradio_api/queue/join", json={
-            "data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None, "trigger_id": None})
-        assert joined.status_code == 200, joined.text
-        with http.stream("GET", f"/gradio_api/queue/data?session_hash={session_hash}") as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data:"):
-                    message = json.loads(line[5:])
-                    if message.get("msg") == "process_completed":
-                        return message
-    raise AssertionError("the event never completed")
+        return queue_event(http, fn_index, data, session_hash=uuid.uuid4().hex)
 
 
 def test_admin_grant_in_the_served_ui_refuses_what_is_not_a_whole_number(serve_app):

@@ -6,7 +6,6 @@ with an API key."""
 from __future__ import annotations
 
 import io
-import json
 import logging
 import re
 import uuid
@@ -19,7 +18,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from tests.e2e.conftest import sign_up
+from tests.e2e.conftest import queue_event, sign_up
 from ui import build_ui, gallery, generate
 from ui.common import Shell
 
@@ -52,19 +51,9 @@ class Browser:
 
     def call(self, fn_index: int, data: list) -> list:
         """One event through Gradio's queue (join, then the event stream), as the browser does."""
-        joined = self.http.post("/gradio_api/queue/join", json={
-            "data": data, "fn_index": fn_index, "session_hash": self.session_hash,
-            "event_data": None, "trigger_id": None})
-        assert joined.status_code == 200, joined.text
-        with self.http.stream("GET", "/gradio_api/queue/data", params={"session_hash": self.session_hash}) as events:
-            for line in events.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed":
-                    assert message["success"], message
-                    return message["output"]["data"]
-        raise AssertionError("the event stream ended without a result")
+        message = queue_event(self.http, fn_index, data, session_hash=self.session_hash)
+        assert message["success"], message
+        return message["output"]["data"]
 
 
 def generate_in_browser(browser: Browser) -> tuple[str, str]:
