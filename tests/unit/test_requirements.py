@@ -6,12 +6,15 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FIRST_PARTY = {"app", "models", "services", "ui", "tests", "bench"}
-RUNTIME_CODE = ["app.py", "services", "ui", "models", "alembic"]
+# Our own top-level modules, as ruff's isort knows them (pyproject.toml).
+FIRST_PARTY = set(tomllib.loads((ROOT / "pyproject.toml").read_text())
+                  ["tool"]["ruff"]["lint"]["isort"]["known-first-party"])
+RUNTIME_CODE = ["app.py", "cli.py", "services", "ui", "models", "alembic"]
 DEV_CODE = ["tests", "bench"]
 
 
