@@ -56,11 +56,18 @@ def user_facing(fn):
     return handler
 
 
+def image_name(generation_id: str, variant: str) -> str:
+    """The file name an image variant is served and saved under (`image-<id>.webp`, `….png`)."""
+    return f"image-{generation_id[:12]}.{'png' if variant == 'png' else 'webp'}"
+
+
 def image_url(request: gr.Request, generation_id: str, variant: str) -> str:
-    """The absolute URL of one of the user's images on the owner-checked route /images/{id}/{variant},
-    at the origin the browser (or API client) used. Absolute, because Gradio hands an http(s) URL to
-    the browser as it is, while a path would be copied into its cache (served to anyone with the URL)."""
-    path = f"/images/{generation_id}/{variant}"
+    """The absolute URL of one of the user's images on the owner-checked route
+    /images/{id}/{variant}/{name}, at the origin the browser (or API client) used. Absolute, because
+    Gradio hands an http(s) URL to the browser as it is, while a path would be copied into its cache
+    (served to anyone with the URL). The name ends the URL so that gradio_client saves the download
+    as `image-<id>.webp`."""
+    path = f"/images/{generation_id}/{variant}/{image_name(generation_id, variant)}"
     http = getattr(request, "request", None)
     return f"{get_request_origin(http, http.url.path)}{path}" if http is not None else path
 

@@ -17,7 +17,7 @@ from markupsafe import Markup
 from models.user import User
 from services.container import Services
 from services.errors import DomainError, NotFound
-from ui.common import report_unexpected
+from ui.common import image_name, report_unexpected
 
 log = logging.getLogger("studio.web")
 
@@ -239,10 +239,17 @@ def build_router(services: Services) -> APIRouter:
             return JSONResponse({"detail": "Not found"}, status_code=404)
         headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
         if variant == "png":
-            headers["Content-Disposition"] = f'attachment; filename="image-{generation_id[:12]}.png"'
+            headers["Content-Disposition"] = f'attachment; filename="{image_name(generation_id, variant)}"'
         if isinstance(content, Path):
             return FileResponse(content, media_type=media_type, headers=headers)
         return Response(content, media_type=media_type, headers=headers)
+
+    @router.get("/images/{generation_id}/{variant}/{name}", include_in_schema=False)
+    def get_named_image(generation_id: str, variant: str, name: str, request: Request):
+        """The same image under its file name (the URL the UI hands out); any other name is a 404."""
+        if name != image_name(generation_id, variant):
+            return JSONResponse({"detail": "Not found"}, status_code=404)
+        return get_image(generation_id, variant, request)
 
     # Payments ---------------------------------------------------------------------------------
 

@@ -89,7 +89,9 @@ def test_display_and_thumbnail_urls_are_for_their_owner_only(served_app):
                 assert anonymous.get(url).status_code == 401
         assert Image.open(io.BytesIO(alice.http.get(shown_url).content)).size == (1024, 576), "full resolution"
         assert gallery_thumbnails(bob) == []
-        assert urls == [f"{served_app.url}/images/{generation_id}/{variant}" for variant in ("webp", "thumb")]
+        assert urls == [f"{served_app.url}/images/{generation_id}/{variant}/image-{generation_id[:12]}.webp"
+                        for variant in ("webp", "thumb")]
+        assert alice.http.get(f"/images/{generation_id}/webp/other.webp").status_code == 404, "only its own name"
 
         owner = served_app.services.accounts.get_user_by_email(alice.email)
         served_app.services.studio.delete(user_id=owner.id, generation_id=generation_id)
@@ -117,6 +119,7 @@ def test_no_generation_lands_in_gradios_cache_and_the_api_still_downloads_the_we
         generation_id = message.split("/images/", 1)[1].split("/png", 1)[0]
         downloaded = Image.open(image)
         assert (downloaded.format, downloaded.size) == ("WEBP", (1024, 576))
+        assert Path(image).name == f"image-{generation_id[:12]}.webp", "saved as a .webp file, as README says"
         with app.client(headers={"Authorization": f"Bearer {key}"}) as http:
             assert Path(image).read_bytes() == http.get(f"/images/{generation_id}/webp").content
         assert balance == 30
