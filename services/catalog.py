@@ -95,11 +95,7 @@ class AspectRatio:
     @classmethod
     def _label(cls, label: str | None, info) -> str:
         ratio = info.data.get("ratio", "")
-        if label is None:
-            return ratio
-        if ratio not in label:
-            raise ValueError(f"must contain the ratio text {ratio}")
-        return label
+        return _label_containing(label, ratio, f"the ratio text {ratio}")
 
     @property
     def width(self) -> int:  # 16
@@ -122,11 +118,16 @@ class Resolution:
     @classmethod
     def _label(cls, label: str | None, info) -> str:
         key = info.data.get("key", "")
-        if label is None:
-            return key
-        if key not in label:
-            raise ValueError(f"must contain {key}")
-        return label
+        return _label_containing(label, key, key)
+
+
+def _label_containing(label: str | None, text: str, what: str) -> str:
+    """A choice's label: `text` itself when none is given, else it must contain `text`."""
+    if label is None:
+        return text
+    if text not in label:
+        raise ValueError(f"must contain {what}")
+    return label
 
 
 class _File(BaseModel):
