@@ -1,4 +1,4 @@
-"""Two per-call costs of Gradio 6.31 that the load benchmark (bench/load.py) found on the event loop.
+"""Three per-call costs of Gradio 6.31 that the load benchmark (bench/load.py) found.
 
 - Every API call opens a Gradio session, and `SessionState.__init__` builds the config of every
   block of the UI (about 110 here) up front: 7-10 ms of Python on the loop and ~170 KiB per
@@ -10,8 +10,13 @@
 - Gradio enters `MatplotlibBackendMananger` around every event, which tries `import matplotlib`
   twice. Without matplotlib installed (we do not use it) each try searches sys.path again: a
   failed import is not cached. `no_matplotlib_lookups()` records the absence once.
+- After every event the queue rebuilds, in a worker thread, a pandas summary of the last 10,000
+  events (`Queue.compute_analytics_summary`) for the `/monitoring` dashboard, which we turn off
+  (`enable_monitoring=False`): 7 ms of CPU per event once 10,000 events have been served, so the
+  cost of every call grew with the server's age. `no_event_analytics(queue)` keeps the summary
+  empty and the per-event records to a handful (Gradio reads them only for that dashboard).
 
-Both are installed by `app.create_app`. The session patch replaces a private constructor, so it
+All three are installed by `app.create_app`. The session patch replaces a private constructor, so it
 applies only to the Gradio minor version it was written against (requirements pin gradio 6.31.*)
 and logs a warning and does nothing on another; tests/e2e/test_gradio_tuning.py checks that the
 lazy configs equal the eager ones for our real UI.
@@ -27,6 +32,7 @@ import sys
 log = logging.getLogger("studio.ui")
 
 PATCHED_GRADIO = "6.31."
+ANALYTICS_KEPT = 32  # per-event records the queue keeps (Gradio's default: 10,000)
 
 
 class LazyConfigs(dict):
@@ -114,3 +120,18 @@ def no_matplotlib_lookups() -> None:
     """Record once that matplotlib is absent, so `import matplotlib` fails without a search."""
     if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
         sys.modules["matplotlib"] = None  # the documented way to make an import fail at once
+
+
+def no_event_analytics(queue) -> bool:
+    """For a queue whose app serves no /monitoring dashboard: no per-event pandas summary, and a
+    few per-event records instead of 10,000. Returns whether it was installed."""
+    import gradio
+
+    if not gradio.__version__.startswith(PATCHED_GRADIO):
+        log.warning("gradio %s: event analytics left on (written for %sx)", gradio.__version__, PATCHED_GRADIO)
+        return False
+    # Gradio calls it in a worker thread after every event and reads the records only through
+    # `.get()` guarded against a missing entry, so older records may go at any time.
+    queue.compute_analytics_summary = lambda records: queue.cached_event_analytics_summary
+    queue.ANALYTICS_MAX_EVENTS = ANALYTICS_KEPT
+    return True

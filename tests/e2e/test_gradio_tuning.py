@@ -1,6 +1,6 @@
-"""The two Gradio per-call costs taken off the event loop (ui/gradio_tuning.py): sessions build a
-block's config only when it is read, to the same value the eager constructor built; and a missing
-matplotlib is looked up once, not twice per event. (bench/load.py measures what they save; every
+"""The Gradio per-call costs taken away (ui/gradio_tuning.py): sessions build a block's config only
+when it is read, to the same value the eager constructor built; a missing matplotlib is looked up
+once, not twice per event; and the queue keeps no growing per-event analytics. (bench/load.py measures what they save; every
 e2e test runs with them installed.)"""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 from gradio.state_holder import SessionState
 
 from ui import build_ui
-from ui.gradio_tuning import LazyConfigs, lazy_session_configs, no_matplotlib_lookups
+from tests.e2e.test_hardening_guards import api_user, call
+from ui.gradio_tuning import ANALYTICS_KEPT, LazyConfigs, lazy_session_configs, no_matplotlib_lookups
 
 
 @pytest.fixture
@@ -60,3 +61,18 @@ def test_a_missing_matplotlib_is_recorded_once_and_an_installed_one_left_alone()
     else:
         with pytest.raises(ImportError):
             importlib.import_module("matplotlib")
+
+
+def test_the_queue_keeps_no_growing_event_analytics(serve_app):
+    """Gradio's default: a pandas summary of up to 10,000 past events rebuilt after every event
+    (for the /monitoring dashboard the app turns off), so each call cost more the longer the
+    server ran. Served calls leave the summary unbuilt and the records bounded."""
+    app = serve_app()
+    queue = app.server.config.app.state.blocks._queue
+    _, headers = api_user(app)
+    with app.client(headers=headers) as http:
+        for _ in range(ANALYTICS_KEPT + 8):
+            assert call(http, "balance", [])[0] == 40
+    assert queue.events_recorded >= ANALYTICS_KEPT + 8, "the calls went through this queue"
+    assert len(queue.event_analytics) <= ANALYTICS_KEPT
+    assert queue.cached_event_analytics_summary == {"functions": {}}, "no summary was built"
