@@ -61,7 +61,7 @@ def create_app(settings: Settings, services=None):
     from fastapi import FastAPI, Request
 
     from ui import build_ui
-    from ui.gradio_tuning import lazy_session_configs, no_event_analytics, no_matplotlib_lookups
+    from ui.gradio_tuning import enough_queue_slots, lazy_session_configs, no_event_analytics, no_matplotlib_lookups
     from ui.guards import BodyLimit, GradioSessions, UploadsOff
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
@@ -115,6 +115,7 @@ def create_app(settings: Settings, services=None):
         theme=gr.themes.Soft(primary_hue="violet"),
     )
     no_event_analytics(blocks._queue)  # monitoring is off: nothing reads the per-event summary
+    enough_queue_slots(blocks._queue)  # quick calls are not queued behind running generations
     app.state.blocks = blocks
     # Each add_middleware wraps the ones before it: a request meets UploadsOff, then BodyLimit (both
     # answer before a byte of the body is read), then GradioSessions (session_hash owners, release).

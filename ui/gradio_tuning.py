@@ -1,4 +1,12 @@
-"""Three per-call costs of Gradio 6.31 that the load benchmark (bench/load.py) found.
+"""What the load benchmark (bench/load.py) found in Gradio 6.31's queue and sessions.
+
+- The queue runs at most `max_thread_count` events at once over ALL events (40 by default,
+  whatever each event's `concurrency_limit` says). Forty generations waiting on the engine then
+  held every slot, and any other call (a balance, a gallery page) waited in line for one of them
+  to finish: seconds, under load. The limits that matter are per event (`concurrency_limit`;
+  QUEUE_CONCURRENCY for the generations) and the thread pool of synchronous handlers
+  (`Blocks.max_threads`, left at 40); `enough_queue_slots(queue)` raises the queue's own cap so
+  it never binds before those.
 
 - Every API call opens a Gradio session, and `SessionState.__init__` builds the config of every
   block of the UI (about 110 here) up front: 7-10 ms of Python on the loop and ~170 KiB per
@@ -16,7 +24,7 @@
   cost of every call grew with the server's age. `no_event_analytics(queue)` keeps the summary
   empty and the per-event records to a handful (Gradio reads them only for that dashboard).
 
-All three are installed by `app.create_app`. The session patch replaces a private constructor, so it
+All are installed by `app.create_app`. The session patch replaces a private constructor, so it
 applies only to the Gradio minor version it was written against (requirements pin gradio 6.31.*)
 and logs a warning and does nothing on another; tests/e2e/test_gradio_tuning.py checks that the
 lazy configs equal the eager ones for our real UI.
@@ -33,6 +41,7 @@ log = logging.getLogger("studio.ui")
 
 PATCHED_GRADIO = "6.31."
 ANALYTICS_KEPT = 32  # per-event records the queue keeps (Gradio's default: 10,000)
+QUEUE_SLOTS = 1024  # events the queue may run at once, over all events (Gradio's default: 40)
 
 
 class LazyConfigs(dict):
@@ -135,3 +144,11 @@ def no_event_analytics(queue) -> bool:
     queue.compute_analytics_summary = lambda records: queue.cached_event_analytics_summary
     queue.ANALYTICS_MAX_EVENTS = ANALYTICS_KEPT
     return True
+
+
+def enough_queue_slots(queue, slots: int = QUEUE_SLOTS) -> None:
+    """Let the per-event concurrency limits, not the queue's global cap, decide how many events
+    run at once. Before the server starts (the queue sizes its slot list when it starts)."""
+    # A slot is an entry in a list the queue scans for a free one; it costs no thread (synchronous
+    # handlers still share Gradio's 40 threads) and no connection.
+    queue.max_thread_count = max(queue.max_thread_count, slots)
