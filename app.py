@@ -61,7 +61,12 @@ def create_app(settings: Settings, services=None):
     from fastapi import FastAPI, Request
 
     from ui import build_ui
-    from ui.gradio_tuning import enough_queue_slots, lazy_session_configs, no_event_analytics, no_matplotlib_lookups
+    from ui.gradio_tuning import (
+        enough_queue_slots,
+        lazy_session_configs,
+        no_event_analytics,
+        no_matplotlib_lookups,
+    )
     from ui.guards import BodyLimit, GradioSessions, UploadsOff
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 

@@ -13,6 +13,12 @@ this script, a light asyncio + httpx load generator speaking Gradio's REST API (
 separate prober process that reads `/healthz` and `/theme.css` (neither touches the image flow;
 `/theme.css` does not touch the database either) every `--probe-interval` seconds.
 
+The same phases then run against the peer, a bare Gradio app (`bench/peer_gradio.py`: the same
+Gradio and queue settings, `/generate` calling the same fake engine through the SDK, `/balance`
+returning a number; no accounts, database, guards or post-processing), so what Gradio itself costs
+on this machine is printed beside what the studio costs (`--no-peer` skips it; its errors are
+printed, not counted in the exit code).
+
 Per store, on a freshly started app:
 
 1. Memory: the app's RSS (`VmRSS` in /proc) after a warm-up, then after `--calls` `/balance`
@@ -57,6 +63,7 @@ TRIAL_CREDITS = 1_000_000  # never the limit here
 # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout, so a request never
 # goes out on a connection the server is closing at that moment (a ReadError of the generator's making).
 KEEPALIVE_EXPIRY = 2.0
+PEER = "bare Gradio (peer)"
 TARGETS = {"healthz_max_ms": 250, "balance_p95_ms": 1000, "rss_mb_per_10k_calls": 100}
 
 
@@ -94,6 +101,22 @@ class App:
         finally:
             services.db.dispose()
         self.served = ServedApp(env, data_dir=self.data_dir)
+        self.url = self.served.url
+        self.rss_mb, self.log_tail = self.served.rss_mb, self.served.log_tail
+
+    def stop(self) -> None:
+        self.served.stop(remove=True)
+
+
+class Peer:
+    """bench/peer_gradio.py on a free port, against the same fake engine; same interface as App."""
+
+    def __init__(self, fake: Fake, *, users: int, concurrency: int):
+        self.data_dir = Path(tempfile.mkdtemp(prefix="load-peer-"))
+        env = {"GRADIO_SERVER_PORT": str(free_port()), "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.url,
+               "QUEUE_CONCURRENCY": str(max(64, concurrency)), "GRADIO_ANALYTICS_ENABLED": "False"}
+        self.keys = [f"peer-{i}" for i in range(users)]  # sent as the app's keys are; the peer ignores them
+        self.served = ServedApp(env, data_dir=self.data_dir, script="bench/peer_gradio.py")
         self.url = self.served.url
         self.rss_mb, self.log_tail = self.served.rss_mb, self.served.log_tail
 
@@ -281,8 +304,11 @@ async def load_phase(app: App, fake: Fake, *, seconds: float, users: int, caller
 
 
 def run_store(store: str, database_url: str, fake: Fake, args) -> dict:
-    app = App(fake, database_url=database_url, users=max(args.users, args.balance_callers, 4),
-              concurrency=args.users + args.balance_callers)
+    users, concurrency = max(args.users, args.balance_callers, 4), args.users + args.balance_callers
+    if store == PEER:
+        app = Peer(fake, users=users, concurrency=concurrency)
+    else:
+        app = App(fake, database_url=database_url, users=users, concurrency=concurrency)
     try:
         result = {"store": store, "memory": asyncio.run(memory_phase(app, args.calls))}
         result["load"] = asyncio.run(load_phase(app, fake, seconds=args.seconds, users=args.users,
@@ -348,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-interval", type=float, default=0.1)
     parser.add_argument("--short", action="store_true",
                         help="CI: --seconds 8 --users 10 --balance-callers 20 --calls 1000")
+    parser.add_argument("--no-peer", action="store_true", help="skip the bare Gradio peer")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args(argv)
     if args.short:
@@ -369,10 +396,26 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(run_store("postgres", url, fake, args))
             if not args.json:
                 report(results[-1])
+        if not args.no_peer:
+            results.append(run_store(PEER, "", fake, args))
+            if not args.json:
+                report(results[-1])
+                side_by_side(results)
     finally:
         fake.stop()
     print(json.dumps(results))
-    return 1 if any(errors_of(r) for r in results) else 0
+    return 1 if any(errors_of(r) for r in results if r["store"] != PEER) else 0
+
+
+def side_by_side(results: list[dict]) -> None:
+    """One line per app: the figures the targets read, the studio's stores next to the peer."""
+    print("== side by side (same run, same fake engine) ==")
+    for r in results:
+        m, g = r["memory"], r["load"]
+        print(f"   {r['store']:20s} KiB/call {m['kib_per_call']:6}  generate {g['generate']['requests']:5d} req "
+              f"p95 {g['generate'].get('p95_ms', '-'):>6} ms  balance {g['balance']['requests']:5d} req "
+              f"p95 {g['balance'].get('p95_ms', '-'):>6} ms  /healthz max {g['probes']['/healthz']['max_ms']} ms  "
+              f"errors {errors_of(r)}")
 
 
 if __name__ == "__main__":

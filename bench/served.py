@@ -44,15 +44,15 @@ class FakeOpenAI:
 
 
 class ServedApp:
-    """`python app.py` with `env` (which names its port), logging to DATA_DIR/app.log; started
-    when this returns (its /healthz answered 200)."""
+    """`python app.py` (or `script`) with `env` (which names its port), logging to DATA_DIR/app.log;
+    started when this returns (its /healthz answered 200)."""
 
-    def __init__(self, env: dict[str, str], *, data_dir: Path, timeout: float = 120):
+    def __init__(self, env: dict[str, str], *, data_dir: Path, timeout: float = 120, script: str = "app.py"):
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{env['GRADIO_SERVER_PORT']}"
         self.log_path = data_dir / "app.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env={**os.environ, **env},
+        self.proc = subprocess.Popen([sys.executable, script], cwd=ROOT, env={**os.environ, **env},
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:

@@ -10,8 +10,8 @@ import importlib.util
 import pytest
 from gradio.state_holder import SessionState
 
-from ui import build_ui
 from tests.e2e.test_hardening_guards import api_user, call
+from ui import build_ui
 from ui.gradio_tuning import ANALYTICS_KEPT, LazyConfigs, lazy_session_configs, no_matplotlib_lookups
 
 
