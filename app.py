@@ -67,7 +67,7 @@ def create_app(settings: Settings, services=None):
         no_event_analytics,
         no_matplotlib_lookups,
     )
-    from ui.guards import BodyLimit, GradioSessions, UploadsOff
+    from ui.guards import BodyLimit, Busy, GradioSessions, UploadsOff
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
     services = services or build_services(settings)
@@ -109,7 +109,7 @@ def create_app(settings: Settings, services=None):
     lazy_session_configs()
     no_matplotlib_lookups()
     blocks = build_ui(services)
-    blocks.queue(default_concurrency_limit=settings.queue_concurrency)
+    blocks.queue(default_concurrency_limit=settings.queue_concurrency, max_size=settings.queue_max_size)
     data_dir = settings.data_dir.resolve()
     app = gr.mount_gradio_app(
         app, blocks, path="/", auth_dependency=auth_dependency,
@@ -123,7 +123,9 @@ def create_app(settings: Settings, services=None):
     enough_queue_slots(blocks._queue)  # quick calls are not queued behind running generations
     app.state.blocks = blocks
     # Each add_middleware wraps the ones before it: a request meets UploadsOff, then BodyLimit (both
-    # answer before a byte of the body is read), then GradioSessions (session_hash owners, release).
+    # answer before a byte of the body is read), then GradioSessions (session_hash owners, release),
+    # then Busy (a full queue's 503 in our words).
+    app.add_middleware(Busy)
     app.add_middleware(GradioSessions, blocks=blocks, identify=identify)
     app.add_middleware(BodyLimit)
     app.add_middleware(UploadsOff)

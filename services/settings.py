@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     server_name: str = Field(default="127.0.0.1", alias="GRADIO_SERVER_NAME")
     server_port: int = Field(default=7860, ge=1, le=65535, alias="GRADIO_SERVER_PORT")
     queue_concurrency: int = Field(default=64, ge=1, le=10_000, alias="QUEUE_CONCURRENCY")
+    queue_max_size: int = Field(default=500, ge=1, le=100_000, alias="QUEUE_MAX_SIZE")
     max_upload_size: str = Field(default="5mb", alias="MAX_UPLOAD_SIZE")
 
     session_idle_minutes: int = Field(default=60 * 24 * 7, ge=1, alias="SESSION_IDLE_MINUTES")

@@ -1,17 +1,20 @@
 """Gradio's queue ran at most 40 events at once over all events: forty generations waiting on the
 engine held every slot, and a balance (or any other call) waited for one of them to finish. The
 per-event limits decide now (QUEUE_CONCURRENCY for the generations): more generations than 40 reach
-the engine at once, and a balance is answered while they are all still in flight."""
+the engine at once, and a balance is answered while they are all still in flight. And the queue
+has a ceiling (QUEUE_MAX_SIZE) past which a call is told at once that the studio is busy."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import pytest
 
 from tests.e2e.test_hardening_guards import api_user, call
+from ui.guards import BUSY
 
 IN_FLIGHT = 45  # more than Gradio's default of 40 slots
 
@@ -50,3 +53,43 @@ def test_a_balance_is_not_queued_behind_running_generations(serve_app, fake_open
     assert all("10 credits charged" in json.dumps(o) for o in outcomes)
     with app.client(headers=headers) as http:
         assert call(http, "balance", []) == [1000 - 10 * IN_FLIGHT]
+
+
+@pytest.mark.slow
+def test_a_full_queue_answers_busy_at_once(serve_app, fake_openai):
+    """QUEUE_MAX_SIZE events waiting: the next call is refused at once with 503, the studio's words
+    and Retry-After (Gradio's own answer named its queue sizes), and nothing is charged for it."""
+    app = serve_app(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=fake_openai.url, IMAGE_PROVIDER="openai",
+                    QUEUE_CONCURRENCY=1, QUEUE_MAX_SIZE=1)
+    queue = app.server.config.app.state.blocks._queue
+    user, headers = api_user(app)
+    fake_openai.hold()
+    outcomes: list = []
+
+    def generate(n: int) -> None:
+        with httpx.Client(base_url=app.url, headers=headers, timeout=300) as http:
+            outcomes.append(call(http, "generate", [f"a lighthouse {n}", "none", "1:1", "1K"]))
+
+    running = threading.Thread(target=generate, args=(1,))
+    running.start()
+    waiting = None
+    try:
+        fake_openai.wait_until(lambda f: f.in_flight == 1, timeout=120)
+        waiting = threading.Thread(target=generate, args=(2,))
+        waiting.start()
+        deadline = time.monotonic() + 60
+        while len(queue) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(queue) == 1, "the second generation waits for the first"
+        with app.client(headers=headers) as http:
+            r = http.post("/gradio_api/call/generate", json={"data": ["a third", "none", "1:1", "1K"]})
+        assert r.status_code == 503 and r.json() == {"detail": BUSY}
+        assert r.headers["retry-after"] == "5"
+    finally:
+        fake_openai.release_all()
+    running.join(timeout=300)
+    if waiting:
+        waiting.join(timeout=300)
+    assert len(outcomes) == 2 and all("10 credits charged" in json.dumps(o) for o in outcomes)
+    with app.client(headers=headers) as http:
+        assert call(http, "balance", []) == [20], "two images charged, the refused one not"

@@ -6,6 +6,8 @@
   with caps.
 - `GradioSessions` (sessions.py): a Gradio `session_hash` belongs to the user who first presented
   it, and a session's server-side state is released as soon as nothing holds it any more.
+- `Busy` (busy.py): a full queue (QUEUE_MAX_SIZE waiting events) answers 503 with the studio's
+  "busy, try again in a moment" and `Retry-After`.
 - asgi.py: what they share (the Gradio API prefix, reading a header, a JSON answer).
 
 They are wired in `app.create_app`; `identify(scope)` (the signed-in user's id, from the request
@@ -13,7 +15,8 @@ on the server) is handed in from there, so nothing here knows about accounts or 
 """
 
 from ui.guards.body_limit import BodyLimit, BodyLimits
+from ui.guards.busy import BUSY, Busy
 from ui.guards.sessions import GradioSessions
 from ui.guards.uploads import UPLOAD_ROUTES, UploadsOff
 
-__all__ = ["UPLOAD_ROUTES", "BodyLimit", "BodyLimits", "GradioSessions", "UploadsOff"]
+__all__ = ["BUSY", "UPLOAD_ROUTES", "BodyLimit", "Busy", "BodyLimits", "GradioSessions", "UploadsOff"]
