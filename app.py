@@ -63,6 +63,7 @@ def create_app(settings: Settings, services=None):
     from ui import build_ui
     from ui.gradio_tuning import lazy_session_configs, no_matplotlib_lookups
     from ui.guards import BodyLimit, GradioSessions, UploadsOff
+    from ui.theme import studio_theme
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
     services = services or build_services(settings)
@@ -111,8 +112,8 @@ def create_app(settings: Settings, services=None):
         server_name=settings.server_name, server_port=settings.server_port,
         enable_monitoring=False, show_error=False, max_file_size=settings.max_upload_size, ssr_mode=False,
         blocked_paths=[str(data_dir), str(ROOT / ".env"), str(ROOT / "alembic.ini")],
-        css=(ROOT / "assets" / "studio.css").read_text(), footer_links=["api"],
-        theme=gr.themes.Soft(primary_hue="violet"),
+        # Gradio's own footer (its API page with placeholder values, its MCP tab) is off: ours links /api.
+        css=(ROOT / "assets" / "studio.css").read_text(), footer_links=[], theme=studio_theme(),
     )
     # Each add_middleware wraps the ones before it: a request meets UploadsOff, then BodyLimit (both
     # answer before a byte of the body is read), then GradioSessions (session_hash owners, release).
