@@ -373,10 +373,23 @@ def api_context(services: Services) -> dict:
 
 def pricing_context(services: Services) -> dict:
     """What the public price list (pricing.html) shows, in the words of the Pricing tab."""
-    from ui.pricing import PACK_CREDITS_RULE, PLAN_CREDITS_RULE, image_costs
+    from ui.pricing import (
+        PACK_CREDITS_RULE,
+        PLAN_CREDITS_RULE,
+        annual_saving,
+        best_value,
+        image_costs,
+        per_credit_text,
+        per_image_text,
+    )
 
-    return {"image_costs": image_costs(services.catalog), "trial_credits": services.settings.trial_credits,
-            "plans": services.pricing.plans, "packs": services.pricing.packs,
+    pricing, catalog = services.pricing, services.catalog
+    best = best_value([*pricing.packs, *(p.monthly for p in pricing.plans)])
+    value = {p.key: f"{per_credit_text(p)}, {per_image_text(p, catalog)}"
+             for p in [*pricing.packs, *(p.monthly for p in pricing.plans)]}
+    return {"image_costs": image_costs(catalog), "trial_credits": services.settings.trial_credits,
+            "plans": pricing.plans, "packs": pricing.packs, "value": value, "best": best.key if best else None,
+            "savings": {p.key: annual_saving(p) for p in pricing.plans},
             "plan_rule": PLAN_CREDITS_RULE, "pack_rule": PACK_CREDITS_RULE}
 
 

@@ -178,3 +178,12 @@ def test_no_page_asks_for_a_web_font(served_app, path):
         assert "ui-sans-serif, system-ui" in theme
     else:
         assert "ui-sans-serif, system-ui" in page
+
+
+def test_the_public_price_list_states_per_credit_prices_the_best_value_and_the_saving(served_app):
+    page = httpx.get(f"{served_app.url}/pricing", headers=HTML).text
+    assert "Studio pack</strong> <span class=\"badge\">Best value</span> for $49.99 ($0.033 per credit, $0.33 per 1K image)" \
+        not in page, "the Pro plan's credit ($0.025) is cheaper than any pack's"
+    assert "<strong>Pro</strong> <span class=\"badge\">Best value</span>" in page
+    assert "Starter pack</strong> for $4.99 ($0.050 per credit, $0.50 per 1K image)" in page
+    assert "save 65%: $77.92 a year" in page and "save 65%: $194.92 a year" in page
