@@ -155,6 +155,14 @@ def test_gradio_s_own_api_page_and_footer_are_off(served_app):
     config = browser.get("/config").json()
     assert config["footer_links"] == [], "no 'Use via API' page with placeholder values, no MCP tab"
     assert not config.get("mcp_server")
+    # Our footer instead, the same as the server pages', and each of its links answers.
+    footer = next(c["props"]["value"] for c in config["components"]
+                  if "site-footer" in str(c.get("props", {}).get("value", "")))
+    assert footer == httpx.get(f"{served_app.url}/terms").text.split("</main>\n", 1)[1].split("\n</body>")[0]
+    links = set(re.findall(r'href="(/[^"]*)"', footer))
+    assert links == {"/pricing", "/api", "/terms"}
+    for link in links:
+        assert browser.get(link).status_code == 200, link
 
 
 def test_the_terms_leave_out_the_operator_note(served_app):
