@@ -357,8 +357,9 @@ def landing_context(services: Services) -> dict:
              for p in pricing.plans]
     keys = [r.key for r in catalog.resolutions]
     sizes = f"{', '.join(keys[:-1])} or {keys[-1]}" if len(keys) > 1 else keys[0]
-    return {"tagline": TAGLINE.format(sizes=sizes), "showcase": showcase_images(), "resolutions": resolutions, "packs": packs,
-            "plans": plans, "trial_credits": services.settings.trial_credits, "styles": len(catalog.styles)}
+    return {"tagline": TAGLINE.format(sizes=sizes), "showcase": showcase_images(), "resolutions": resolutions,
+            "packs": packs, "plans": plans, "trial_credits": services.settings.trial_credits,
+            "styles": len(catalog.styles)}
 
 
 def api_context(services: Services) -> dict:
