@@ -18,4 +18,6 @@ ACCENT = gr.themes.Color(c50="#f3f0ff", c100="#e9e3ff", c200="#d5cbff", c300="#b
 def studio_theme() -> gr.themes.Base:
     return gr.themes.Soft(primary_hue=ACCENT, font=list(FONT), font_mono=list(FONT_MONO)).set(
         link_text_color="*primary_500", link_text_color_dark="*primary_300",
+        # --bg of assets/pages.css, light and dark
+        body_background_fill="#f6f5fb", body_background_fill_dark="#0f1017",
     )
