@@ -68,6 +68,7 @@ def create_app(settings: Settings, services=None):
         no_matplotlib_lookups,
     )
     from ui.guards import BodyLimit, Busy, GradioSessions, UploadsOff
+    from ui.theme import studio_theme
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
     services = services or build_services(settings)
@@ -116,8 +117,8 @@ def create_app(settings: Settings, services=None):
         server_name=settings.server_name, server_port=settings.server_port,
         enable_monitoring=False, show_error=False, max_file_size=settings.max_upload_size, ssr_mode=False,
         blocked_paths=[str(data_dir), str(ROOT / ".env"), str(ROOT / "alembic.ini")],
-        css=(ROOT / "assets" / "studio.css").read_text(), footer_links=["api"],
-        theme=gr.themes.Soft(primary_hue="violet"),
+        # Gradio's own footer (its API page with placeholder values, its MCP tab) is off: ours links /api.
+        css=(ROOT / "assets" / "studio.css").read_text(), footer_links=[], theme=studio_theme(),
     )
     no_event_analytics(blocks._queue)  # monitoring is off: nothing reads the per-event summary
     enough_queue_slots(blocks._queue)  # quick calls are not queued behind running generations

@@ -9,14 +9,13 @@ import gradio as gr
 from services.container import Services
 from ui import account, gallery, generate, pricing
 from ui.common import Shell, user_facing
-from ui.web import SESSION_COOKIE
+from ui.web import SESSION_COOKIE, footer_html
 
 TAB_IDS = {"generate", "gallery", "pricing", "account"}
 
 
 def build_ui(services: Services) -> gr.Blocks:
     shell = Shell(services)
-    contact = html.escape(services.settings.support_contact)
     # delete_cache: whatever Gradio caches (none of our images: they go through /images/...) goes after a day.
     with gr.Blocks(title="Image Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         with gr.Row(elem_classes="studio-header"):
@@ -38,13 +37,12 @@ def build_ui(services: Services) -> gr.Blocks:
                     loaders.append((fn, inputs, outputs))
             return built
 
-        with gr.Tabs() as tabs:
+        with gr.Tabs(overflow_behavior="wrap") as tabs:
             form = tab("Generate", generate.build, tabs=tabs, tab_id="generate")
             tab("Gallery", gallery.build, form=form, tabs=tabs)
             tab("Pricing", pricing.build)
             tab("Account", account.build)
-        gr.HTML(f'<div class="studio-footer"><a href="/terms" target="_blank">Terms</a> · '
-                f'Support: <a href="mailto:{contact}">{contact}</a></div>')
+        gr.HTML(footer_html(services), elem_classes="studio-footer")
 
         @user_facing
         def header(request: gr.Request):

@@ -4,19 +4,66 @@ Buy → a link to Stripe's hosted checkout, Manage subscription → a link to th
 from __future__ import annotations
 
 import html
+from decimal import ROUND_HALF_UP, Decimal
 
 import gradio as gr
 
 from services.billing import CurrentPlan
 from services.catalog import Catalog
 from services.container import Services
-from services.pricing import Plan, Pricing, Product, format_money
+from services.pricing import CURRENCY_SYMBOLS, ZERO_DECIMAL_CURRENCIES, Plan, Pricing, Product, format_money
 from ui.common import Shell, user_facing
 
 INTERVALS = [("Monthly", "month"), ("Annual", "year")]
 # The offer's rules in words, shown on this tab and on the public /pricing page (ui/web.py).
 PLAN_CREDITS_RULE = "Plan credits refresh at the start of each billing cycle; unused plan credits do not roll over."
 PACK_CREDITS_RULE = "Pack credits never expire."
+
+
+PAYMENTS_OFF = "Payments are off on this instance: you can see the offer, but not buy yet."
+
+
+def money(amount: Decimal, currency: str, *, places: int = 2) -> str:
+    """An amount in the currency's major unit ("$0.050"), to `places` decimals (fewer for yen and the like)."""
+    currency = currency.lower()
+    places = max(0, places - 2) if currency in ZERO_DECIMAL_CURRENCIES else places
+    text = f"{amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):,.{places}f}"
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
+
+
+def per_credit(product: Product) -> Decimal:
+    """What one credit costs in this product, in the currency's major unit."""
+    return product.price / product.credits
+
+
+def per_credit_text(product: Product) -> str:
+    return f"{money(per_credit(product), product.currency, places=3)} per credit"
+
+
+def per_image_text(product: Product, catalog: Catalog) -> str:
+    """"$0.50 per 1K image": the default resolution's price in credits at this product's credit price."""
+    resolution = catalog.resolution(catalog.default_resolution)
+    return f"{money(per_credit(product) * resolution.price, product.currency)} per {resolution.label} image"
+
+
+def best_value(products) -> Product | None:
+    """The product whose credit is cheapest, when there is a choice (ties: the first listed)."""
+    products = list(products)
+    if len(products) < 2:
+        return None
+    return min(products, key=per_credit)
+
+
+def annual_saving(plan: Plan) -> str:
+    """What annual billing saves against twelve monthly payments, in money ("$77.92")."""
+    return format_money(max(0, plan.monthly.unit_amount * 12 - plan.annual.unit_amount), plan.annual.currency)
+
+
+def cheapest_credit(pricing: Pricing) -> Product | None:
+    """The cheapest credit on offer, packs and plans at either interval."""
+    offers = [*pricing.packs, *(p.product(i) for p in pricing.plans for i in ("month", "year"))]
+    return min(offers, key=per_credit, default=None)
 
 
 def image_costs(catalog: Catalog) -> str:
@@ -36,31 +83,45 @@ def headline(pricing: Pricing, catalog: Catalog) -> str:
     return f"## Pricing\n{offer}One image costs {image_costs(catalog)}. {PLAN_CREDITS_RULE} {PACK_CREDITS_RULE}"
 
 
-def plan_card(plan: Plan, interval: str) -> str:
+BEST_VALUE = "**★ Best value**\n"
+
+
+def plan_card(plan: Plan, interval: str, catalog: Catalog, *, best: bool = False) -> str:
     product = plan.product(interval)
-    lines = [f"### {plan.name}"]
+    lines = [f"### {plan.name}"] + ([BEST_VALUE] if best else [])
     if product.interval == "year":
         twelve = format_money(plan.monthly.unit_amount * 12, product.currency)
         lines += [
             f"**{product.display_price}** a year  ",
-            f"~~{twelve}~~ · **save {plan.annual_saving_percent}%** · {plan.annual_monthly_equivalent} a month",
+            f"~~{twelve}~~ · **save {annual_saving(plan)} a year** ({plan.annual_saving_percent}%) · "
+            f"{plan.annual_monthly_equivalent} a month",
             f"\n{product.credits:,} credits a year ({plan.credits_per_month:,} a month)",
         ]
     else:
         lines += [f"**{product.display_price}** a month", f"\n{product.credits:,} credits a month"]
+    lines.append(f"\n{per_credit_text(product)} · {per_image_text(product, catalog)}")
     if plan.description:
         lines.append(f"\n{plan.description}")
     return "\n".join(lines)
 
 
-def pack_card(pack: Product) -> str:
-    text = f"### {pack.name}\n**{pack.display_price}** once\n\n{pack.credits:,} credits, never expire"
-    return text + (f"\n\n{pack.description}" if pack.description else "")
+def plan_cards(pricing: Pricing, interval: str, catalog: Catalog) -> list[str]:
+    best = best_value(p.product(interval) for p in pricing.plans)
+    return [plan_card(p, interval, catalog, best=p.product(interval) is best) for p in pricing.plans]
+
+
+def pack_card(pack: Product, catalog: Catalog, *, best: bool = False) -> str:
+    lines = [f"### {pack.name}"] + ([BEST_VALUE] if best else [])
+    lines += [f"**{pack.display_price}** once", f"\n{pack.credits:,} credits, never expire",
+              f"\n{per_credit_text(pack)} · {per_image_text(pack, catalog)}"]
+    if pack.description:
+        lines.append(f"\n{pack.description}")
+    return "\n".join(lines)
 
 
 def plan_status(plan: CurrentPlan | None, *, enabled: bool) -> str:
     if not enabled:
-        return "Payments are not configured on this instance: you can see the offer, but not buy yet."
+        return PAYMENTS_OFF
     if plan is None:
         return "You have no subscription. Choose a plan or a credit pack below."
     return f"**Your plan:** {html.escape(plan.summary)}"
@@ -76,12 +137,16 @@ def checkout_link(url: str, label: str) -> str:
 
 def build(services: Services, shell: Shell) -> None:
     pricing: Pricing = services.pricing
+    catalog: Catalog = services.catalog
     billing = services.billing
+    # Payments are on or off for the life of the process (settings): without them every Buy
+    # button is drawn disabled, with the one line below saying why.
+    can_buy = billing.enabled
 
-    gr.Markdown(headline(pricing, services.catalog))
-    with gr.Row():
-        status = gr.Markdown()
-        manage_btn = gr.Button("Manage subscription", size="sm", scale=0)
+    gr.Markdown(headline(pricing, catalog))
+    with gr.Row(elem_classes="pricing-status"):
+        status = gr.Markdown(PAYMENTS_OFF if not can_buy else "")
+        manage_btn = gr.Button("Manage subscription", size="sm", scale=0, visible=False)
     link = gr.HTML()
 
     interval = gr.Radio(
@@ -89,39 +154,41 @@ def build(services: Services, shell: Shell) -> None:
           if value == "year" else label, value) for label, value in INTERVALS],
         value="month", label="Billing", container=False,
     )
-    plan_cards: list[gr.Markdown] = []
+    cards: list[gr.Markdown] = []
     with gr.Row(equal_height=True):
-        for plan in pricing.plans:
+        for plan, text in zip(pricing.plans, plan_cards(pricing, "month", catalog), strict=True):
             with gr.Column(variant="panel", min_width=220):
-                plan_cards.append(gr.Markdown(plan_card(plan, "month")))
-                buy = gr.Button(f"Subscribe to {plan.name}", variant="primary")
+                cards.append(gr.Markdown(text))
+                buy = gr.Button(f"Subscribe to {plan.name}", variant="primary", interactive=can_buy)
                 buy.click(_buy_plan(services, shell, plan), [interval], [link], api_visibility="private")
 
     gr.Markdown("### Credit packs")
+    best_pack = best_value(pricing.packs)
     with gr.Row(equal_height=True):
         for pack in pricing.packs:
             with gr.Column(variant="panel", min_width=180):
-                gr.Markdown(pack_card(pack))
-                buy = gr.Button(f"Buy {pack.credits:,} credits")
+                gr.Markdown(pack_card(pack, catalog, best=pack is best_pack))
+                buy = gr.Button(f"Buy {pack.credits:,} credits", interactive=can_buy)
                 buy.click(_buy_pack(services, shell, pack), None, [link], api_visibility="private")
 
     @user_facing
     def show_interval(value: str):
-        return [plan_card(plan, value) for plan in pricing.plans]
+        return plan_cards(pricing, value, catalog)
 
     @user_facing
     def render(request: gr.Request):
         user = shell.user(request)
-        return plan_status(billing.current_plan(user.id), enabled=billing.enabled), ""
+        plan = billing.current_plan(user.id) if can_buy else None
+        return plan_status(plan, enabled=can_buy), "", gr.update(visible=plan is not None)
 
     @user_facing
     def manage(request: gr.Request):
         url = billing.create_portal(user=shell.user(request))
         return checkout_link(url, "Open the subscription portal")
 
-    interval.change(show_interval, [interval], plan_cards, api_visibility="private")
+    interval.change(show_interval, [interval], cards, api_visibility="private")
     manage_btn.click(manage, None, [link], api_visibility="private")
-    shell.on_show(render, [], [status, link])
+    shell.on_show(render, [], [status, link, manage_btn])
 
 
 def _buy_plan(services: Services, shell: Shell, plan: Plan):

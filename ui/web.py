@@ -1,9 +1,11 @@
-"""Plain HTTP routes served beside the Gradio UI: sign-in pages, terms, health, images,
-the Stripe webhook and the checkout return. Registered on the FastAPI app before the mount."""
+"""Plain HTTP routes served beside the Gradio UI: the landing page, sign-in pages, terms, the API
+page, health, showcase and user images, the Stripe webhook and the checkout return. Registered on
+the FastAPI app before the mount."""
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import quote
@@ -23,10 +25,17 @@ log = logging.getLogger("studio.web")
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+SHOWCASE = ASSETS / "showcase"
 SESSION_COOKIE = "studio_session"
 CSRF_COOKIE = "studio_csrf"
 # Paths a visitor may open without signing in.
-PUBLIC_PREFIXES = ("/login", "/signup", "/forgot", "/reset", "/terms", "/pricing", "/healthz", "/webhooks/")
+PUBLIC_PREFIXES = ("/login", "/signup", "/forgot", "/reset", "/terms", "/pricing", "/healthz", "/webhooks/",
+                   "/showcase/", "/api")
+# The landing page's example strip: whatever images the operator puts in assets/showcase/.
+SHOWCASE_TYPES = {".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+SHOWCASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,150}")
+TAGLINE = ("Describe a picture, pick a style, and get a finished image in {sizes}, "
+           "paid with credits you only spend on images you get.")
 
 
 def client_ip(request: Request) -> str | None:
@@ -70,6 +79,11 @@ def render_page(services: Services, template: str, **context) -> str:
     """A page of ui/templates/ in the product's look (base.html), with the footer's support contact."""
     return templates.get_template(template).render(
         support_contact=services.settings.support_contact, wide=False, **context)
+
+
+def footer_html(services: Services) -> str:
+    """The footer every page ends with, the studio's included (ui/__init__.py)."""
+    return templates.get_template("_footer.html").render(support_contact=services.settings.support_contact)
 
 
 class Pages:
@@ -207,9 +221,7 @@ def build_router(services: Services) -> APIRouter:
 
     # Public pages ----------------------------------------------------------------------------
 
-    # markdown-it escapes the text and, with "html" off, any raw HTML in terms.md: its output is safe.
-    terms_html = Markup(MarkdownIt("commonmark", {"html": False}).render((ASSETS / "terms.md").read_text())
-                        if (ASSETS / "terms.md").exists() else "<p>No terms published.</p>")
+    terms_html = render_terms(ASSETS / "terms.md")
 
     @router.get("/terms", include_in_schema=False)
     def get_terms():
@@ -218,6 +230,19 @@ def build_router(services: Services) -> APIRouter:
     @router.get("/pricing", include_in_schema=False)
     def get_pricing():
         return pages.render("pricing.html", **pricing_context(services))
+
+    @router.get("/api", include_in_schema=False)
+    def get_api_docs():
+        return pages.render("api.html", **api_context(services))
+
+    @router.get("/showcase/{name}", include_in_schema=False)
+    def get_showcase(name: str):
+        """An example image of the landing page: operator files, public, never a user's image."""
+        path = showcase_file(name)
+        if path is None:
+            return JSONResponse({"detail": "Not found"}, status_code=404)
+        return FileResponse(path, media_type=SHOWCASE_TYPES[path.suffix.lower()],
+                            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
     @router.get("/healthz")
     def healthz():
@@ -287,12 +312,85 @@ def build_router(services: Services) -> APIRouter:
     return router
 
 
+def render_terms(path: Path) -> Markup:
+    """assets/terms.md as HTML. HTML comments (the operator's editing note) are dropped; markdown-it
+    escapes the text and, with "html" off, any other raw HTML: its output is safe."""
+    if not path.exists():
+        return Markup("<p>No terms published.</p>")
+    text = re.sub(r"<!--.*?-->\s*", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return Markup(MarkdownIt("commonmark", {"html": False}).render(text))
+
+
+def showcase_file(name: str, folder: Path = SHOWCASE) -> Path | None:
+    """The showcase image called `name`, if it is one (a plain file name with an image suffix)."""
+    if not SHOWCASE_NAME.fullmatch(name) or Path(name).suffix.lower() not in SHOWCASE_TYPES:
+        return None
+    path = folder / name
+    return path if path.is_file() else None
+
+
+def showcase_images(folder: Path = SHOWCASE) -> list[dict]:
+    """[{"url", "caption"}] for each image in assets/showcase/, in name order; the caption is the
+    file name without its leading number ("2-city-at-night.webp" → "city at night")."""
+    if not folder.is_dir():
+        return []
+    names = sorted(p.name for p in folder.iterdir() if showcase_file(p.name, folder))
+    return [{"url": f"/showcase/{quote(name)}",
+             "caption": re.sub(r"^[0-9]+[-_ ]*", "", Path(name).stem).replace("-", " ").replace("_", " ")}
+            for name in names]
+
+
+def landing_context(services: Services) -> dict:
+    """What the landing page shows: all of it from the catalog, pricing.json, settings and assets/showcase/."""
+    from ui.pricing import best_value, cheapest_credit, money, per_credit, per_credit_text
+
+    pricing, catalog = services.pricing, services.catalog
+    cheapest = cheapest_credit(pricing)
+    resolutions = [{"label": r.label, "credits": r.price,
+                    "from": money(per_credit(cheapest) * r.price, cheapest.currency) if cheapest else None}
+                   for r in catalog.resolutions]
+    best_pack = best_value(pricing.packs)
+    packs = [{"name": p.name, "price": p.display_price, "credits": p.credits, "per_credit": per_credit_text(p),
+              "best": p is best_pack} for p in pricing.packs]
+    plans = [{"name": p.name, "monthly": p.monthly.display_price, "annual": p.annual.display_price,
+              "credits_per_month": p.credits_per_month, "saving_percent": p.annual_saving_percent}
+             for p in pricing.plans]
+    keys = [r.key for r in catalog.resolutions]
+    sizes = f"{', '.join(keys[:-1])} or {keys[-1]}" if len(keys) > 1 else keys[0]
+    return {"tagline": TAGLINE.format(sizes=sizes), "showcase": showcase_images(), "resolutions": resolutions,
+            "packs": packs, "plans": plans, "trial_credits": services.settings.trial_credits,
+            "styles": len(catalog.styles)}
+
+
+def api_context(services: Services) -> dict:
+    """The API page's values: the instance's address and the catalog's real choices."""
+    catalog = services.catalog
+    return {"base_url": services.settings.base_url, "styles": catalog.style_names,
+            "aspect_ratios": [r.ratio for r in catalog.aspect_ratios],
+            "resolutions": [{"key": r.key, "price": r.price} for r in catalog.resolutions],
+            "example": {"style": catalog.default_style, "aspect_ratio": catalog.default_aspect_ratio,
+                        "resolution": catalog.default_resolution}}
+
+
 def pricing_context(services: Services) -> dict:
     """What the public price list (pricing.html) shows, in the words of the Pricing tab."""
-    from ui.pricing import PACK_CREDITS_RULE, PLAN_CREDITS_RULE, image_costs
+    from ui.pricing import (
+        PACK_CREDITS_RULE,
+        PLAN_CREDITS_RULE,
+        annual_saving,
+        best_value,
+        image_costs,
+        per_credit_text,
+        per_image_text,
+    )
 
-    return {"image_costs": image_costs(services.catalog), "trial_credits": services.settings.trial_credits,
-            "plans": services.pricing.plans, "packs": services.pricing.packs,
+    pricing, catalog = services.pricing, services.catalog
+    best = best_value([*pricing.packs, *(p.monthly for p in pricing.plans)])
+    value = {p.key: f"{per_credit_text(p)}, {per_image_text(p, catalog)}"
+             for p in [*pricing.packs, *(p.monthly for p in pricing.plans)]}
+    return {"image_costs": image_costs(catalog), "trial_credits": services.settings.trial_credits,
+            "plans": pricing.plans, "packs": pricing.packs, "value": value, "best": best.key if best else None,
+            "savings": {p.key: annual_saving(p) for p in pricing.plans},
             "plan_rule": PLAN_CREDITS_RULE, "pack_rule": PACK_CREDITS_RULE}
 
 
@@ -308,7 +406,9 @@ async def _in_thread(fn, *args):
 
 
 class BrowserRedirectMiddleware:
-    """Send a browser without a session to the sign-in page instead of Gradio's JSON 401.
+    """A browser without a session gets the landing page at `/` and the sign-in page anywhere
+    else, instead of Gradio's JSON 401. A signed-in browser reaches the studio; a request with
+    an Authorization header is left to the auth dependency.
 
     A plain ASGI middleware (Starlette's `@app.middleware("http")` wraps every request, API
     calls included, in extra tasks and streams)."""
@@ -316,12 +416,17 @@ class BrowserRedirectMiddleware:
     def __init__(self, app, services: Services):
         self.app = app
         self.services = services
+        self.pages = Pages(services)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["path"].startswith(PUBLIC_PREFIXES):
             request = Request(scope)
             if "authorization" not in request.headers and "text/html" in request.headers.get("accept", ""):
                 user = await _in_thread(self.services.accounts.user_for_session, request.cookies.get(SESSION_COOKIE))
+                if user is None and scope["path"] == "/" and not scope.get("query_string"):
+                    response = self.pages.render("landing.html", **landing_context(self.services))
+                    await response(scope, receive, send)
+                    return
                 if user is None:
                     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     response = RedirectResponse(f"/login?next={quote(safe_next(target))}", status_code=303)

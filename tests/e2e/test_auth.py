@@ -36,9 +36,10 @@ def test_healthz(served_app):
 
 
 def test_browser_without_session_lands_on_sign_in(served_app):
-    r = httpx.get(served_app.url + "/", headers={"accept": "text/html"}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"].startswith("/login")
-    page = httpx.get(served_app.url + "/", headers={"accept": "text/html"}, follow_redirects=True)
+    # `/` itself is the landing page (tests/e2e/test_pages.py); a deep link goes to sign-in and back.
+    r = httpx.get(served_app.url + "/?tab=pricing", headers={"accept": "text/html"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/%3Ftab%3Dpricing"
+    page = httpx.get(served_app.url + "/?tab=pricing", headers={"accept": "text/html"}, follow_redirects=True)
     assert page.status_code == 200 and "Sign in" in page.text and 'type="password"' in page.text
 
 

@@ -64,7 +64,7 @@ def test_a_person_generates_sees_the_image_and_signs_out(serve_app, shots, viewp
             page.get_by_role("button", name="Sign out").click()
             page.wait_for_url("**/login?msg=signed_out", timeout=30_000)
             assert page.get_by_text("You are signed out.").is_visible()
-            page.goto(app.url)
-            page.wait_for_url("**/login**")
+            page.goto(app.url)  # signed out, `/` is the landing page
+            page.get_by_role("link", name="Sign in").first.wait_for()
         finally:
             browser.close()

@@ -62,9 +62,16 @@ def as_user(user) -> gr.Request:
 
 def test_offer_shows_and_buy_explains_without_stripe(sqlite_database, tmp_path, make_user):
     user = make_user(sqlite_database)
-    _, h = build_tab(sqlite_database, tmp_path, stripe_url=None)
-    status, _ = h["shown"][0](as_user(user))
-    assert "not configured" in status
+    built: list = []
+    _, h = build_tab(sqlite_database, tmp_path, stripe_url=None, demo_out=built)
+    status, _, manage = h["shown"][0](as_user(user))
+    assert status == pricing_ui.PAYMENTS_OFF and manage["visible"] is False
+    buy_buttons = [b for b in built[0].blocks.values() if isinstance(b, gr.Button)
+                   and str(b.value).startswith(("Buy ", "Subscribe to "))]
+    assert len(buy_buttons) == 5 and all(b.interactive is False for b in buy_buttons), "drawn disabled"
+    manage_button = next(b for b in built[0].blocks.values() if getattr(b, "value", None) == "Manage subscription")
+    assert manage_button.visible is False
+    # The handlers still refuse if called anyway (a stale page, a crafted event).
     for buy in buttons(h, "Subscribe to "):
         with pytest.raises(gr.Error, match="not configured"):
             buy("month", as_user(user))
@@ -72,7 +79,8 @@ def test_offer_shows_and_buy_explains_without_stripe(sqlite_database, tmp_path, 
         with pytest.raises(gr.Error, match="not configured"):
             buy(as_user(user))
     annual = h["Billing"][0]("year")
-    assert all("save 65%" in card for card in annual)
+    # 12 x $9.99 - $41.96 and 12 x $24.99 - $104.96, in money and in percent
+    assert "save $77.92 a year** (65%)" in annual[0] and "save $194.92 a year** (65%)" in annual[1]
     assert "$9.99" in h["Billing"][0]("month")[0]
     with pytest.raises(gr.Error, match="sign in"):
         h["shown"][0](gr.Request())
@@ -85,6 +93,8 @@ def test_buy_and_manage_give_stripe_links(sqlite_database, tmp_path, make_user):
         billing.sync_catalog()
         with pytest.raises(gr.Error, match="nothing|no subscription"):
             h["Manage subscription"][0](as_user(user))
+        status, _, manage = h["shown"][0](as_user(user))
+        assert "no subscription" in status and manage["visible"] is False
 
         plan_buys = buttons(h, "Subscribe to ")
         html = plan_buys[-1]("year", as_user(user))  # the last plan, billed annually
@@ -100,6 +110,15 @@ def test_buy_and_manage_give_stripe_links(sqlite_database, tmp_path, make_user):
 
         portal = h["Manage subscription"][0](as_user(user))
         assert f'href="{fake.url}/portal/bps_' in portal
+        status, _, manage = h["shown"][0](as_user(user))
+        assert "no subscription" in status and manage["visible"] is False, "a pack is not a plan"
+
+        plan_html = plan_buys[0]("month", as_user(user))
+        session_id = plan_html.split("/pay/", 1)[1].split('"', 1)[0]
+        billing.fulfil_checkout_session(fake.complete_checkout(session_id)["id"], user_id=user.id)
+        status, _, manage = h["shown"][0](as_user(user))
+        assert "Your plan:" in status and billing.pricing.plans[0].name in status
+        assert manage["visible"] is True, "Manage subscription shows for a subscriber"
 
 
 def test_the_tab_and_the_public_page_state_the_catalog_prices(sqlite_database, tmp_path):
