@@ -63,6 +63,7 @@ def create_app(settings: Settings, services=None):
     from ui import build_ui
     from ui.gradio_tuning import lazy_session_configs, no_matplotlib_lookups
     from ui.guards import BodyLimit, GradioSessions, UploadsOff
+    from ui.oidc import build_router as build_oidc_router
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
     services = services or build_services(settings)
@@ -87,6 +88,7 @@ def create_app(settings: Settings, services=None):
     app.state.services = services
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(build_router(services))
+    app.include_router(build_oidc_router(services))  # provider sign-in and /verify-email
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:

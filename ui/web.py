@@ -26,7 +26,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 SESSION_COOKIE = "studio_session"
 CSRF_COOKIE = "studio_csrf"
 # Paths a visitor may open without signing in.
-PUBLIC_PREFIXES = ("/login", "/signup", "/forgot", "/reset", "/terms", "/pricing", "/healthz", "/webhooks/")
+PUBLIC_PREFIXES = ("/login", "/signup", "/forgot", "/reset", "/terms", "/pricing", "/healthz", "/webhooks/",
+                   "/auth/oidc/", "/verify-email")
 
 
 def client_ip(request: Request) -> str | None:
@@ -68,6 +69,7 @@ templates.globals["css"] = Markup((ASSETS / "pages.css").read_text())
 
 def render_page(services: Services, template: str, **context) -> str:
     """A page of ui/templates/ in the product's look (base.html), with the footer's support contact."""
+    context.setdefault("oidc_providers", services.accounts.oidc_providers())  # _oidc_buttons.html
     return templates.get_template(template).render(
         support_contact=services.settings.support_contact, wide=False, **context)
 
@@ -143,7 +145,7 @@ def build_router(services: Services) -> APIRouter:
 
     def signup_page(*, next_url: str = "/", email: str = "", error: str | None = None, status: int = 200):
         return pages.form("signup.html", next_url=next_url, email=email, trial_credits=settings.trial_credits,
-                          error=error, status=status)
+                          trial_after_verification=settings.trial_requires_verified_email, error=error, status=status)
 
     @router.get("/signup", include_in_schema=False)
     def get_signup(next: str = "/"):
@@ -153,7 +155,8 @@ def build_router(services: Services) -> APIRouter:
     def post_signup(request: Request, email: str = Form(""), password: str = Form(""), csrf: str = Form(""),
                     next: str = "/"):
         return session_form(request, csrf, email, safe_next(next), signup_page, lambda: services.accounts.sign_up(
-            email=email, password=password, ip=client_ip(request)))
+            email=email, password=password, ip=client_ip(request), user_agent=request.headers.get("user-agent"),
+            verify_url=f"{settings.base_url}/verify-email"))
 
     @router.post("/logout", include_in_schema=False)
     def post_logout(request: Request, csrf: str = Form("")):
