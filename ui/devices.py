@@ -79,13 +79,14 @@ def build(services: Services, shell: Shell) -> None:
         linked = accounts.list_identities(user_id=user.id)
         rows = [[labels.get(i.provider, i.provider), i.email or "—", _when(i.created_at)] for i in linked]
         choices = [(f"{labels.get(i.provider, i.provider)} ({i.email or i.subject[:12]})", i.id) for i in linked]
-        ways = (["a password"] if user.password_hash else []) + [f"{len(linked)} provider(s)"] * bool(linked)
+        ways = ((["a password"] if user.password_hash else [])
+                + sorted({labels.get(i.provider, i.provider) for i in linked})) or ["no sign-in method"]
         verified = ("Your email address is verified." if user.email_verified_at else
                     "Your email address is not verified yet." + (
                         " Open the link we sent you" + (" to receive your free trial credits."
                                                         if services.settings.trial_requires_verified_email else ".")
                         if services.settings.mail_configured else ""))
-        text = f"You sign in with {' and '.join(ways) or 'nothing'}. {verified}"
+        text = f"You sign in with {', '.join(ways[:-1]) + ' and ' if len(ways) > 1 else ''}{ways[-1]}. {verified}"
         proof = html.escape(accounts.link_proof(_session_token(request)))
         linked_names = {i.provider for i in linked}
         forms = "".join(

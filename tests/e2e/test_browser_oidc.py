@@ -42,5 +42,15 @@ def test_the_provider_button_signs_a_person_in(serve_app, tmp_path):
                 page.screenshot(path=str(shots / "oidc-signed-in.png"), full_page=True)
                 cookies = {c["name"] for c in page.context.cookies()}
                 assert "studio_session" in cookies
+
+                # the Account tab shows this device and the linked provider
+                page.get_by_role("tab", name="Account").click()
+                page.get_by_text("Signed-in devices").first.click()
+                page.get_by_text("this device").filter(visible=True).first.wait_for(timeout=30_000)
+                page.get_by_text("Chrome on Linux").filter(visible=True).first.wait_for(timeout=30_000)
+                page.get_by_text("Sign-in methods").first.click()
+                page.get_by_text("You sign in with ACME ID.").filter(visible=True).first.wait_for(timeout=30_000)
+                page.get_by_text("ACME ID").filter(visible=True).first.wait_for(timeout=30_000)
+                page.screenshot(path=str(shots / "oidc-account-tab.png"), full_page=True)
             finally:
                 browser.close()

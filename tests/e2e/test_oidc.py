@@ -190,3 +190,65 @@ def test_a_replayed_code_is_refused(app, provider):
 def test_an_unknown_provider_is_a_clear_404(app):
     page = app.client().get("/auth/oidc/nobody/login")
     assert page.status_code == 404 and "no such sign-in provider" in page.text
+
+
+def test_the_email_comes_from_userinfo_when_the_id_token_has_none(app, provider):
+    me = person(provider)
+    provider.include_email_in_id_token = False
+    client, page = provider_sign_in(app)
+    assert page.status_code == 200 and "studio_session" in client.cookies
+    assert user_by_email(app, me["email"]) is not None
+    assert any(p == "/userinfo" for _, p, _ in provider.requests)
+
+
+def test_a_provider_only_account_has_no_password_to_guess(app, provider):
+    me = person(provider)
+    provider_sign_in(app)
+    for password in ("", "correct horse battery", "x" * 8):
+        _, r = sign_in(app, me["email"], password)
+        assert r.status_code == 401 and "Incorrect email or password" in r.text
+
+
+def test_unlinking_never_removes_the_last_way_in(app, provider):
+    from services.errors import ValidationFailed
+
+    accounts = app.services.accounts
+    me = person(provider)
+    provider_sign_in(app)
+    only = user_by_email(app, me["email"])
+    [identity] = accounts.list_identities(user_id=only.id)
+    with pytest.raises(ValidationFailed, match="only way to sign in"):
+        accounts.unlink_identity(user_id=only.id, identity_id=identity.id)
+    # a password account with a linked provider can unlink it, and nobody else can
+    email = f"both-{uuid.uuid4().hex[:8]}@example.com"
+    sign_up(app, email)
+    person(provider, email=email, verified=True)
+    provider_sign_in(app)
+    both = user_by_email(app, email)
+    [linked] = accounts.list_identities(user_id=both.id)
+    from services.errors import NotFound
+
+    with pytest.raises(NotFound):
+        accounts.unlink_identity(user_id=only.id, identity_id=linked.id)
+    accounts.unlink_identity(user_id=both.id, identity_id=linked.id)
+    assert accounts.list_identities(user_id=both.id) == []
+
+
+def test_a_hugging_face_space_signs_in_with_its_four_variables(serve_app, provider, database_url):
+    """The Space's OAuth variables alone (the fake stands in for huggingface.co); the redirect URI
+    is on SPACE_HOST, so the test carries the provider's answer to the app itself."""
+    app = serve_app(database_url=database_url, OAUTH_CLIENT_ID=provider.client_id,
+                    OAUTH_CLIENT_SECRET=provider.client_secret, OPENID_PROVIDER_URL=provider.issuer,
+                    SPACE_HOST="someone-studio.hf.space")
+    assert "Sign in with Hugging Face" in app.client().get("/login").text
+    me = person(provider)
+    client = browser(app)
+    start = client.get("/auth/oidc/huggingface/login", follow_redirects=False)
+    authorize = parse_qs(urlsplit(start.headers["location"]).query)
+    assert authorize["redirect_uri"] == ["https://someone-studio.hf.space/auth/oidc/huggingface/callback"]
+    assert "email" in authorize["scope"][0].split()
+    answer = httpx.get(start.headers["location"], follow_redirects=False).headers["location"]
+    assert answer.startswith("https://someone-studio.hf.space/auth/oidc/huggingface/callback?")
+    page = client.get("/auth/oidc/huggingface/callback?" + urlsplit(answer).query)
+    assert page.status_code == 200 and "studio_session" in client.cookies
+    assert user_by_email(app, me["email"]) is not None
