@@ -116,10 +116,10 @@ def _backfill_trial_claims() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("user_sessions", schema=None) as batch_op:
-        batch_op.drop_column("device")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("email_verified_at")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): a batch rebuild of `users` would drop the
+    # table, and with foreign keys on, SQLite would cascade that to every row that references it.
+    op.drop_column("user_sessions", "device")
+    op.drop_column("users", "email_verified_at")
     op.drop_table("trial_claims")
     op.drop_table("email_verifications")
     op.drop_table("oidc_logins")
