@@ -32,7 +32,8 @@ def build_router(services: Services) -> APIRouter:
     def to_provider(request: Request, name: str, next_url: str, link_user_id: int | None = None) -> Response:
         try:
             start = accounts.start_oidc(provider=name, next_url=next_url, link_user_id=link_user_id,
-                                        browser_token=request.cookies.get(OIDC_BROWSER_COOKIE))
+                                        browser_token=request.cookies.get(OIDC_BROWSER_COOKIE),
+                                        ip=client_ip(request))
         except DomainError as err:
             return refused(err.message, err.status_code)
         response = RedirectResponse(start.authorize_url, status_code=303)

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 
 from models.user import AuthEvent, OidcLogin, User, UserIdentity
-from services.accounts.attempts import SIGNUP_IP_WINDOW, SIGNUP_KINDS, SIGNUP_OK
+from services.accounts.attempts import SIGNIN_IP_WINDOW, SIGNUP_IP_WINDOW, SIGNUP_KINDS, SIGNUP_OK
 from services.accounts.credentials import normalize_email, token_hash
 from services.accounts.sessions import SignIn
 from services.accounts.trials import claim_trial, email_claim_key, subject_claim_key
@@ -45,6 +45,7 @@ from services.settings import OidcProviderConfig, Settings
 log = logging.getLogger("studio.accounts")
 
 LOGIN_TTL = timedelta(minutes=10)
+OIDC_START = "oidc_start"  # AuthEvent kind: a provider sign-in started (throttled per IP)
 METADATA_TTL_SECONDS = 3600
 # Asymmetric signatures only: never "none", never an HMAC keyed with the client secret.
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -90,11 +91,19 @@ class OidcProvider:
         self._metadata: tuple[float, dict] | None = None
         self._keys: KeySet | None = None
 
-    def _client(self, redirect_uri: str) -> OAuth2Client:
+    def _client(self, redirect_uri: str, meta: dict | None = None) -> OAuth2Client:
         return OAuth2Client(client_id=self.config.client_id, client_secret=self.config.client_secret,
                             scope=self.config.scope, redirect_uri=redirect_uri, code_challenge_method="S256",
-                            token_endpoint_auth_method="client_secret_post" if self.config.client_secret else "none",
-                            timeout=self.timeout)
+                            token_endpoint_auth_method=self._auth_method(meta or {}), timeout=self.timeout)
+
+    def _auth_method(self, meta: dict) -> str:
+        """How the client authenticates at the token endpoint: none without a secret (PKCE alone),
+        else HTTP Basic (the default of the spec) unless the provider only accepts the form field."""
+        if not self.config.client_secret:
+            return "none"
+        methods = meta.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        return "client_secret_post" if "client_secret_basic" not in methods and "client_secret_post" in methods \
+            else "client_secret_basic"
 
     def metadata(self) -> dict:
         """The issuer's /.well-known/openid-configuration, fetched at most once an hour."""
@@ -131,7 +140,7 @@ class OidcProvider:
         """Exchange the code (with the PKCE verifier) and check the ID token."""
         meta = self.metadata()
         try:
-            with self._client(redirect_uri) as client:
+            with self._client(redirect_uri, meta) as client:
                 token = client.fetch_token(meta["token_endpoint"], grant_type="authorization_code", code=code,
                                            code_verifier=code_verifier, redirect_uri=redirect_uri)
         except AuthlibBaseError as err:
@@ -255,10 +264,14 @@ class AccountOidc:
         return hmac.new(key, b"link-provider:" + session_token.encode(), hashlib.sha256).hexdigest()
 
     def start_oidc(self, *, provider: str, next_url: str = "/", browser_token: str | None = None,
-                   link_user_id: int | None = None) -> OidcStart:
+                   link_user_id: int | None = None, ip: str | None = None) -> OidcStart:
         """Record a sign-in in progress and return the provider's authorization URL. The state,
-        nonce and PKCE verifier are random and stay here; the browser gets a binding cookie."""
+        nonce and PKCE verifier are random and stay here; the browser gets a binding cookie.
+        Throttled per IP like password sign-ins."""
         p = self._provider(provider)
+        self._admit(kind=OIDC_START, email=None, ip=ip, counted=(OIDC_START,), window=SIGNIN_IP_WINDOW,
+                    limit=self.settings.signin_rate_per_ip_per_minute,
+                    refusal="Too many sign-in attempts from your network. Wait a minute and try again.")
         if not browser_token or len(browser_token) < 32 or len(browser_token) > 100:
             browser_token = secrets.token_urlsafe(32)
         state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(64)

@@ -83,6 +83,7 @@ def test_first_sign_in_creates_the_account_with_its_trial_and_a_second_finds_it(
     authorize = [q for m, p, q in provider.requests if p == "/authorize"][-1]
     token = [f for m, p, f in provider.requests if p == "/token"][-1]
     assert authorize["code_challenge_method"] == "S256" and len(token["code_verifier"]) >= 43
+    assert provider.auth_methods == ["client_secret_basic"]
 
     again, page = provider_sign_in(app)
     assert page.status_code == 200 and "studio_session" in again.cookies
@@ -252,3 +253,21 @@ def test_a_hugging_face_space_signs_in_with_its_four_variables(serve_app, provid
     page = client.get("/auth/oidc/huggingface/callback?" + urlsplit(answer).query)
     assert page.status_code == 200 and "studio_session" in client.cookies
     assert user_by_email(app, me["email"]) is not None
+
+
+def test_a_provider_that_takes_the_secret_only_in_the_form_gets_it_there(serve_app, provider):
+    provider.token_auth_methods = ["client_secret_post"]
+    app = serve_app(**oidc_settings(provider))
+    person(provider)
+    client, page = provider_sign_in(app)
+    assert page.status_code == 200 and "studio_session" in client.cookies
+    assert provider.auth_methods == ["client_secret_post"]
+
+
+def test_starting_sign_ins_is_throttled_per_ip(serve_app, provider):
+    app = serve_app(SIGNIN_RATE_PER_IP_PER_MINUTE=3, **oidc_settings(provider))
+    client = browser(app)
+    for _ in range(3):
+        assert client.get("/auth/oidc/acme/login", follow_redirects=False).status_code == 303
+    page = client.get("/auth/oidc/acme/login", follow_redirects=False)
+    assert page.status_code == 429 and "Too many sign-in attempts" in page.text

@@ -76,7 +76,14 @@ class _Handler(JSONHandler):
         if url.path != "/token":
             self.send_json(404, {"error": "not_found"})
             return
-        if form.get("client_id") != fake.client_id or form.get("client_secret") != fake.client_secret:
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        scheme, _, basic = self.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            client_id, _, client_secret = base64.b64decode(basic).decode().partition(":")
+            fake.auth_methods.append("client_secret_basic")
+        else:
+            fake.auth_methods.append("client_secret_post")
+        if client_id != fake.client_id or client_secret != fake.client_secret:
             self.send_json(401, {"error": "invalid_client"})
             return
         with fake.lock:
@@ -111,6 +118,8 @@ class FakeOIDC(LoopbackServer):
         self.codes: dict[str, dict] = {}
         self.access_tokens: dict[str, dict] = {}
         self.requests: list[tuple] = []
+        self.auth_methods: list[str] = []  # how the client authenticated at each token request
+        self.token_auth_methods = ["client_secret_post", "client_secret_basic"]
         self.lock = threading.Lock()
 
     @property
@@ -124,7 +133,7 @@ class FakeOIDC(LoopbackServer):
                 "response_types_supported": ["code"], "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["RS256"], "code_challenge_methods_supported": ["S256"],
                 "scopes_supported": ["openid", "email", "profile"],
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"]}
+                "token_endpoint_auth_methods_supported": self.token_auth_methods}
 
     def id_token(self, person: dict, nonce: str) -> str:
         now = int(time.time())
