@@ -68,6 +68,7 @@ def create_app(settings: Settings, services=None):
         no_matplotlib_lookups,
     )
     from ui.guards import BodyLimit, Busy, GradioSessions, UploadsOff
+    from ui.oidc import build_router as build_oidc_router
     from ui.theme import studio_theme
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
@@ -93,6 +94,7 @@ def create_app(settings: Settings, services=None):
     app.state.services = services
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(build_router(services))
+    app.include_router(build_oidc_router(services))  # provider sign-in and /verify-email
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:

@@ -3,9 +3,20 @@
 from models.generation import Generation, ModerationEvent
 from models.ledger import CreditGrant, Hold, LedgerEntry
 from models.payment import Fulfillment, StripeEvent, Subscription
-from models.user import ApiKey, AuthEvent, PasswordReset, User, UserSession
+from models.user import (
+    ApiKey,
+    AuthEvent,
+    EmailVerification,
+    OidcLogin,
+    PasswordReset,
+    TrialClaim,
+    User,
+    UserIdentity,
+    UserSession,
+)
 
 __all__ = [
-    "ApiKey", "AuthEvent", "CreditGrant", "Fulfillment", "Generation", "Hold", "LedgerEntry",
-    "ModerationEvent", "PasswordReset", "StripeEvent", "Subscription", "User", "UserSession",
+    "ApiKey", "AuthEvent", "CreditGrant", "EmailVerification", "Fulfillment", "Generation", "Hold",
+    "LedgerEntry", "ModerationEvent", "OidcLogin", "PasswordReset", "StripeEvent", "Subscription",
+    "TrialClaim", "User", "UserIdentity", "UserSession",
 ]

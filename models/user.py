@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.base import utcnow
@@ -14,11 +15,14 @@ class User(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True, index=True)  # stored lower-cased
+    # "" when the account has no password (it signs in with a provider). Not NULL: relaxing the column
+    # would rebuild the users table on SQLite.
     password_hash: str = Field(max_length=512)
     role: str = Field(default="user", max_length=16)  # "user" | "admin"
     stripe_customer_id: str | None = Field(default=None, max_length=255, unique=True)
     created_at: datetime = Field(default_factory=utcnow)
     disabled_at: datetime | None = None
+    email_verified_at: datetime | None = None  # a mailed link was opened, or a provider vouched for it
 
     @property
     def is_admin(self) -> bool:
@@ -39,6 +43,7 @@ class UserSession(SQLModel, table=True):
     revoked_at: datetime | None = None
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=512)
+    device: str | None = Field(default=None, max_length=100)  # "Firefox on Linux", parsed at sign-in
 
 
 class ApiKey(SQLModel, table=True):
@@ -77,3 +82,64 @@ class AuthEvent(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=320, index=True)
     ip: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class UserIdentity(SQLModel, table=True):
+    """A provider account (OpenID Connect issuer + subject) linked to a user: a way to sign in."""
+
+    __tablename__ = "user_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_user_identities_issuer_subject"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    provider: str = Field(max_length=64)  # the configured name ("google", "company", "huggingface")
+    issuer: str = Field(max_length=255)
+    subject: str = Field(max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+
+
+class OidcLogin(SQLModel, table=True):
+    """A sign-in started at a provider: the state, nonce and PKCE verifier stay on the server,
+    bound to the browser that started it (the SHA-256 of a cookie). Used once, within minutes."""
+
+    __tablename__ = "oidc_logins"
+
+    id: int | None = Field(default=None, primary_key=True)
+    state_hash: str = Field(max_length=64, unique=True, index=True)
+    browser_hash: str = Field(max_length=64)
+    provider: str = Field(max_length=64)
+    nonce: str = Field(max_length=128)
+    code_verifier: str = Field(max_length=128)
+    next_url: str = Field(default="/", max_length=2000)
+    link_user_id: int | None = Field(default=None, foreign_key="users.id", ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class EmailVerification(SQLModel, table=True):
+    """A mailed verification link. Only the SHA-256 of its token is stored; used once."""
+
+    __tablename__ = "email_verifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    email: str = Field(max_length=320)  # the address the link was sent to
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class TrialClaim(SQLModel, table=True):
+    """Who has had the free trial: one row per normalised email and per provider subject, kept
+    when the account is deleted (no foreign key), so a key is granted a trial once, ever."""
+
+    __tablename__ = "trial_claims"
+
+    id: int | None = Field(default=None, primary_key=True)
+    claim_key: str = Field(max_length=600, unique=True, index=True)  # "email:…" or "oidc:<issuer> <subject>"
+    user_id: int | None = None  # the account it went with (informative: may be deleted since)
+    created_at: datetime = Field(default_factory=utcnow)

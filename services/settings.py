@@ -5,9 +5,13 @@ The real environment wins over `.env`. No other module reads `os.environ`.
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +19,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class ConfigError(Exception):
     """A setting has an invalid value; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class OidcProviderConfig:
+    """One OpenID Connect provider people can sign in with (OIDC_<NAME>_* or a Space's OAuth)."""
+
+    name: str  # in the routes: /auth/oidc/<name>/login
+    label: str  # "Sign in with <label>"
+    issuer: str
+    client_id: str
+    client_secret: str | None
+    scope: str = "openid email profile"
+    redirect_uri: str | None = None  # None: PUBLIC_URL (or the server address) + the callback path
+
+
+_PROVIDER_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 
 
 class Settings(BaseSettings):
@@ -28,6 +48,8 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, alias="PUBLIC_URL")
     admin_emails: str = Field(default="", alias="ADMIN_EMAILS")
     trial_credits: int = Field(default=40, ge=0, le=1_000_000, alias="TRIAL_CREDITS")
+    # Unset: on when mail is configured (SMTP_HOST), off otherwise.
+    trial_requires_verified_email_setting: bool | None = Field(default=None, alias="TRIAL_REQUIRES_VERIFIED_EMAIL")
     support_contact: str = Field(default="support@example.com", alias="SUPPORT_CONTACT")
 
     server_name: str = Field(default="127.0.0.1", alias="GRADIO_SERVER_NAME")
@@ -47,6 +69,17 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(default=None, alias="SMTP_PASSWORD")
     smtp_from: str | None = Field(default=None, alias="SMTP_FROM")
     smtp_starttls: bool = Field(default=True, alias="SMTP_STARTTLS")
+
+    # Sign-in with OpenID Connect: OIDC_PROVIDERS=google,company and OIDC_<NAME>_ISSUER, _CLIENT_ID,
+    # _CLIENT_SECRET, _LABEL (read by load_settings into `oidc_environment`).
+    oidc_providers: str = Field(default="", alias="OIDC_PROVIDERS")
+    oidc_environment: dict[str, str] = Field(default_factory=dict, exclude=True)
+    # A Hugging Face Space with `hf_oauth: true` sets these four (and OAUTH_SCOPES).
+    oauth_client_id: str | None = Field(default=None, alias="OAUTH_CLIENT_ID")
+    oauth_client_secret: str | None = Field(default=None, alias="OAUTH_CLIENT_SECRET")
+    oauth_scopes: str | None = Field(default=None, alias="OAUTH_SCOPES")
+    openid_provider_url: str | None = Field(default=None, alias="OPENID_PROVIDER_URL")
+    space_host: str | None = Field(default=None, alias="SPACE_HOST")
 
     openai_api_key: str | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
@@ -69,7 +102,9 @@ class Settings(BaseSettings):
     @field_validator(
         "database_url", "secret_key", "public_url", "smtp_host", "smtp_user", "smtp_password",
         "smtp_from", "openai_api_key", "openai_base_url", "stripe_secret_key",
-        "stripe_webhook_secret", "stripe_api_base", mode="before",
+        "stripe_webhook_secret", "stripe_api_base", "trial_requires_verified_email_setting",
+        "oauth_client_id", "oauth_client_secret", "oauth_scopes", "openid_provider_url", "space_host",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value):
@@ -126,6 +161,51 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.server_port}"
 
     @property
+    def mail_configured(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def trial_requires_verified_email(self) -> bool:
+        """Trial credits wait for a verified email: TRIAL_REQUIRES_VERIFIED_EMAIL, else on with mail."""
+        if self.trial_requires_verified_email_setting is None:
+            return self.mail_configured
+        return self.trial_requires_verified_email_setting
+
+    def oidc_provider_configs(self) -> list[OidcProviderConfig]:
+        """The sign-in providers, in OIDC_PROVIDERS order, then Hugging Face on a Space with OAuth.
+        Raises ValueError naming the variable that is missing or wrong."""
+        env = self.oidc_environment
+        providers: list[OidcProviderConfig] = []
+        for name in filter(None, (n.strip().lower() for n in self.oidc_providers.split(","))):
+            if not _PROVIDER_NAME.match(name):
+                raise ValueError(f"OIDC_PROVIDERS: {name!r} is not a name (letters, digits, _)")
+            prefix = f"OIDC_{name.upper()}_"
+
+            def value(key: str, name=name, prefix=prefix) -> str | None:
+                found = (env.get(prefix + key) or "").strip()
+                return found or None
+
+            issuer, client_id = value("ISSUER"), value("CLIENT_ID")
+            for key, found in (("ISSUER", issuer), ("CLIENT_ID", client_id)):
+                if not found:
+                    raise ValueError(f"{prefix}{key}: required because OIDC_PROVIDERS names {name!r}")
+            _check_issuer(prefix + "ISSUER", issuer)
+            providers.append(OidcProviderConfig(
+                name=name, label=value("LABEL") or name.replace("_", " ").title(), issuer=issuer.rstrip("/"),
+                client_id=client_id, client_secret=value("CLIENT_SECRET"),
+                scope=value("SCOPES") or "openid email profile"))
+        if self.oauth_client_id and self.openid_provider_url and self.space_host and not any(
+                p.name == "huggingface" for p in providers):
+            _check_issuer("OPENID_PROVIDER_URL", self.openid_provider_url)
+            scopes = (self.oauth_scopes or "openid profile").split()
+            scopes += [s for s in ("openid", "email") if s not in scopes]
+            providers.append(OidcProviderConfig(
+                name="huggingface", label="Hugging Face", issuer=self.openid_provider_url.rstrip("/"),
+                client_id=self.oauth_client_id, client_secret=self.oauth_client_secret, scope=" ".join(scopes),
+                redirect_uri=f"https://{self.space_host}/auth/oidc/huggingface/callback"))
+        return providers
+
+    @property
     def use_openai(self) -> bool:
         if self.image_provider == "offline":
             return False
@@ -151,6 +231,26 @@ class Settings(BaseSettings):
         return self.secret_key
 
 
+def _check_issuer(variable: str, issuer: str) -> None:
+    parts = urlsplit(issuer)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ValueError(f"{variable}: must be an https:// URL")
+
+
+def _oidc_environment(env_file: str | Path | None, overrides: dict) -> dict[str, str]:
+    """The OIDC_<NAME>_* variables (their names are not known in advance): `.env`, then the real
+    environment, then explicit overrides."""
+    from dotenv import dotenv_values
+
+    found: dict[str, str] = {}
+    if env_file and Path(env_file).exists():
+        found.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    found.update(os.environ)
+    found.update({k: str(v) for k, v in overrides.items() if v is not None})
+    return {k: v for k, v in found.items() if k.startswith("OIDC_")}
+
+
 def load_settings(env_file: str | Path | None = ".env", **overrides) -> Settings:
     """Build Settings; an invalid value raises ConfigError naming the variable."""
     try:
@@ -160,5 +260,10 @@ def load_settings(env_file: str | Path | None = ".env", **overrides) -> Settings
         field = str(first["loc"][0]) if first.get("loc") else "?"
         alias = Settings.model_fields[field].alias if field in Settings.model_fields else field
         raise ConfigError(f"Invalid configuration: {alias or field}: {first['msg']}") from None
+    settings.oidc_environment = _oidc_environment(env_file, overrides)
+    try:
+        settings.oidc_provider_configs()
+    except ValueError as err:
+        raise ConfigError(f"Invalid configuration: {err}") from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings

@@ -6,6 +6,7 @@ import gradio as gr
 
 from models.ledger import CREDIT_KIND_LABELS
 from services.container import Services
+from ui import devices
 from ui.common import Shell, user_facing
 
 HISTORY_COLUMNS = ["Date (UTC)", "What", "Change", "Balance"]
@@ -61,6 +62,7 @@ def build(services: Services, shell: Shell) -> None:
             revoke_choice = gr.Dropdown(label="Revoke a key", choices=[], scale=3)
             revoke_btn = gr.Button("Revoke", variant="stop", scale=1)
 
+    devices.build(services, shell)  # signed-in devices, sign-in methods (ui/devices.py)
     with gr.Accordion("Administration", open=False, visible=False) as admin_box:
         admin_overview = gr.Markdown()
         with gr.Row():

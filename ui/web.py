@@ -30,7 +30,7 @@ SESSION_COOKIE = "studio_session"
 CSRF_COOKIE = "studio_csrf"
 # Paths a visitor may open without signing in.
 PUBLIC_PREFIXES = ("/login", "/signup", "/forgot", "/reset", "/terms", "/pricing", "/healthz", "/webhooks/",
-                   "/showcase/", "/api")
+                   "/showcase/", "/api", "/auth/oidc/", "/verify-email")
 # The landing page's example strip: whatever images the operator puts in assets/showcase/.
 SHOWCASE_TYPES = {".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 SHOWCASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,150}")
@@ -77,6 +77,7 @@ templates.globals["css"] = Markup((ASSETS / "pages.css").read_text())
 
 def render_page(services: Services, template: str, **context) -> str:
     """A page of ui/templates/ in the product's look (base.html), with the footer's support contact."""
+    context.setdefault("oidc_providers", services.accounts.oidc_providers())  # _oidc_buttons.html
     return templates.get_template(template).render(
         support_contact=services.settings.support_contact, wide=False, **context)
 
@@ -157,7 +158,7 @@ def build_router(services: Services) -> APIRouter:
 
     def signup_page(*, next_url: str = "/", email: str = "", error: str | None = None, status: int = 200):
         return pages.form("signup.html", next_url=next_url, email=email, trial_credits=settings.trial_credits,
-                          error=error, status=status)
+                          trial_after_verification=settings.trial_requires_verified_email, error=error, status=status)
 
     @router.get("/signup", include_in_schema=False)
     def get_signup(next: str = "/"):
@@ -167,7 +168,8 @@ def build_router(services: Services) -> APIRouter:
     def post_signup(request: Request, email: str = Form(""), password: str = Form(""), csrf: str = Form(""),
                     next: str = "/"):
         return session_form(request, csrf, email, safe_next(next), signup_page, lambda: services.accounts.sign_up(
-            email=email, password=password, ip=client_ip(request)))
+            email=email, password=password, ip=client_ip(request), user_agent=request.headers.get("user-agent"),
+            verify_url=f"{settings.base_url}/verify-email"))
 
     @router.post("/logout", include_in_schema=False)
     def post_logout(request: Request, csrf: str = Form("")):

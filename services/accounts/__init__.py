@@ -10,7 +10,9 @@ The package: service.py (`Accounts`, made of one mixin per concern), users.py (c
 sign-up, lookups), sessions.py (sign-in, sessions, sign-out proof), attempts.py (the limits and the
 serialised count-and-record of attempts, the lockout), credentials.py (email and password checks,
 the bounded argon2 `PasswordHasher`, `token_hash`), reset.py (password reset through the mail
-outbox), api_keys.py, last_seen.py (the throttled "last seen" writes).
+outbox), api_keys.py, last_seen.py (the throttled "last seen" writes), oidc.py (sign-in with OpenID
+Connect providers, linking), verification.py (email verification links), trials.py (one free trial
+per person: `trial_claims`), devices.py (signed-in devices: list and sign out).
 """
 
 from services.accounts.credentials import PasswordHasher, check_password, normalize_email, token_hash

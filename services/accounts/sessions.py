@@ -21,6 +21,7 @@ from services.accounts.attempts import (
     SIGNIN_PENDING,
 )
 from services.accounts.credentials import PasswordHasher, normalize_email, token_hash
+from services.accounts.devices import device_label
 from services.accounts.last_seen import LAST_SEEN_EVERY, RecentlyTouched
 from services.db import Database
 from services.errors import InvalidCredentials, PermissionDenied, ValidationFailed
@@ -71,7 +72,8 @@ class AccountSessions:
             raise InvalidCredentials()
         with self.db.session() as s:
             user = s.exec(select(User).where(User.email == email)).first()
-        if user is None or user.disabled_at is not None:
+        if user is None or user.disabled_at is not None or not user.password_hash:
+            # No account, or one that signs in with a provider only: the same hash check, the same answer.
             self.hasher.verify(password, self._dummy_hash)
             raise InvalidCredentials()
         valid, new_hash = self.hasher.verify_and_update(password, user.password_hash)
@@ -89,7 +91,7 @@ class AccountSessions:
         with self.db.transaction() as s:
             s.add(UserSession(user_id=user.id, token_hash=token_hash(token), created_at=now,
                               last_seen_at=now, expires_at=expires, ip=ip,
-                              user_agent=(user_agent or "")[:512] or None))
+                              user_agent=(user_agent or "")[:512] or None, device=device_label(user_agent)))
         return SignIn(user=user, token=token, expires_at=expires)
 
     def user_for_session(self, token: str | None) -> User | None:

@@ -20,8 +20,9 @@ from services.accounts.attempts import (
 )
 from services.accounts.credentials import PasswordHasher, check_password, normalize_email
 from services.accounts.sessions import SignIn
+from services.accounts.trials import claim_trial, email_claim_key, is_blocked_domain
 from services.db import Database
-from services.errors import Conflict, NotFound
+from services.errors import Conflict, NotFound, ValidationFailed
 from services.ledger import Ledger
 from services.settings import Settings
 
@@ -36,6 +37,7 @@ class AccountUsers:
     settings: Settings
     clock: Callable[[], datetime]
     hasher: PasswordHasher
+    blocked_domains: frozenset[str]
 
     def create_user(self, *, email: str, password: str, admin: bool = False, ip: str | None = None) -> User:
         """Create an account and grant its trial credits once, atomically (CLI and admin path:
@@ -44,10 +46,16 @@ class AccountUsers:
         check_password(password)
         return self._insert_user(email=email, password_hash=self.hasher.hash(password), admin=admin, ip=ip)
 
-    def sign_up(self, *, email: str, password: str, ip: str | None = None) -> SignIn:
-        """Browser sign-up: throttled per IP (in-flight sign-ups count); signs the new user in."""
+    def sign_up(self, *, email: str, password: str, ip: str | None = None, user_agent: str | None = None,
+                verify_url: str | None = None) -> SignIn:
+        """Browser sign-up: throttled per IP (in-flight sign-ups count); signs the new user in.
+        With mail configured, a verification link goes out (`verify_url`); the trial credits
+        wait for it when `trial_requires_verified_email`."""
         email = normalize_email(email)
         check_password(password)
+        if is_blocked_domain(email, self.blocked_domains):
+            raise ValidationFailed("Sign-ups with addresses from this email provider are not accepted. "
+                                   "Use another address.")
         attempt = self._admit(
             kind=SIGNUP_PENDING, email=email, ip=ip, counted=SIGNUP_KINDS, window=SIGNUP_IP_WINDOW,
             limit=self.settings.signup_rate_per_ip_per_hour,
@@ -55,25 +63,28 @@ class AccountUsers:
         )
         try:
             user = self._insert_user(email=email, password_hash=self.hasher.hash(password), admin=False,
-                                     ip=ip, attempt=attempt)
+                                     ip=ip, attempt=attempt,
+                                     trial=not self.settings.trial_requires_verified_email)
         except BaseException:
             self._settle(attempt, SIGNUP_FAILED)
             raise
-        return self._open_session(user, ip=ip, user_agent=None)
+        if self.settings.mail_configured and verify_url:
+            self._queue_verification(user_id=user.id, email=user.email, verify_url=verify_url)
+        return self._open_session(user, ip=ip, user_agent=user_agent)
 
     def _insert_user(self, *, email: str, password_hash: str, admin: bool, ip: str | None,
-                     attempt: int | None = None) -> User:
+                     attempt: int | None = None, trial: bool = True) -> User:
+        """Insert the account; with `trial`, its trial credits in the same transaction, once per
+        person (services/accounts/trials.py: an email that had a trial before gets none)."""
         role = "admin" if admin or email in self.settings.admin_email_set else "user"
         try:
             with self.db.transaction() as s:
                 user = User(email=email, password_hash=password_hash, role=role)
                 s.add(user)
                 s.flush()
-                if self.settings.trial_credits > 0:
-                    self.ledger.grant(
-                        user_id=user.id, amount=self.settings.trial_credits, kind="trial",
-                        idempotency_key=f"trial:{user.id}", note="Free trial credits", session=s,
-                    )
+                if trial and self.settings.trial_credits > 0:
+                    claim_trial(s, ledger=self.ledger, user_id=user.id, amount=self.settings.trial_credits,
+                                keys=[email_claim_key(email)], now=self.clock())
                 if attempt is None:
                     s.add(AuthEvent(kind=SIGNUP_OK, email=email, ip=ip, created_at=self.clock()))
                 else:

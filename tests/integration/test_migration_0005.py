@@ -1,0 +1,49 @@
+"""Migration 0005 on SQLite and PostgreSQL: accounts that already had their trial get their
+mailbox claimed, and going back to 0003 keeps every user and credit."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from services.db import Database, alembic_config
+from tests.conftest import TEST_DATABASE_URL
+from tests.databases import postgres_schema
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_db(request, tmp_path):
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+        db.upgrade()
+        yield db
+        db.dispose()
+        return
+    if not TEST_DATABASE_URL:
+        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL cases skipped (SQLite still runs)")
+    with postgres_schema(TEST_DATABASE_URL, "m") as url:
+        db = Database(url)
+        yield db
+        db.dispose()
+
+
+def test_upgrade_claims_existing_trials_and_downgrade_keeps_the_money(fresh_db):
+    cfg = alembic_config(fresh_db.engine)
+    command.downgrade(cfg, "0003")
+    with fresh_db.engine.begin() as c:
+        for n, email in enumerate(("Jane.Doe@gmail.com", "janedoe+x@googlemail.com", "bob@example.com"), 1):
+            c.execute(text("INSERT INTO users (id, email, password_hash, role, created_at) "
+                           "VALUES (:id, :email, 'x', 'user', CURRENT_TIMESTAMP)"), {"id": n, "email": email.lower()})
+        for n in (1, 2):  # Bob never had a trial (TRIAL_CREDITS=0 then)
+            c.execute(text("INSERT INTO credit_grants (user_id, kind, original, remaining, source_ref, created_at) "
+                           "VALUES (:n, 'trial', 40, 40, :ref, CURRENT_TIMESTAMP)"), {"n": n, "ref": f"trial:{n}"})
+    command.upgrade(cfg, "head")
+    with fresh_db.engine.connect() as c:
+        claims = c.execute(text("SELECT claim_key, user_id FROM trial_claims")).all()
+    assert claims == [("email:janedoe@gmail.com", 1)]
+    command.downgrade(cfg, "0003")
+    with fresh_db.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM users")).scalar() == 3
+        assert c.execute(text("SELECT count(*) FROM credit_grants")).scalar() == 2
+    command.upgrade(cfg, "head")
