@@ -60,7 +60,7 @@ def create_app(settings: Settings, services=None):
     import gradio as gr
     from fastapi import FastAPI, Request
 
-    from ui import build_ui
+    from ui import build_ui, downloads
     from ui.gradio_tuning import lazy_session_configs, no_matplotlib_lookups
     from ui.guards import BodyLimit, GradioSessions, UploadsOff
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
@@ -87,6 +87,7 @@ def create_app(settings: Settings, services=None):
     app.state.services = services
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(build_router(services))
+    app.include_router(downloads.build_router(services))  # /images/download-all.zip, trash previews
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:
