@@ -37,7 +37,7 @@ GRID_CSS = """
 .sg-item img { display: block; width: 100%; height: 100%; object-fit: contain; }
 .sg-item:focus-visible { outline: 3px solid var(--color-accent); outline-offset: 2px; }
 .sg-empty { padding: 2rem 0; color: var(--body-text-color-subdued); }
-.sg-lightbox { position: fixed; inset: 0; z-index: 1000; background: rgba(10, 10, 18, 0.92);
+.sg-lightbox { position: fixed; inset: 0; z-index: 1000; background: rgba(10, 10, 18, 0.97);
   color: #f4f4f8; display: grid; grid-template-columns: 3rem minmax(0, 1fr) minmax(16rem, 22rem) 3rem;
   align-items: center; gap: 1rem; padding: 1rem; }
 .sg-lightbox[hidden] { display: none; }
@@ -46,7 +46,9 @@ GRID_CSS = """
 .sg-details { align-self: center; max-height: calc(100vh - 2rem); overflow: auto; line-height: 1.45; }
 .sg-prompt { font-size: 1.05rem; font-weight: 600; margin: 0 0 0.75rem; overflow-wrap: anywhere; }
 .sg-details dl { display: grid; grid-template-columns: auto 1fr; gap: 0.25rem 0.75rem; margin: 0 0 1rem; }
-.sg-details dt { color: #b9b9c8; }
+.sg-lightbox .sg-details dt, .sg-lightbox .sg-count { color: #b9b9c8; }
+.sg-lightbox .sg-details dd, .sg-lightbox .sg-prompt, .sg-lightbox .sg-confirm p, .sg-lightbox button,
+.sg-lightbox a.sg-btn { color: #f4f4f8; }
 .sg-details dd { margin: 0; }
 .sg-actions { display: flex; flex-wrap: wrap; gap: 0.5rem; }
 .sg-lightbox button, .sg-lightbox a.sg-btn { font: inherit; border-radius: 6px; padding: 0.45rem 0.8rem;
@@ -60,7 +62,7 @@ GRID_CSS = """
 .sg-confirm p { margin: 0 0 0.5rem; }
 .sg-count { color: #b9b9c8; margin: 0 0 0.5rem; font-size: 0.9rem; }
 @media (max-width: 720px) {
-  .sg-item { flex-basis: calc(var(--w) / var(--h) * 120px); }
+  .sg-item { flex-basis: calc(var(--w) / var(--h) * 100px); }
   .sg-lightbox { grid-template-columns: 1fr 1fr; grid-template-rows: auto auto auto; align-items: start;
     overflow: auto; padding: 3rem 0.75rem 1rem; }
   .sg-stage { grid-column: 1 / 3; grid-row: 1; height: auto; }
@@ -252,7 +254,8 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
         where = gr.Radio([GALLERY, TRASH], value=GALLERY, label="Show", scale=1, min_width=150)
     summary = gr.HTML(js_on_load=None, elem_classes="sg-summary-box")
     hide_reuse = "" if form is not None else "\n.sg-reuse { display: none; }"
-    grid = gr.HTML(js_on_load=GRID_JS, css_template=GRID_CSS + hide_reuse, elem_id="studio-gallery")
+    grid = gr.HTML(js_on_load=GRID_JS, css_template=GRID_CSS + hide_reuse, elem_id="studio-gallery",
+                   apply_default_css=False)
     with gr.Row(elem_classes="sg-pages"):
         newer = gr.Button("← Newer", size="sm", interactive=False)
         page_label = gr.Markdown()
