@@ -124,6 +124,11 @@ def test_search_filter_delete_into_the_trash_and_restore(served_app, people):
     summary, grid = alice.gallery("gallery_newer", [None])
     assert summary.startswith("2 images matching “lighthouse”") and IDS.findall(grid) == [fog, dusk]
 
+    # Reuse settings (from the preview) fills the Generate tab with the image's settings.
+    reused = alice.event(alice.fn("gallery_reuse"), [], event_data={"id": dusk})
+    assert reused["success"] and reused["output"]["data"][:4] == ["A lighthouse at dusk", "cinematic", "16:9", "1K"]
+    assert not bob.event(bob.fn("gallery_reuse"), [], event_data={"id": dusk})["success"]
+
     # Delete (after the page's confirmation) moves the image to the trash.
     urls = [f"/images/{dusk}/{v}/image-{dusk[:12]}.{'png' if v == 'png' else 'webp'}" for v in ("png", "webp", "thumb")]
     assert all(alice.http.get(u).status_code == 200 for u in urls)
