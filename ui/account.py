@@ -172,8 +172,9 @@ def build(services: Services, shell: Shell) -> None:
         # the service refuses what is not a whole number (1.5, None), never rounds it
         balance = services.admin.grant_credits(actor=user, email=email, amount=amount, note=note)
         shown_note = f" · note: {note.strip()}" if note and note.strip() else ""
-        return (f"{CREDIT_KIND_LABELS['admin']}: **{int(amount):,}** credits to {email.strip().lower()}"
-                f"{shown_note}. They now have **{balance:,}** credits.")
+        email = email.strip().lower()
+        return (f"{CREDIT_KIND_LABELS['admin']}: **{int(amount)}** credits{shown_note}. "
+                f"{email} now has **{balance}** credits.")
 
     @user_facing
     def newer(page_no: int, request: gr.Request):
