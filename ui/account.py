@@ -122,6 +122,8 @@ def build(services: Services, shell: Shell) -> None:
             f"Page {hist.page} of {max(1, hist.pages)}",
             hist.page,
             shell.balance_text(user.id, balance),
+            gr.Button(interactive=hist.page > 1),
+            gr.Button(interactive=hist.page < hist.pages),
         )
 
     @user_facing
@@ -184,7 +186,7 @@ def build(services: Services, shell: Shell) -> None:
     def older(page_no: int, request: gr.Request):
         return render(page_no + 1, request)
 
-    outputs = [balance_md, history, page_label, page, shell.balance]
+    outputs = [balance_md, history, page_label, page, shell.balance, prev_btn, next_btn]
     prev_btn.click(newer, [page], outputs, api_visibility="private")
     next_btn.click(older, [page], outputs, api_visibility="private")
     create_btn.click(create_key, [key_name], [new_key, keys, revoke_choice, key_name], api_visibility="private")
