@@ -60,7 +60,7 @@ def create_app(settings: Settings, services=None):
     import gradio as gr
     from fastapi import FastAPI, Request
 
-    from ui import build_ui
+    from ui import build_ui, downloads
     from ui.gradio_tuning import (
         enough_queue_slots,
         lazy_session_configs,
@@ -95,6 +95,7 @@ def create_app(settings: Settings, services=None):
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(build_router(services))
     app.include_router(build_oidc_router(services))  # provider sign-in and /verify-email
+    app.include_router(downloads.build_router(services))  # /images/download-all.zip, trash previews
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:

@@ -35,7 +35,7 @@ class Generation(SQLModel, table=True):
     usage: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, index=True)
     finished_at: datetime | None = None
-    deleted_at: datetime | None = None
+    deleted_at: datetime | None = Field(default=None, index=True)  # in the trash since (30 days, then purged)
     # The process start (Boot.id) that opened the job: if that process is gone while the job is
     # pending, another one settles the job's hold without waiting for the hold to expire.
     boot_id: str | None = Field(default=None, max_length=32, index=True)

@@ -8,7 +8,9 @@ One sweep, in order:
 3. stale holds: any pending hold past its expiry is settled the same way (jobs without a
    known owner, or whose owner looked alive);
 4. abandoned generations: generations whose hold was settled behind their back are marked;
-5. orphan files: image files that belong to no live generation are deleted after a grace period.
+5. the trash: generations deleted more than 30 days ago are purged with their files (no credit
+   moves: the ledger keeps its rows; see StudioGallery.purge_trash);
+6. orphan files: image files that belong to no generation are deleted after a grace period.
 
 Several replicas may share one PostgreSQL database: a process never settles the jobs of a start
 it cannot prove gone (see `_is_gone`).
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from models.base import utcnow
@@ -117,13 +119,14 @@ class Maintenance:
         """Run every housekeeping step once; returns how much each did ("errors": steps that
         failed and were logged; the next sweep tries again)."""
         now = now or self.clock()
-        summary = {"gone_boots": 0, "captured": 0, "released": 0, "generations": 0, "orphan_files": 0,
-                   "errors": 0}
+        summary = {"gone_boots": 0, "captured": 0, "released": 0, "generations": 0, "purged": 0,
+                   "orphan_files": 0, "errors": 0}
         steps = (
             ("heartbeat", lambda: self.heartbeat(now=now)),
             ("gone boots", lambda: self._settle_gone_boots(now, summary)),
             ("stale holds", lambda: self._add(summary, self.ledger.sweep_stale_holds(is_stored=self.studio.is_stored))),
             ("abandoned generations", lambda: self._add(summary, {"generations": self.studio.settle_abandoned()})),
+            ("trash", lambda: self._add(summary, {"purged": self.studio.purge_trash(now=now)})),
             ("orphan files", lambda: self._add(summary, {"orphan_files": self._delete_orphan_files(now)})),
         )
         for name, step in steps:
@@ -206,7 +209,8 @@ class Maintenance:
 
     def _delete_orphan_files(self, now: datetime) -> int:
         """Delete stored images that belong to no live generation (none with that key, or a
-        failed or deleted one), once their newest file is older than the grace period.
+        failed one), once their newest file is older than the grace period. A deleted image in
+        the trash keeps its files until the trash step purges it.
 
         Why a job in progress is never touched: its row is committed as "pending" before any of
         its files is written (Studio._open_job, then store.save), a pending row keeps its files,
@@ -228,7 +232,7 @@ class Maintenance:
                 rows = s.connection().execute(
                     select(GEN.c.id, GEN.c.image_key).where(
                         or_(GEN.c.id.in_(chunk), GEN.c.image_key.in_(chunk)),
-                        and_(GEN.c.status != "failed", GEN.c.deleted_at.is_(None)),
+                        GEN.c.status != "failed",
                     )
                 ).all()
             live = {row.id for row in rows} | {row.image_key for row in rows if row.image_key}

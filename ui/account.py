@@ -1,15 +1,30 @@
-"""Account tab: balance with its split, held credits, paginated history, API keys."""
+"""Account tab: balance with its split, held credits, paginated history (one card per movement,
+saying what it was, with a link to the image a generation made), API keys."""
 
 from __future__ import annotations
+
+import html
 
 import gradio as gr
 
 from models.ledger import CREDIT_KIND_LABELS
 from services.container import Services
 from ui import devices
-from ui.common import Shell, user_facing
+from ui.common import Shell, image_name, user_facing
 
-HISTORY_COLUMNS = ["Date (UTC)", "What", "Change", "Balance"]
+HISTORY_PER_PAGE = 20
+HISTORY_CSS = """
+.sh-list { list-style: none; margin: 0; padding: 0; }
+.sh-row { display: grid; grid-template-columns: minmax(0, 1fr) auto; gap: 0.15rem 1rem; padding: 0.6rem 0;
+  border-bottom: 1px solid var(--border-color-primary); }
+.sh-what { font-weight: 600; overflow-wrap: anywhere; }
+.sh-detail { color: var(--body-text-color-subdued); overflow-wrap: anywhere; }
+.sh-when { color: var(--body-text-color-subdued); font-size: 0.9em; }
+.sh-delta { text-align: right; font-weight: 600; white-space: nowrap; }
+.sh-plus { color: #16794a; }
+.sh-balance { text-align: right; color: var(--body-text-color-subdued); font-size: 0.9em; white-space: nowrap; }
+.sh-empty { color: var(--body-text-color-subdued); }
+"""
 KEY_COLUMNS = ["Name", "Key", "Created (UTC)", "Last used (UTC)", "Status"]
 
 
@@ -37,11 +52,34 @@ def balance_markdown(b) -> str:
     return "\n".join(lines)
 
 
+def history_html(rows) -> str:
+    """The history page as a list of cards (readable at any width: nothing is cut on a phone).
+    Every text is escaped; a generation links to its image on the owner-checked /images route."""
+    if not rows:
+        return '<p class="sh-empty">No credit movements yet.</p>'
+    cards = []
+    for r in rows:
+        detail = html.escape(r.detail)
+        if r.generation_id and r.image == "gallery":
+            url = f"/images/{r.generation_id}/webp/{image_name(r.generation_id, 'webp')}"
+            link = f'<a class="sh-image" href="{html.escape(url)}" target="_blank" rel="noopener">View image</a>'
+            detail = f"{detail} · {link}" if detail else link
+        delta = f"{r.delta:+,d}" if r.delta else "0"
+        cards.append(
+            f'<li class="sh-row sh-{html.escape(r.kind)}">'
+            f'<span class="sh-what">{html.escape(r.what)}</span>'
+            f'<span class="sh-delta{" sh-plus" if r.delta > 0 else ""}">{delta}</span>'
+            f'<span class="sh-detail">{detail}</span>'
+            f'<span class="sh-balance">balance {r.balance_after:,}</span>'
+            f'<span class="sh-when">{_when(r.at)} UTC</span></li>')
+    return f'<ul class="sh-list">{"".join(cards)}</ul>'
+
+
 def build(services: Services, shell: Shell) -> None:
     page = gr.State(1)
     balance_md = gr.Markdown()
     with gr.Accordion("History", open=True):
-        history = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, wrap=True)
+        history = gr.HTML(js_on_load=None, css_template=HISTORY_CSS, elem_id="account-history")
         with gr.Row():
             prev_btn = gr.Button("← Newer", size="sm")
             page_label = gr.Markdown()
@@ -78,15 +116,16 @@ def build(services: Services, shell: Shell) -> None:
     @user_facing
     def render(page_no: int, request: gr.Request):
         user = shell.user(request)
-        hist = services.ledger.history(user.id, page=max(1, int(page_no or 1)), per_page=20)
+        hist = services.ledger.history(user.id, page=max(1, int(page_no or 1)), per_page=HISTORY_PER_PAGE)
         balance = services.ledger.balance(user.id)
-        rows = [[_when(r.at), r.what, f"{r.delta:+d}" if r.delta else "0", r.balance_after] for r in hist.rows]
         return (
             balance_markdown(balance),
-            rows,
+            history_html(hist.rows),
             f"Page {hist.page} of {max(1, hist.pages)}",
             hist.page,
             shell.balance_text(user.id, balance),
+            gr.Button(interactive=hist.page > 1),
+            gr.Button(interactive=hist.page < hist.pages),
         )
 
     @user_facing
@@ -136,7 +175,10 @@ def build(services: Services, shell: Shell) -> None:
         user = shell.user(request)
         # the service refuses what is not a whole number (1.5, None), never rounds it
         balance = services.admin.grant_credits(actor=user, email=email, amount=amount, note=note)
-        return f"Granted. {email.strip().lower()} now has **{balance}** credits."
+        shown_note = f" · note: {note.strip()}" if note and note.strip() else ""
+        email = email.strip().lower()
+        return (f"{CREDIT_KIND_LABELS['admin']}: **{int(amount)}** credits{shown_note}. "
+                f"{email} now has **{balance}** credits.")
 
     @user_facing
     def newer(page_no: int, request: gr.Request):
@@ -146,7 +188,7 @@ def build(services: Services, shell: Shell) -> None:
     def older(page_no: int, request: gr.Request):
         return render(page_no + 1, request)
 
-    outputs = [balance_md, history, page_label, page, shell.balance]
+    outputs = [balance_md, history, page_label, page, shell.balance, prev_btn, next_btn]
     prev_btn.click(newer, [page], outputs, api_visibility="private")
     next_btn.click(older, [page], outputs, api_visibility="private")
     create_btn.click(create_key, [key_name], [new_key, keys, revoke_choice, key_name], api_visibility="private")

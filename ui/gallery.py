@@ -1,8 +1,14 @@
-"""Gallery tab: the user's own images, newest first, paginated thumbnails; selecting one shows its
-details with Download, Reuse settings (fills the Generate tab) and Delete.
+"""Gallery tab: the user's images in a grid that keeps each image's shape, searched by prompt and
+filtered by style and resolution; a large preview (arrow keys move, Escape closes) with the
+details beside it, Download PNG, Reuse settings (fills the Generate tab) and Delete (after a
+confirmation, into the trash); the trash (restore within 30 days); Download all (a zip of the PNG
+originals, ui/downloads.py).
 
-Thumbnails, full-size images and originals are all served by the owner-checked route
-/images/{id}/{thumb|webp|png} (ui/web.py → studio.open_image); nothing goes through Gradio's cache.
+The grid and the preview are one gr.HTML rendered here (every value escaped); its script opens
+the preview in the page and sends the actions back as events carrying the image id: "delete"
+(to the trash), "undo" (restore), "select" (reuse settings). Each handler checks the owner again.
+Images come from the owner-checked routes /images/{id}/{thumb|webp|png} (ui/web.py) and, in the
+trash, /trash/{id}/{thumb|webp} (ui/downloads.py); nothing goes through Gradio's cache.
 """
 
 from __future__ import annotations
@@ -12,112 +18,348 @@ import html
 import gradio as gr
 
 from services.container import Services
+from services.studio.gallery import TRASH_DAYS
 from ui.common import Shell, image_url, user_facing
+from ui.downloads import DOWNLOAD_ALL, trash_url
 from ui.generate import GenerateForm
 
-PER_PAGE = 12
+PER_PAGE = 24
+GALLERY, TRASH = "Gallery", "Trash"
+FIRST_VIEW = {"page": 1, "query": "", "style": "", "resolution": "", "trash": False}
+
+GRID_CSS = """
+.sg-grid { display: flex; flex-wrap: wrap; gap: 8px; }
+.sg-grid::after { content: ""; flex-grow: 1000000; }
+.sg-item { margin: 0; position: relative; cursor: zoom-in; max-width: 100%;
+  flex-grow: calc(var(--w) / var(--h) * 100); flex-basis: calc(var(--w) / var(--h) * 190px);
+  aspect-ratio: var(--w) / var(--h); border-radius: 8px; overflow: hidden;
+  background: var(--background-fill-secondary); }
+.sg-item img { display: block; width: 100%; height: 100%; object-fit: contain; }
+.sg-item:focus-visible { outline: 3px solid var(--color-accent); outline-offset: 2px; }
+.sg-empty { padding: 2rem 0; color: var(--body-text-color-subdued); }
+.sg-lightbox { position: fixed; inset: 0; z-index: 1000; background: rgba(10, 10, 18, 0.97);
+  color: #f4f4f8; display: grid; grid-template-columns: 3rem minmax(0, 1fr) minmax(16rem, 22rem) 3rem;
+  align-items: center; gap: 1rem; padding: 1rem; }
+.sg-lightbox[hidden] { display: none; }
+.sg-stage { display: flex; justify-content: center; align-items: center; min-height: 0; height: 100%; }
+.sg-full { max-width: 100%; max-height: calc(100vh - 2rem); object-fit: contain; border-radius: 6px; }
+.sg-details { align-self: center; max-height: calc(100vh - 2rem); overflow: auto; line-height: 1.45; }
+.sg-prompt { font-size: 1.05rem; font-weight: 600; margin: 0 0 0.75rem; overflow-wrap: anywhere; }
+.sg-details dl { display: grid; grid-template-columns: auto 1fr; gap: 0.25rem 0.75rem; margin: 0 0 1rem; }
+.sg-lightbox .sg-details dt, .sg-lightbox .sg-count { color: #b9b9c8; }
+.sg-lightbox .sg-details dd, .sg-lightbox .sg-prompt, .sg-lightbox .sg-confirm p, .sg-lightbox button,
+.sg-lightbox a.sg-btn { color: #f4f4f8; }
+.sg-details dd { margin: 0; }
+.sg-actions { display: flex; flex-wrap: wrap; gap: 0.5rem; }
+.sg-lightbox button, .sg-lightbox a.sg-btn { font: inherit; border-radius: 6px; padding: 0.45rem 0.8rem;
+  border: 1px solid #6d6d80; background: #2a2a3a; color: inherit; cursor: pointer; text-decoration: none; }
+.sg-lightbox button.sg-danger { background: #b3261e; border-color: #b3261e; }
+.sg-lightbox .sg-nav { font-size: 2rem; line-height: 1; padding: 0.4rem 0.6rem; }
+.sg-lightbox .sg-nav:disabled { opacity: 0.3; cursor: default; }
+.sg-close { position: absolute; top: 0.75rem; right: 0.75rem; font-size: 1.4rem; }
+.sg-confirm { margin-top: 1rem; padding: 0.75rem; border: 1px solid #b3261e; border-radius: 6px; }
+.sg-confirm[hidden] { display: none; }
+.sg-confirm p { margin: 0 0 0.5rem; }
+.sg-count { color: #b9b9c8; margin: 0 0 0.5rem; font-size: 0.9rem; }
+@media (max-width: 720px) {
+  .sg-item { flex-basis: calc(var(--w) / var(--h) * 100px); }
+  .sg-lightbox { grid-template-columns: 1fr 1fr; grid-template-rows: auto auto auto; align-items: start;
+    overflow: auto; padding: 3rem 0.75rem 1rem; }
+  .sg-stage { grid-column: 1 / 3; grid-row: 1; height: auto; }
+  .sg-full { max-height: 60vh; }
+  .sg-prev { grid-column: 1; grid-row: 2; justify-self: start; }
+  .sg-next { grid-column: 2; grid-row: 2; justify-self: end; }
+  .sg-details { grid-column: 1 / 3; grid-row: 3; max-height: none; }
+}
+"""
+
+# The preview runs in the page (no round trip to move between images); actions go to the server.
+GRID_JS = """
+let index = -1;
+const items = () => [...element.querySelectorAll('.sg-item')];
+const box = () => element.querySelector('.sg-lightbox');
+function close() {
+  const b = box();
+  if (b) b.hidden = true;
+  index = -1;
+  document.body.style.overflow = '';
+}
+function show(i) {
+  const list = items(), b = box();
+  if (!list.length || !b) { close(); return; }
+  index = Math.max(0, Math.min(i, list.length - 1));
+  const d = list[index].dataset;
+  const full = b.querySelector('.sg-full');
+  full.src = d.full;
+  full.alt = d.prompt;
+  b.querySelector('.sg-prompt').textContent = d.prompt;
+  b.querySelectorAll('[data-field]').forEach(el => { el.textContent = d[el.dataset.field] || ''; });
+  const png = b.querySelector('.sg-download');
+  if (png) png.href = d.png;
+  b.querySelector('.sg-count').textContent = `${index + 1} of ${list.length}`;
+  b.querySelector('.sg-prev').disabled = index === 0;
+  b.querySelector('.sg-next').disabled = index === list.length - 1;
+  b.querySelector('.sg-confirm').hidden = true;
+  const wasHidden = b.hidden;
+  b.hidden = false;
+  document.body.style.overflow = 'hidden';
+  if (wasHidden) b.querySelector('.sg-close').focus();
+}
+function act(event) {
+  const list = items();
+  if (index < 0 || index >= list.length) return;
+  const id = list[index].dataset.id;
+  close();
+  trigger(event, {id: id});
+}
+element.addEventListener('click', (e) => {
+  const item = e.target.closest('.sg-item');
+  if (item) { show(items().indexOf(item)); return; }
+  const button = e.target.closest('button');
+  if (!button) {
+    if (e.target.classList && e.target.classList.contains('sg-lightbox')) close();
+    return;
+  }
+  const b = box();
+  if (button.matches('.sg-close')) close();
+  else if (button.matches('.sg-prev')) show(index - 1);
+  else if (button.matches('.sg-next')) show(index + 1);
+  else if (button.matches('.sg-delete')) { b.querySelector('.sg-confirm').hidden = false;
+    b.querySelector('.sg-confirm-delete').focus(); }
+  else if (button.matches('.sg-cancel')) b.querySelector('.sg-confirm').hidden = true;
+  else if (button.matches('.sg-confirm-delete')) act('delete');
+  else if (button.matches('.sg-restore')) act('undo');
+  else if (button.matches('.sg-reuse')) act('select');
+});
+element.addEventListener('keydown', (e) => {
+  const item = e.target.closest && e.target.closest('.sg-item');
+  if (item && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); show(items().indexOf(item)); }
+});
+document.addEventListener('keydown', (e) => {
+  const b = box();
+  if (!b || b.hidden) return;
+  if (e.key === 'Escape') { e.preventDefault(); close(); }
+  else if (e.key === 'ArrowLeft') { e.preventDefault(); show(index - 1); }
+  else if (e.key === 'ArrowRight') { e.preventDefault(); show(index + 1); }
+});
+watch('value', () => { index = -1; document.body.style.overflow = ''; });
+"""
 
 
-def details_markdown(g) -> str:
-    engine = "offline preview" if g.engine == "offline" else f"{g.engine} · {g.model}"
-    when = g.created_at.strftime("%Y-%m-%d %H:%M UTC") if g.created_at else ""
+def _size(n: int | None) -> str:
+    if n is None:
+        return "—"
+    if n < 1024 * 1024:
+        return f"{max(1, round(n / 1024))} KB"
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def _attr(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def item_html(request: gr.Request | None, studio, g, *, trash: bool) -> str:
+    """One image of the grid; everything the preview shows rides on data-* attributes (escaped)."""
+    width, height = g.width or 1, g.height or 1
+    if trash:
+        thumb, full, png = trash_url(g.id, "thumb"), trash_url(g.id, "webp"), ""
+        expires = studio.trash_expires_at(g)
+        when = f"deleted {g.deleted_at:%Y-%m-%d}, gone for good after {expires:%Y-%m-%d}"
+    else:
+        thumb, full, png = (image_url(request, g.id, v) for v in ("thumb", "webp", "png"))
+        when = f"{g.created_at:%Y-%m-%d %H:%M} UTC" if g.created_at else "—"
+    data = {
+        "id": g.id, "prompt": g.prompt, "style": g.style, "resolution": f"{g.resolution} · {g.aspect_ratio}",
+        "size": f"{width} × {height} px", "bytes": _size(studio.png_size(g)), "date": when,
+        "credits": str(g.cost), "full": full, "png": png,
+    }
+    attrs = " ".join(f'data-{k}="{_attr(v)}"' for k, v in data.items())
+    return (f'<figure class="sg-item" tabindex="0" role="button" aria-label="Open: {_attr(g.prompt[:120])}" '
+            f'style="--w:{int(width)};--h:{int(height)}" {attrs}>'
+            f'<img src="{_attr(thumb)}" alt="{_attr(g.prompt[:300])}" width="{int(width)}" height="{int(height)}" '
+            f'loading="lazy"></figure>')
+
+
+def lightbox_html(*, trash: bool) -> str:
+    if trash:
+        actions = '<button type="button" class="sg-restore">Restore</button>'
+        confirm = ""
+    else:
+        actions = ('<a class="sg-btn sg-download" href="" download>Download PNG</a>'
+                   '<button type="button" class="sg-reuse">Reuse settings</button>'
+                   '<button type="button" class="sg-delete sg-danger">Delete</button>')
+        confirm = (f'<p>Move this image to the trash? You can restore it from the Trash for {TRASH_DAYS} days.</p>'
+                   '<button type="button" class="sg-confirm-delete sg-danger">Move to trash</button> '
+                   '<button type="button" class="sg-cancel">Cancel</button>')
+    fields = [("Style", "style"), ("Resolution", "resolution"), ("Size", "size"), ("File", "bytes"),
+              ("Deleted" if trash else "Created", "date"), ("Credits", "credits")]
+    rows = "".join(f'<dt>{label}</dt><dd data-field="{name}"></dd>' for label, name in fields)
     return (
-        f"**{html.escape(g.prompt[:300])}{'…' if len(g.prompt) > 300 else ''}**  \n"
-        f"{g.style} · {g.aspect_ratio} · {g.resolution} ({g.width}×{g.height}) · {g.cost} credits · "
-        f"{engine} · {when}  \n"
-        f"[Download PNG](/images/{g.id}/png) · [Open full size](/images/{g.id}/webp)"
+        '<div class="sg-lightbox" hidden role="dialog" aria-modal="true" aria-label="Image preview">'
+        '<button type="button" class="sg-close" aria-label="Close preview">✕</button>'
+        '<button type="button" class="sg-nav sg-prev" aria-label="Previous image">‹</button>'
+        '<div class="sg-stage"><img class="sg-full" alt=""></div>'
+        f'<aside class="sg-details"><p class="sg-count"></p><p class="sg-prompt"></p><dl>{rows}</dl>'
+        f'<div class="sg-actions">{actions}</div><div class="sg-confirm" hidden>{confirm}</div></aside>'
+        '<button type="button" class="sg-nav sg-next" aria-label="Next image">›</button>'
+        '</div>'
     )
+
+
+def grid_html(request, studio, items, *, trash: bool, empty: str) -> str:
+    if not items:
+        return f'<p class="sg-empty">{html.escape(empty)}</p>'
+    cells = "".join(item_html(request, studio, g, trash=trash) for g in items)
+    return f'<div class="sg-grid">{cells}</div>{lightbox_html(trash=trash)}'
+
+
+def summary_html(total: int, view: dict, catalog) -> str:
+    plural = "s" if total != 1 else ""
+    if view["trash"]:
+        text = (f"{total} image{plural} in the trash. Restore one within {TRASH_DAYS} days of deleting it; "
+                "after that it is deleted for good.") if total else \
+            f"The trash is empty. Deleted images stay here for {TRASH_DAYS} days."
+        return f'<p class="sg-summary">{html.escape(text)}</p>'
+    filters = []
+    if view["query"]:
+        filters.append(f"“{view['query']}”")
+    if view["style"]:
+        filters.append(next((s.label for s in catalog.styles if s.name == view["style"]), view["style"]))
+    if view["resolution"]:
+        filters.append(view["resolution"])
+    if filters:
+        text = f"{total} image{plural} matching {' · '.join(filters)}, newest first." if total else \
+            f"No image matches {' · '.join(filters)}."
+    else:
+        text = f"{total} image{plural}, newest first." if total else \
+            "No images yet: make one on the Generate tab."
+    link = (f' <a class="sg-download-all" href="{DOWNLOAD_ALL}" download>Download all (PNG originals, full size)</a>'
+            if total and not filters else "")
+    return f'<p class="sg-summary">{html.escape(text)}{link}</p>'
 
 
 def build(services: Services, shell: Shell, *, form: GenerateForm | None = None, tabs: gr.Tabs | None = None) -> None:
     """`form`: the Generate tab's inputs, for "Reuse settings" (hidden without it); `tabs`: the app's
     gr.Tabs, to switch to the Generate tab after reusing."""
-    studio = services.studio
-    page = gr.State(1)
-    page_ids = gr.State([])  # the generation ids shown, in order; every action re-checks the owner
-    selected = gr.State(None)
+    studio, catalog = services.studio, services.catalog
+    view = gr.State(dict(FIRST_VIEW))  # what this browser tab shows: filters, page, gallery or trash
 
-    summary = gr.Markdown()
-    thumbs = gr.Gallery(label="Your images", columns=4, fit_columns=False, object_fit="cover",
-                        allow_preview=False, format="webp", interactive=False)
-    with gr.Row():
-        newer = gr.Button("← Newer", size="sm")
+    with gr.Row(equal_height=True, elem_classes="sg-filters"):
+        search = gr.Textbox(label="Search prompts", placeholder="e.g. lighthouse", max_length=200,
+                            submit_btn="Search", scale=3, min_width=200)
+        style = gr.Dropdown([("All styles", ""), *[(s.label, s.name) for s in catalog.styles]], value="",
+                            label="Style", scale=2, min_width=150)
+        resolution = gr.Dropdown([("All resolutions", ""), *[(r.key, r.key) for r in catalog.resolutions]],
+                                 value="", label="Resolution", scale=1, min_width=130)
+        where = gr.Radio([GALLERY, TRASH], value=GALLERY, label="Show", scale=1, min_width=150)
+    summary = gr.HTML(js_on_load=None, elem_classes="sg-summary-box")
+    hide_reuse = "" if form is not None else "\n.sg-reuse { display: none; }"
+    grid = gr.HTML(js_on_load=GRID_JS, css_template=GRID_CSS + hide_reuse, elem_id="studio-gallery",
+                   apply_default_css=False)
+    with gr.Row(elem_classes="sg-pages"):
+        newer = gr.Button("← Newer", size="sm", interactive=False)
         page_label = gr.Markdown()
-        older = gr.Button("Older →", size="sm")
-    with gr.Group(visible=False) as details_box:
-        details = gr.Markdown()
-        with gr.Row():
-            reuse = gr.Button("Reuse settings", size="sm")
-            delete = gr.Button("Delete", variant="stop", size="sm")
+        older = gr.Button("Older →", size="sm", interactive=False)
 
-    @user_facing
-    def render(page_no, request: gr.Request):
+    def render(v: dict, request: gr.Request):
         user = shell.user(request)
-        result = studio.gallery(user_id=user.id, page=max(1, int(page_no or 1)), per_page=PER_PAGE)
+        if v["trash"]:
+            result = studio.trash(user_id=user.id, page=v["page"], per_page=PER_PAGE)
+        else:
+            result = studio.gallery(user_id=user.id, page=v["page"], per_page=PER_PAGE, query=v["query"],
+                                    style=v["style"] or None, resolution=v["resolution"] or None)
         if result.items == [] and result.page > 1:  # e.g. the last image of the last page was deleted
-            result = studio.gallery(user_id=user.id, page=result.pages, per_page=PER_PAGE)
-        items = [(image_url(request, g.id, "thumb"), f"{g.style} · {g.resolution} · {g.aspect_ratio}")
-                 for g in result.items]
-        count = "No images yet: make one on the Generate tab." if result.total == 0 else \
-            f"{result.total} image{'s' if result.total != 1 else ''}, newest first."
-        return (count, items, f"Page {result.page} of {result.pages}", result.page,
-                [g.id for g in result.items], None, gr.Group(visible=False))
+            return render({**v, "page": result.pages}, request)
+        empty = "Nothing here." if result.total == 0 and (v["trash"] or v["query"] or v["style"] or v["resolution"]) \
+            else "Your images appear here."
+        return (summary_html(result.total, v, catalog),
+                grid_html(request, studio, result.items, trash=v["trash"], empty=empty),
+                f"Page {result.page} of {result.pages}",
+                gr.Button(interactive=result.page > 1), gr.Button(interactive=result.page < result.pages),
+                {**v, "page": result.page})
 
-    outputs = [summary, thumbs, page_label, page, page_ids, selected, details_box]
+    outputs = [summary, grid, page_label, newer, older, view]
 
     @user_facing
-    def show(ids: list, evt: gr.SelectData, request: gr.Request):
+    def show(v, request: gr.Request):
+        return render(_view(v), request)
+
+    @user_facing
+    def apply(query: str, style_name: str, resolution_key: str, shown: str, request: gr.Request):
+        v = {"page": 1, "query": (query or "").strip()[:200], "style": style_name or "",
+             "resolution": resolution_key or "", "trash": shown == TRASH}
+        return render(v, request)
+
+    @user_facing
+    def go_newer(v, request: gr.Request):
+        v = _view(v)
+        return render({**v, "page": max(1, v["page"] - 1)}, request)
+
+    @user_facing
+    def go_older(v, request: gr.Request):
+        v = _view(v)
+        return render({**v, "page": v["page"] + 1}, request)
+
+    @user_facing
+    def move_to_trash(v, evt: gr.EventData, request: gr.Request):
         user = shell.user(request)
-        index = evt.index if isinstance(evt.index, int) else None
-        if index is None or not 0 <= index < len(ids):
-            return None, "", gr.Group(visible=False)
-        g = studio.get(user_id=user.id, generation_id=ids[index])
-        return g.id, details_markdown(g), gr.Group(visible=True)
+        studio.delete(user_id=user.id, generation_id=_picked(evt))
+        gr.Info(f"You can restore it from the Trash for {TRASH_DAYS} days.", title="Moved to the trash")
+        return render(_view(v), request)
 
     @user_facing
-    def remove(generation_id, page_no, request: gr.Request):
+    def restore(v, evt: gr.EventData, request: gr.Request):
         user = shell.user(request)
-        if not generation_id:
-            raise gr.Error("Choose an image first.")
-        studio.delete(user_id=user.id, generation_id=generation_id)
-        gr.Info("Image deleted.")
-        return render(page_no, request)
+        studio.restore(user_id=user.id, generation_id=_picked(evt))
+        gr.Info("The image is back in your gallery.", title="Restored")
+        return render(_view(v), request)
 
-    @user_facing
-    def go_newer(page_no, request: gr.Request):
-        return render(max(1, int(page_no or 1) - 1), request)
-
-    @user_facing
-    def go_older(page_no, request: gr.Request):
-        return render(int(page_no or 1) + 1, request)
-
-    newer.click(go_newer, [page], outputs, api_visibility="private")
-    older.click(go_older, [page], outputs, api_visibility="private")
-    thumbs.select(show, [page_ids], [selected, details, details_box], api_visibility="private")
-    delete.click(remove, [selected, page], outputs, api_visibility="private")
-    shell.on_show(render, [page], outputs)
+    filters = [search, style, resolution, where]
+    search.submit(apply, filters, outputs, api_name="gallery_search", api_visibility="private")
+    for control in (style, resolution, where):
+        control.input(apply, filters, outputs, api_visibility="private")
+    newer.click(go_newer, [view], outputs, api_name="gallery_newer", api_visibility="private")
+    older.click(go_older, [view], outputs, api_name="gallery_older", api_visibility="private")
+    grid.delete(move_to_trash, [view], outputs, api_name="gallery_delete", api_visibility="private")
+    grid.undo(restore, [view], outputs, api_name="gallery_restore", api_visibility="private")
+    shell.on_show(show, [view], outputs)
 
     if form is None:
-        reuse.visible = False
         return
 
     @user_facing
-    def reuse_settings(generation_id, request: gr.Request):
+    def reuse_settings(evt: gr.EventData, request: gr.Request):
         user = shell.user(request)
-        if not generation_id:
-            raise gr.Error("Choose an image first.")
-        g = studio.get(user_id=user.id, generation_id=generation_id)
-        catalog = services.catalog
-        style = g.style if g.style in catalog.style_names else catalog.default_style
+        g = studio.get(user_id=user.id, generation_id=_picked(evt))
+        style_name = g.style if g.style in catalog.style_names else catalog.default_style
         ratio = g.aspect_ratio if g.aspect_ratio in [r.ratio for r in catalog.aspect_ratios] \
             else catalog.default_aspect_ratio
-        resolution = g.resolution if g.resolution in [r.key for r in catalog.resolutions] \
+        resolution_key = g.resolution if g.resolution in [r.key for r in catalog.resolutions] \
             else catalog.default_resolution
         switch = [gr.Tabs(selected=form.tab_id)] if tabs is not None else []
-        return (g.prompt, style, ratio, resolution, *switch)
+        return (g.prompt, style_name, ratio, resolution_key, *switch)
 
     refresh_fn, refresh_inputs, refresh_outputs = form.refresh
-    reuse.click(reuse_settings, [selected],
+    grid.select(reuse_settings, None,
                 [form.prompt, form.style, form.aspect_ratio, form.resolution] + ([tabs] if tabs is not None else []),
-                api_visibility="private") \
+                api_name="gallery_reuse", api_visibility="private") \
         .then(refresh_fn, refresh_inputs, refresh_outputs, api_visibility="private", show_progress="hidden")
+
+
+def _view(v) -> dict:
+    """The tab's view state, or the first view when the state is missing or malformed."""
+    if not isinstance(v, dict):
+        return dict(FIRST_VIEW)
+    page = v.get("page")
+    return {"page": page if isinstance(page, int) and not isinstance(page, bool) and page >= 1 else 1,
+            "query": str(v.get("query") or "")[:200], "style": str(v.get("style") or ""),
+            "resolution": str(v.get("resolution") or ""), "trash": v.get("trash") is True}
+
+
+def _picked(evt: gr.EventData) -> str:
+    """The image id an action of the grid carries (checked against the owner by the service)."""
+    data = getattr(evt, "_data", None)
+    picked = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(picked, str) or not picked:
+        raise gr.Error("Choose an image first.", title="No image chosen")
+    return picked

@@ -7,17 +7,15 @@
   foreign key, so a claim outlives the account. Backfilled from the trial grants already made.
 - `users.email_verified_at`, `user_sessions.device`.
 
-down_revision is "0003" for now: the lead re-chains it after the gallery-trash migration (0004).
-
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 """
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

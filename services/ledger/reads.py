@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import func, or_, select
 
+from models.generation import Generation
 from models.ledger import CREDIT_KIND_LABELS, GRANT_KINDS
 from services.db import Database
 from services.errors import ValidationFailed
@@ -56,7 +57,9 @@ class LedgerReads:
 
     def history(self, user_id: int, page: int = 1, per_page: int = 20) -> HistoryPage:
         """The movements that changed the visible balance, newest first. Captures are not
-        listed (the hold already showed the charge); a released hold shows as "Not charged"."""
+        listed (the hold already showed the charge); a released hold shows as "Not charged".
+        Each row says what it was (`detail`): a generation's style and resolution with its
+        image, the pack or plan bought, the pack a refund took back, an administrator's note."""
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
             raise ValidationFailed("The page must be a whole number from 1.")
         if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 200:
@@ -68,23 +71,34 @@ class LedgerReads:
             pages = max(1, math.ceil(total / per_page))
             page = min(page, pages)
             rows = conn.execute(
-                select(E.c.created_at, E.c.kind, E.c.delta, E.c.held_delta, E.c.balance_after, G.c.kind, H.c.status)
+                select(E.c.created_at, E.c.kind, E.c.delta, E.c.held_delta, E.c.balance_after, G.c.kind, H.c.status,
+                       E.c.note, G.c.note, H.c.job_id)
                 .select_from(E.outerjoin(G, E.c.grant_id == G.c.id).outerjoin(H, E.c.hold_id == H.c.id))
                 .where(*visible)
                 .order_by(E.c.id.desc())
                 .offset((page - 1) * per_page)
                 .limit(per_page)
             ).all()
-        return HistoryPage(
-            rows=[
-                HistoryRow(
-                    at=at, kind=kind, what=describe(kind, grant_kind, hold_status),
-                    delta=delta - held_delta, balance_after=balance_after,
-                )
-                for at, kind, delta, held_delta, balance_after, grant_kind, hold_status in rows
-            ],
-            page=page, pages=pages, total=int(total),
-        )
+            jobs = sorted({row[9] for row in rows if row[9]})
+            images = {}
+            if jobs:
+                GEN = Generation.__table__
+                images = {r.id: r for r in conn.execute(
+                    select(GEN.c.id, GEN.c.style, GEN.c.resolution, GEN.c.aspect_ratio, GEN.c.status,
+                           GEN.c.image_key, GEN.c.deleted_at)
+                    .where(GEN.c.id.in_(jobs), GEN.c.user_id == user_id)
+                ).all()}
+        out = []
+        for at, kind, delta, held_delta, balance_after, grant_kind, hold_status, note, grant_note, job in rows:
+            generation = images.get(job) if job else None
+            out.append(HistoryRow(
+                at=at, kind=kind, what=describe(kind, grant_kind, hold_status),
+                delta=delta - held_delta, balance_after=balance_after,
+                detail=detail(kind, grant_kind, note, grant_note, job, generation),
+                generation_id=generation.id if generation is not None else None,
+                image=image_state(generation),
+            ))
+        return HistoryPage(rows=out, page=page, pages=pages, total=int(total))
 
 
 def describe(kind: str, grant_kind: str | None, hold_status: str | None) -> str:
@@ -104,3 +118,42 @@ def describe(kind: str, grant_kind: str | None, hold_status: str | None) -> str:
     if kind == "refund":
         return "Refund"
     return kind
+
+
+def product_name(note: str | None) -> str:
+    """The product in a Stripe grant's note, "Starter pack (cs_...)" → "Starter pack"."""
+    if not note:
+        return ""
+    name, sep, ref = note.rpartition(" (")
+    return name if sep and ref.endswith(")") and ref[:3] in ("cs_", "in_") else note
+
+
+def image_state(generation) -> str | None:
+    if generation is None or generation.image_key is None or generation.status == "failed":
+        return None
+    return "trash" if generation.deleted_at is not None else "gallery"
+
+
+def detail(kind: str, grant_kind: str | None, note: str | None, grant_note: str | None, job: str | None,
+           generation) -> str:
+    """What a history row was, in a few words (see `history`)."""
+    if kind in ("hold", "release"):
+        if generation is None:
+            return "the image was deleted" if kind == "hold" and job else ""
+        text = f"{generation.style} · {generation.resolution} · {generation.aspect_ratio}"
+        state = image_state(generation)
+        return text + (" · in the trash" if state == "trash" else "") + \
+            (" · the image was deleted" if kind == "hold" and state is None else "")
+    if kind == "grant" and grant_kind == "pack":
+        return product_name(note)
+    if kind == "grant" and grant_kind == "subscription":
+        plan = product_name(note)
+        return f"{plan} plan: credits for the new period" if plan else "Credits for the new period"
+    if kind == "clawback":
+        pack = product_name(grant_note)
+        return f"taken back from {pack}" if pack else ""
+    if kind == "adjust" or kind == "grant" and grant_kind == "admin":
+        return note or ""
+    if kind == "expiry" and note:
+        return note
+    return ""

@@ -22,6 +22,11 @@ class HistoryRow:
     what: str  # a user-facing label; a released hold reads "Not charged ..."
     delta: int  # change of the visible balance
     balance_after: int
+    # What it was, for a person: the style and resolution of a generation, the pack or plan
+    # bought, the pack a refund took credits from, an administrator's note.
+    detail: str = ""
+    generation_id: str | None = None  # the image a generation entry paid for
+    image: str | None = None  # "gallery" (it can be opened), "trash", or None (gone or never made)
 
 
 @dataclass(frozen=True)

@@ -268,8 +268,8 @@ def test_api_calls_leave_no_sessions_behind_while_a_browser_tab_keeps_its_state(
         image, message, _ = call(api, "generate", ["a lighthouse at dusk", "none", "1:1", "1K"])
         assert "credits charged" in message
 
-    # A browser tab: a heartbeat held open, then the gallery's load and a thumbnail selection,
-    # which leave the selected image in the tab's gr.State.
+    # A browser tab: a heartbeat held open, then the gallery's load and a search, which leave the
+    # tab's view (the search, the page) in its gr.State.
     components, deps = dependencies(browser)
     tab = uuid.uuid4().hex
     stop = threading.Event()
@@ -294,13 +294,12 @@ def test_api_calls_leave_no_sessions_behind_while_a_browser_tab_keeps_its_state(
 
 
 def browser_tab_survives_api_calls(app, browser, auth, tab, components, deps):
-    gallery = next(c["id"] for c in components if c["type"] == "gallery")
-    reuse = next(c["id"] for c in components if c["type"] == "button" and c["props"].get("value") == "Reuse settings")
-    load = next(d for d in deps if gallery in d["outputs"] and any(t[1] == "load" for t in d["targets"]))
-    select = next(d for d in deps if [gallery, "select"] in d["targets"])
-    reuse_fn = next(d for d in deps if [reuse, "click"] in d["targets"])
-    for dep, event_data, trigger in ((load, None, None), (select, {"index": 0, "value": None}, gallery)):
-        r = join(browser, tab, dep["id"], [None] * len(dep["inputs"]), event_data=event_data, trigger_id=trigger)
+    grid = next(c["id"] for c in components if c["props"].get("elem_id") == "studio-gallery")
+    load = next(d for d in deps if grid in d["outputs"] and any(t[1] == "load" for t in d["targets"]))
+    search = next(d for d in deps if d.get("api_name") == "gallery_search")
+    newer = next(d for d in deps if d.get("api_name") == "gallery_newer")
+    for dep, data in ((load, [None] * len(load["inputs"])), (search, ["lighthouse", "", "", "Gallery"])):
+        r = join(browser, tab, dep["id"], data)
         assert r.status_code == 200, r.text
         assert [m["success"] for m in completed(browser, tab)] == [True]
     assert tab in live_sessions(app)
@@ -331,11 +330,13 @@ def browser_tab_survives_api_calls(app, browser, auth, tab, components, deps):
     assert not hashes & live_sessions(app), "a closed gradio_client's session is released"
     assert tab in live_sessions(app)
 
-    # The tab still has its selection: "Reuse settings" reads it from the tab's gr.State.
-    r = join(browser, tab, reuse_fn["id"], [None], trigger_id=reuse)
+    # The tab still has its view: "Newer" redraws the search kept in the tab's gr.State.
+    r = join(browser, tab, newer["id"], [None])
     assert r.status_code == 200
     [done] = completed(browser, tab)
-    assert done["success"] and done["output"]["data"][0] == "a lighthouse at dusk"
+    summary = done["output"]["data"][0]
+    summary = summary.get("value") if isinstance(summary, dict) else summary
+    assert done["success"] and "1 image matching “lighthouse”" in summary
 
 
 # The session cap and the sweep, on a small Gradio app behind the same guard ---------------------

@@ -1,5 +1,5 @@
 """Migration 0005 on SQLite and PostgreSQL: accounts that already had their trial get their
-mailbox claimed, and going back to 0003 keeps every user and credit."""
+mailbox claimed, and going back to 0004 keeps every user and credit."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def fresh_db(request, tmp_path):
 
 def test_upgrade_claims_existing_trials_and_downgrade_keeps_the_money(fresh_db):
     cfg = alembic_config(fresh_db.engine)
-    command.downgrade(cfg, "0003")
+    command.downgrade(cfg, "0004")
     with fresh_db.engine.begin() as c:
         for n, email in enumerate(("Jane.Doe@gmail.com", "janedoe+x@googlemail.com", "bob@example.com"), 1):
             c.execute(text("INSERT INTO users (id, email, password_hash, role, created_at) "
@@ -42,7 +42,7 @@ def test_upgrade_claims_existing_trials_and_downgrade_keeps_the_money(fresh_db):
     with fresh_db.engine.connect() as c:
         claims = c.execute(text("SELECT claim_key, user_id FROM trial_claims")).all()
     assert claims == [("email:janedoe@gmail.com", 1)]
-    command.downgrade(cfg, "0003")
+    command.downgrade(cfg, "0004")
     with fresh_db.engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM users")).scalar() == 3
         assert c.execute(text("SELECT count(*) FROM credit_grants")).scalar() == 2
