@@ -60,12 +60,14 @@ def create_app(settings: Settings, services=None):
     import gradio as gr
     from fastapi import FastAPI, Request
 
+    from api import MCP_PATH, StudioMCP, build_openai_router
     from ui import build_ui
     from ui.gradio_tuning import lazy_session_configs, no_matplotlib_lookups
     from ui.guards import BodyLimit, GradioSessions, UploadsOff
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
     services = services or build_services(settings)
+    mcp = StudioMCP(services)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -75,7 +77,8 @@ def create_app(settings: Settings, services=None):
                                   interval_seconds=SWEEP_INTERVAL_SECONDS)
         task = asyncio.create_task(_sweep_forever(maintenance))
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             task.cancel()
             try:
@@ -87,6 +90,8 @@ def create_app(settings: Settings, services=None):
     app.state.services = services
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(build_router(services))
+    app.include_router(build_openai_router(services))  # /v1: the OpenAI-compatible images API
+    app.add_route(MCP_PATH, mcp, include_in_schema=False)  # /mcp: the MCP server (streamable HTTP)
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:
