@@ -18,11 +18,11 @@ import json
 import logging
 
 import anyio
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 
 from api.common import MISSING_KEY, Caller, caller_for, refusal_for, unexpected
 from api.openai_images import default_style
