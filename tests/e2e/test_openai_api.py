@@ -253,6 +253,20 @@ def test_rate_limit_is_429_with_retry_after(serve_app, clock):
     assert balance_of(app, user) == 20
 
 
+def test_when_some_of_n_images_are_refused_the_others_are_returned_and_only_they_charged(serve_app, clock):
+    app = serve_app(GENERATION_RATE_PER_MINUTE=3)
+    app.services.studio.clock = clock
+    user, key = api_user(app, credits=100)
+    client = sdk(app, key)
+    client.images.generate(prompt="one", n=2)
+    assert balance_of(app, user) == 80
+    response = client.images.generate(prompt="two more", n=2)  # the rate limit admits one of them
+    studio = studio_of(response)
+    assert len(response.data) == 1 and studio["charged"] == 10 and studio["balance"] == 70 == balance_of(app, user)
+    assert [f["code"] for f in studio["failed"]] == ["rate_limit_exceeded"]
+    assert app.services.ledger.reconcile(user.id) == []
+
+
 # Through GPT Image (the fake OpenAI server): moderation and provider failures -----------------
 
 
