@@ -90,7 +90,8 @@ class StudioMCP:
         generate_image.__doc__ = (
             "Make one image from a text prompt and charge its price in credits to the API key's owner.\n\n"
             "Arguments: prompt (what to draw, at most 4,000 characters); style (a style name from "
-            f"list_styles; default {style!r}: the prompt as written); aspect_ratio (one of {ratios}; default "
+            f"list_styles; default {style!r}{': the prompt as written' if style == 'none' else ''}); "
+            f"aspect_ratio (one of {ratios}; default "
             f"{catalog.default_aspect_ratio}); resolution (default {catalog.default_resolution}).\n"
             f"Cost: {prices}. Charged once the image is stored; a refused prompt, missing credits, the rate "
             "limit or an engine failure charge nothing.\n"
