@@ -1,7 +1,8 @@
 """The OpenAI-compatible images API under /v1, for tools that already speak it (Open WebUI,
 LibreChat, LobeChat, the `openai` SDK, scripts):
 
-    POST /v1/images/generations   JSON, OpenAI's request and response shapes, plus `studio: {…}`
+    POST /v1/images/generations   JSON, OpenAI's request and response shapes, plus `studio: {…}`;
+                                  `stream: true` answers OpenAI's server-sent events
     POST /v1/images/edits         refused with a clear error until reference-image edits land (#11)
     GET  /v1/models               the one image model this instance serves (and /v1/models/{id})
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import functools
 import io
 import json
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from PIL import Image
 
 from api.common import (
@@ -175,7 +177,7 @@ def read_job(body: object, services: Services) -> ImageJob:
     # The prompt last, through the studio's own rules: its message, with the parameter named.
     request = _field("prompt", lambda: studio.validate(prompt=job.prompt, style=job.style,
                                                         aspect_ratio=job.aspect_ratio, resolution=job.resolution))
-    return ImageJob(**{**job.__dict__, "prompt": request.prompt})
+    return dataclasses.replace(job, prompt=request.prompt)
 
 
 # Answering ------------------------------------------------------------------------------------
@@ -283,11 +285,33 @@ class OpenAIImages:
                             headers={"Cache-Control": "no-store"})
 
     async def stream(self, job: ImageJob, caller: Caller, request: Request):
-        """`stream: true` (OpenAI's SSE events). The engine cannot stream partial frames yet; when it
-        can, this answers with `image_generation.partial_image` / `.completed` events fed by the
-        studio's progress callback, around the same `generate` calls."""
-        raise invalid("Streaming (`stream: true`) is not available on this instance yet: send the request "
-                      "without it. Nothing was charged.", param="stream", code="unsupported_value")
+        """`stream: true`: OpenAI's server-sent events, one `image_generation.completed` per image.
+
+        The images are made first, through the same `generate` as without streaming, so a refusal
+        still gets its status code and error JSON. The engine sends no partial frames yet
+        (`partial_images` is accepted; zero frames is what OpenAI sends for 0 too); when it does,
+        `image_generation.partial_image` events go out here as they arrive, before the completed ones.
+        """
+        outcome = await self.generate(job, caller)
+        body = await self.response(job, caller, outcome, request)
+        made, _ = outcome
+
+        async def events():
+            for entry, result in zip(body["data"], made, strict=True):
+                g = result.generation
+                b64 = entry.get("b64_json") or await anyio.to_thread.run_sync(self._b64, job, caller, result)
+                event = {
+                    "type": "image_generation.completed", "b64_json": b64, "background": body["background"],
+                    "created_at": body["created"], "output_format": job.output_format, "quality": body["quality"],
+                    "size": f"{g.width}x{g.height}", "usage": _usage([result]),
+                    "studio": {**body["studio"], "generation_id": g.id, "charged": g.cost},
+                }
+                if "url" in entry:
+                    event["url"] = entry["url"]
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def generate(self, job: ImageJob, caller: Caller) -> tuple[list[GenerationResult], list[DomainError]]:
         """`n` images, each one `Studio.generate` (its own hold and charge), run side by side (the
@@ -351,16 +375,19 @@ class OpenAIImages:
         entry: dict = {}
         if job.response_format == "url":
             entry["url"] = f"{origin}/images/{g.id}/{job.output_format}"
-        elif job.output_format == "webp":
-            entry["b64_json"] = base64.b64encode(result.display_webp).decode()
         else:
-            content, _ = self.services.studio.open_image(user_id=caller.user_id, generation_id=g.id, variant="png")
-            png = content.read_bytes() if isinstance(content, Path) else content
-            image = _as_jpeg(png, job.output_compression) if job.output_format == "jpeg" else png
-            entry["b64_json"] = base64.b64encode(image).decode()
+            entry["b64_json"] = self._b64(job, caller, result)
         if g.styled_prompt and g.styled_prompt != g.prompt:
             entry["revised_prompt"] = g.styled_prompt  # what the engine was sent (the style applied)
         return entry
+
+    def _b64(self, job: ImageJob, caller: Caller, result: GenerationResult) -> str:
+        """The image in `output_format`, base64: the WebP already in hand, else the stored PNG."""
+        if job.output_format == "webp":
+            return base64.b64encode(result.display_webp).decode()
+        content, _ = self.services.studio.open_image(user_id=caller.user_id, generation_id=result.id, variant="png")
+        png = content.read_bytes() if isinstance(content, Path) else content
+        return base64.b64encode(_as_jpeg(png, job.output_compression) if job.output_format == "jpeg" else png).decode()
 
 
 def build_openai_router(services: Services) -> APIRouter:

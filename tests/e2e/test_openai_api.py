@@ -221,7 +221,7 @@ def test_blocked_prompt_is_400_moderation_blocked(served_app):
     assert balance_of(served_app, user) == 40
 
 
-def test_edits_and_streaming_are_refused_clearly(served_app):
+def test_edits_are_refused_clearly(served_app):
     user, key = api_user(served_app)
     client = sdk(served_app, key)
     png = io.BytesIO()
@@ -230,12 +230,35 @@ def test_edits_and_streaming_are_refused_clearly(served_app):
         client.images.edit(image=[("a.png", png.getvalue(), "image/png")], prompt="make it blue")
     assert_error(refused.value, 400, type_="invalid_request_error", code="unsupported_endpoint", param="image",
                  says="edits are not available on this instance yet")
-    with pytest.raises(openai.BadRequestError) as refused:
-        client.images.generate(prompt="a cat", stream=True, partial_images=2)
-    assert_error(refused.value, 400, type_="invalid_request_error", code="unsupported_value", param="stream",
-                 says="Streaming")
     assert balance_of(served_app, user) == 40
     assert served_app.services.studio.gallery(user_id=user.id).total == 0
+
+
+def test_streaming_sends_openais_events_and_refuses_with_status(served_app):
+    user, key = api_user(served_app, credits=100)
+    client = sdk(served_app, key)
+    events = list(client.images.generate(prompt="a lighthouse", stream=True, partial_images=2, size="1024x1536"))
+    assert [e.type for e in events] == ["image_generation.completed"]
+    done = events[0]
+    image = decoded(done.b64_json)
+    assert (image.format, image.size, done.size, done.output_format) == ("PNG", (683, 1024), "683x1024", "png")
+    studio = done.model_extra["studio"]
+    assert (studio["aspect_ratio"], studio["charged"], studio["balance"]) == ("2:3", 10, 90)
+    assert studio["generation_id"] == studio["generation_ids"][0] and balance_of(served_app, user) == 90
+
+    events = list(client.images.generate(prompt="two boats", stream=True, n=2, output_format="webp"))
+    assert [e.type for e in events] == ["image_generation.completed"] * 2
+    assert {decoded(e.b64_json).format for e in events} == {"WEBP"}
+    assert len({e.model_extra["studio"]["generation_id"] for e in events}) == 2 and balance_of(served_app, user) == 70
+
+    with pytest.raises(openai.APIStatusError) as refused:  # refusals keep their status and error JSON
+        client.images.generate(prompt="a cat", stream=True, n=2, extra_body={"resolution": "4K"})
+    assert_error(refused.value, 402, type_="insufficient_credits", code="insufficient_credits", param=None,
+                 says="need 80 credits and you have 70")
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.images.generate(prompt="child porn", stream=True)
+    assert refused.value.code == "moderation_blocked"
+    assert balance_of(served_app, user) == 70
 
 
 def test_rate_limit_is_429_with_retry_after(serve_app, clock):
