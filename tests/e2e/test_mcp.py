@@ -163,5 +163,9 @@ def test_no_key_is_refused(served_app):
                                                              **headers})
             assert answer.status_code == 401 and answer.json()["error"] == "invalid_token"
             assert answer.headers["www-authenticate"].startswith("Bearer")
+        too_big = http.post("/mcp", json={**message, "params": {"name": "generate_image",
+                                                                  "arguments": {"prompt": "x" * 300_000}}},
+                            headers={"Authorization": f"Bearer {key}"})
+        assert too_big.status_code == 413
     assert balance_of(served_app, user) == 40
     assert served_app.services.studio.gallery(user_id=user.id).total == 0

@@ -230,6 +230,11 @@ def test_edits_are_refused_clearly(served_app):
         client.images.edit(image=[("a.png", png.getvalue(), "image/png")], prompt="make it blue")
     assert_error(refused.value, 400, type_="invalid_request_error", code="unsupported_endpoint", param="image",
                  says="edits are not available on this instance yet")
+    photo = png.getvalue() + bytes(3 * 1024 * 1024)  # a photo-sized upload still gets that answer, not a 413
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.images.edit(image=[("a.png", photo, "image/png")], mask=("m.png", png.getvalue(), "image/png"),
+                           prompt="make it blue")
+    assert refused.value.code == "unsupported_endpoint"
     assert balance_of(served_app, user) == 40
     assert served_app.services.studio.gallery(user_id=user.id).total == 0
 
