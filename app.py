@@ -60,6 +60,7 @@ def create_app(settings: Settings, services=None):
     import gradio as gr
     from fastapi import FastAPI, Request
 
+    from api import MCP_PATH, StudioMCP, build_openai_router
     from ui import build_ui, downloads
     from ui.gradio_tuning import (
         enough_queue_slots,
@@ -73,6 +74,7 @@ def create_app(settings: Settings, services=None):
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
     services = services or build_services(settings)
+    mcp = StudioMCP(services)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -82,7 +84,8 @@ def create_app(settings: Settings, services=None):
                                   interval_seconds=SWEEP_INTERVAL_SECONDS)
         task = asyncio.create_task(_sweep_forever(maintenance))
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             task.cancel()
             try:
@@ -96,6 +99,8 @@ def create_app(settings: Settings, services=None):
     app.include_router(build_router(services))
     app.include_router(build_oidc_router(services))  # provider sign-in and /verify-email
     app.include_router(downloads.build_router(services))  # /images/download-all.zip, trash previews
+    app.include_router(build_openai_router(services))  # /v1: the OpenAI-compatible images API
+    app.add_route(MCP_PATH, mcp, include_in_schema=False)  # /mcp: the MCP server (streamable HTTP)
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Our own top-level modules, as ruff's isort knows them (pyproject.toml).
 FIRST_PARTY = set(tomllib.loads((ROOT / "pyproject.toml").read_text())
                   ["tool"]["ruff"]["lint"]["isort"]["known-first-party"])
-RUNTIME_CODE = ["app.py", "cli.py", "services", "ui", "models", "alembic"]
+RUNTIME_CODE = ["app.py", "cli.py", "api", "services", "ui", "models", "alembic"]
 DEV_CODE = ["tests", "bench"]
 
 

@@ -25,17 +25,27 @@ class BodyLimits:
       the worst case; the other inputs (a style, a ratio, a page number, a gallery's file
       references, event data) add a few KiB. 256 KiB leaves more than 4x headroom and still keeps
       a burst of concurrent requests to a few MiB.
+    - api: the OpenAI-compatible /v1 routes and the MCP endpoint take the same prompt in JSON (a
+      generations request or a tool call) with a few short fields: the gradio_api reasoning holds.
+    - api_uploads: /v1/images/edits is answered without reading its body until edits land (#11);
+      a client's multipart images get that answer rather than a 413.
     - default: anything else (no other route takes a body today).
     """
 
     webhook: int = 1 * MiB
     form: int = 64 * KiB
     gradio_api: int = 256 * KiB
+    api: int = 256 * KiB
+    api_uploads: int = 32 * MiB
     default: int = 64 * KiB
 
     def for_path(self, path: str) -> int:
         if path.startswith("/webhooks/"):
             return self.webhook
+        if path.rstrip("/") == "/v1/images/edits":
+            return self.api_uploads
+        if path.startswith("/v1/") or path.rstrip("/") == "/mcp":
+            return self.api
         if path.rstrip("/") in FORM_ROUTES:
             return self.form
         if path.startswith(GRADIO_API + "/"):

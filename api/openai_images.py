@@ -1,0 +1,401 @@
+"""The OpenAI-compatible images API under /v1, for tools that already speak it (Open WebUI,
+LibreChat, LobeChat, the `openai` SDK, scripts):
+
+    POST /v1/images/generations   JSON, OpenAI's request and response shapes, plus `studio: {…}`;
+                                  `stream: true` answers OpenAI's server-sent events
+    POST /v1/images/edits         refused with a clear error until reference-image edits land (#11)
+    GET  /v1/models               the one image model this instance serves (and /v1/models/{id})
+
+Authenticated by the studio's API keys (`Authorization: Bearer sk_studio_…`). Each of the `n`
+images is one `Studio.generate` call, so it is validated, moderated, limited, held, charged and
+refunded exactly as an image made on the Generate tab. Refusals use OpenAI's error JSON
+(`{"error": {"message", "type", "param", "code"}}`) with the studio's own message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import functools
+import io
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from PIL import Image
+
+from api.common import (
+    ApiError,
+    Caller,
+    Refusal,
+    caller_for,
+    invalid,
+    refusal_for,
+    unauthenticated,
+    unexpected,
+)
+from services.catalog import AspectRatio, Catalog, Resolution
+from services.container import Services
+from services.errors import DomainError, InsufficientCredits, PermissionDenied, ValidationFailed
+from services.studio import GenerationResult
+
+MAX_IMAGES = 4
+QUALITIES = ("auto", "low", "medium", "high", "standard", "hd", "xhigh", "max")
+RESPONSE_FORMATS = ("b64_json", "url")
+OUTPUT_FORMATS = ("png", "webp", "jpeg")
+SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
+MAX_SIDE = 16384
+OWNER = "image-studio"
+
+
+# Reading the request -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """A /v1/images/generations request in the studio's terms (every field checked)."""
+
+    prompt: str
+    style: str
+    aspect_ratio: str
+    resolution: str
+    cost: int  # credits per image
+    n: int
+    response_format: str
+    output_format: str
+    output_compression: int | None
+    quality: str | None  # accepted; the instance's IMAGE_QUALITY is what the engine uses
+    stream: bool
+    partial_images: int
+
+
+def default_style(catalog: Catalog) -> str:
+    """What an OpenAI client gets without `style`: its prompt as written ("none") when the catalog
+    has that style, else the catalog's default."""
+    return "none" if "none" in (name.lower() for name in catalog.style_names) else catalog.default_style
+
+
+def closest_aspect(width: int, height: int, ratios: tuple[AspectRatio, ...]) -> AspectRatio:
+    """The catalog ratio nearest to width:height (compared as log ratios; ties: the first listed)."""
+    wanted = math.log(width / height)
+    return min(ratios, key=lambda r: abs(math.log(r.width / r.height) - wanted))
+
+
+def tier_of(long_edge: int, resolutions: tuple[Resolution, ...]) -> Resolution:
+    """The resolution tier a long edge falls in: the largest tier whose long edge it reaches
+    (1536 → 1K, 2048 → 2K, 3840 → 4K), the smallest for anything below it."""
+    ordered = sorted(resolutions, key=lambda r: r.long_edge)
+    reached = [r for r in ordered if r.long_edge <= long_edge]
+    return reached[-1] if reached else ordered[0]
+
+
+def _text(body: dict, name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise invalid(f"`{name}` must be a string.", param=name, code="invalid_type")
+    return value
+
+
+def _choice(body: dict, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+    value = _text(body, name)
+    if value is None:
+        return default
+    if value.strip().lower() not in choices:
+        raise invalid(f"Invalid `{name}` {value[:40]!r}: use one of {', '.join(choices)}.", param=name)
+    return value.strip().lower()
+
+
+def _integer(body: dict, name: str, default: int | None, low: int, high: int, what: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(f"`{name}` must be an integer.", param=name, code="invalid_type")
+    if not low <= value <= high:
+        raise invalid(f"`{name}` must be between {low} and {high} {what}; got {value}.", param=name)
+    return value
+
+
+def _field(param: str, lookup):
+    """A catalog lookup whose ValidationFailed names the parameter it came from."""
+    try:
+        return lookup()
+    except ValidationFailed as err:
+        raise ApiError(refusal_for(err, param=param)) from None
+
+
+def read_job(body: object, services: Services) -> ImageJob:
+    """Check a generations request against OpenAI's rules and the studio's catalog."""
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.", param=None, code="invalid_json")
+    catalog, studio = services.catalog, services.studio
+    _text(body, "model")  # accepted and not used: this instance serves its own model
+    style = _field("style", lambda: catalog.style(_text(body, "style") or default_style(catalog)))
+
+    size = (_text(body, "size") or "auto").strip().lower()
+    if size == "auto":
+        aspect, tier = catalog.aspect_ratio(catalog.default_aspect_ratio), None
+    else:
+        match = SIZE_RE.match(size)
+        width, height = (int(match[1]), int(match[2])) if match else (0, 0)
+        if not (match and 0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+            raise invalid(f"Invalid `size` {size[:40]!r}: use \"auto\" or WIDTHxHEIGHT, for example 1024x1024.",
+                          param="size")
+        aspect = closest_aspect(width, height, catalog.aspect_ratios)
+        tier = tier_of(max(width, height), catalog.resolutions)
+    wanted = _text(body, "resolution")
+    if wanted is not None:
+        resolution = _field("resolution", lambda: catalog.resolution(wanted))
+    else:
+        resolution = tier or catalog.resolution(catalog.default_resolution)
+
+    response_format = _choice(body, "response_format", RESPONSE_FORMATS, "b64_json")
+    output_format = _choice(body, "output_format", OUTPUT_FORMATS, "png")
+    if response_format == "url" and output_format == "jpeg":
+        raise invalid("`output_format` jpeg is only available with `response_format` b64_json; the stored "
+                      "images are PNG and WebP.", param="output_format")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid("`stream` must be true or false.", param="stream", code="invalid_type")
+    job = ImageJob(
+        prompt=body.get("prompt"), style=style.name, aspect_ratio=aspect.ratio, resolution=resolution.key,
+        cost=resolution.price, n=_integer(body, "n", 1, 1, MAX_IMAGES, "images"),
+        response_format=response_format, output_format=output_format,
+        output_compression=_integer(body, "output_compression", None, 0, 100, "percent"),
+        quality=_choice(body, "quality", QUALITIES, None), stream=bool(stream),
+        partial_images=_integer(body, "partial_images", 0, 0, 3, "frames"),
+    )
+    # The prompt last, through the studio's own rules: its message, with the parameter named.
+    request = _field("prompt", lambda: studio.validate(prompt=job.prompt, style=job.style,
+                                                        aspect_ratio=job.aspect_ratio, resolution=job.resolution))
+    return dataclasses.replace(job, prompt=request.prompt)
+
+
+# Answering ------------------------------------------------------------------------------------
+
+
+def answer(refusal: Refusal) -> JSONResponse:
+    return JSONResponse(refusal.body(), status_code=refusal.status,
+                        headers={"Cache-Control": "no-store", **refusal.headers})
+
+
+def openai_errors(fn):
+    """Every /v1 handler: ApiError and domain errors become OpenAI error JSON; anything else a
+    500 with a reference id (details in the log only)."""
+    where = f"{fn.__module__}.{fn.__qualname__}"
+
+    @functools.wraps(fn)
+    async def handler(*args, **kwargs):
+        try:
+            return await fn(*args, **kwargs)
+        except ApiError as err:
+            return answer(err.refusal)
+        except DomainError as err:
+            return answer(refusal_for(err))
+        except Exception as err:  # noqa: BLE001 - mapped to a reference id
+            return answer(unexpected(err, where))
+
+    return handler
+
+
+def _usage(results: list[GenerationResult]) -> dict:
+    """OpenAI's usage block, summed over the images (zeros where the engine reports none)."""
+    total = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
+             "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}}
+    for result in results:
+        usage = result.generation.usage if isinstance(result.generation.usage, dict) else {}
+        for key in ("input_tokens", "output_tokens", "total_tokens"):
+            total[key] += int(usage.get(key) or 0)
+        details = usage.get("input_tokens_details") or {}
+        for key in ("image_tokens", "text_tokens"):
+            total["input_tokens_details"][key] += int(details.get(key) or 0) if isinstance(details, dict) else 0
+    return total
+
+
+def _as_jpeg(png: bytes, quality: int | None) -> bytes:
+    with Image.open(io.BytesIO(png)) as image:
+        out = io.BytesIO()
+        image.convert("RGB").save(out, "JPEG", quality=quality if quality is not None else 90)
+        return out.getvalue()
+
+
+# The routes -------------------------------------------------------------------------------------
+
+
+class OpenAIImages:
+    """The /v1 handlers; each one authenticates the key, then calls the services."""
+
+    def __init__(self, services: Services):
+        self.services = services
+
+    async def caller(self, request: Request) -> Caller:
+        caller = await caller_for(self.services, request.headers.get("authorization"))
+        if caller is None:
+            raise ApiError(unauthenticated())
+        return caller
+
+    def origin(self, request: Request) -> str:
+        return self.services.settings.public_url or str(request.base_url).rstrip("/")
+
+    @openai_errors
+    async def models(self, request: Request):
+        await self.caller(request)
+        return JSONResponse({"object": "list", "data": [self._model()]})
+
+    @openai_errors
+    async def model(self, request: Request):
+        await self.caller(request)
+        if request.path_params.get("model") != self.services.studio.engine.model:
+            raise ApiError(Refusal(404, f"The model {request.path_params.get('model')!r} does not exist on this "
+                                        f"instance; it serves {self.services.studio.engine.model!r}.",
+                                   param="model", code="model_not_found"))
+        return JSONResponse(self._model())
+
+    def _model(self) -> dict:
+        return {"id": self.services.studio.engine.model, "object": "model", "created": 0, "owned_by": OWNER}
+
+    @openai_errors
+    async def edits(self, request: Request):
+        await self.caller(request)
+        # 400, not 501: the SDKs retry any 5xx, and nothing here would change on a retry.
+        raise invalid("Image edits are not available on this instance yet: use /v1/images/generations. "
+                      "Nothing was charged.", param="image", code="unsupported_endpoint")
+
+    @openai_errors
+    async def generations(self, request: Request):
+        caller = await self.caller(request)
+        try:
+            body = json.loads(await request.body() or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise invalid("The request body is not valid JSON.", param=None, code="invalid_json") from None
+        job = read_job(body, self.services)
+        if job.stream:
+            return await self.stream(job, caller, request)
+        results = await self.generate(job, caller)
+        return JSONResponse(await self.response(job, caller, results, request),
+                            headers={"Cache-Control": "no-store"})
+
+    async def stream(self, job: ImageJob, caller: Caller, request: Request):
+        """`stream: true`: OpenAI's server-sent events, one `image_generation.completed` per image.
+
+        The images are made first, through the same `generate` as without streaming, so a refusal
+        still gets its status code and error JSON. The engine sends no partial frames yet
+        (`partial_images` is accepted; zero frames is what OpenAI sends for 0 too); when it does,
+        `image_generation.partial_image` events go out here as they arrive, before the completed ones.
+        """
+        outcome = await self.generate(job, caller)
+        body = await self.response(job, caller, outcome, request)
+        made, _ = outcome
+
+        async def events():
+            for entry, result in zip(body["data"], made, strict=True):
+                g = result.generation
+                b64 = entry.get("b64_json") or await anyio.to_thread.run_sync(self._b64, job, caller, result)
+                event = {
+                    "type": "image_generation.completed", "b64_json": b64, "background": body["background"],
+                    "created_at": body["created"], "output_format": job.output_format, "quality": body["quality"],
+                    "size": f"{g.width}x{g.height}", "usage": _usage([result]),
+                    "studio": {**body["studio"], "generation_id": g.id, "charged": g.cost},
+                }
+                if "url" in entry:
+                    event["url"] = entry["url"]
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def generate(self, job: ImageJob, caller: Caller) -> tuple[list[GenerationResult], list[DomainError]]:
+        """`n` images, each one `Studio.generate` (its own hold and charge), run side by side (the
+        studio's per-user slots still apply). More than one image is refused up front, with nothing
+        charged, when the balance cannot pay for all of them."""
+        if job.n > 1:
+            await anyio.to_thread.run_sync(self._can_pay_for, job, caller)
+
+        async def one() -> GenerationResult:
+            return await self.services.studio.generate(
+                user_id=caller.user_id, is_admin=caller.is_admin, prompt=job.prompt, style=job.style,
+                aspect_ratio=job.aspect_ratio, resolution=job.resolution)
+
+        outcomes = await asyncio.gather(*(one() for _ in range(job.n)), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, DomainError):
+                raise outcome
+        made = [o for o in outcomes if isinstance(o, GenerationResult)]
+        failed = [o for o in outcomes if isinstance(o, DomainError)]
+        if not made:
+            err = failed[0]
+            param = "resolution" if isinstance(err, PermissionDenied) else \
+                "prompt" if isinstance(err, ValidationFailed) else None
+            raise ApiError(refusal_for(err, param=param))
+        return made, failed
+
+    def _can_pay_for(self, job: ImageJob, caller: Caller) -> None:
+        services = self.services
+        block = services.entitlements.resolution_block(user_id=caller.user_id, is_admin=caller.is_admin,
+                                                       resolution=job.resolution)
+        if block:
+            raise ApiError(refusal_for(PermissionDenied(block), param="resolution"))
+        have = services.ledger.balance(caller.user_id).total
+        if have < job.n * job.cost:
+            raise InsufficientCredits(
+                needed=job.n * job.cost, available=have,
+                message=f"{job.n} {job.resolution} images need {job.n * job.cost} credits and you have {have}. "
+                        "Nothing was charged. Buy more credits on the Pricing tab, or ask for fewer images.")
+
+    async def response(self, job: ImageJob, caller: Caller, outcome, request: Request) -> dict:
+        made, failed = outcome
+        origin = self.origin(request)
+        data = [await anyio.to_thread.run_sync(self._image_entry, job, caller, result, origin) for result in made]
+        balance = await anyio.to_thread.run_sync(self.services.ledger.balance, caller.user_id)
+        first = made[0].generation
+        studio = {
+            "generation_ids": [r.id for r in made], "charged": sum(r.generation.cost for r in made),
+            "balance": balance.total, "model": first.model, "style": job.style, "aspect_ratio": job.aspect_ratio,
+            "resolution": job.resolution, "cost_per_image": job.cost,
+        }
+        if failed:  # some of the n images were refused or failed: those were not charged
+            studio["failed"] = [refusal_for(err).body()["error"] for err in failed]
+        return {
+            "created": int(time.time()), "data": data, "usage": _usage(made), "size": f"{first.width}x{first.height}",
+            "quality": self.services.settings.image_quality, "output_format": job.output_format,
+            "background": "opaque", "studio": studio,
+        }
+
+    def _image_entry(self, job: ImageJob, caller: Caller, result: GenerationResult, origin: str) -> dict:
+        g = result.generation
+        entry: dict = {}
+        if job.response_format == "url":
+            entry["url"] = f"{origin}/images/{g.id}/{job.output_format}"
+        else:
+            entry["b64_json"] = self._b64(job, caller, result)
+        if g.styled_prompt and g.styled_prompt != g.prompt:
+            entry["revised_prompt"] = g.styled_prompt  # what the engine was sent (the style applied)
+        return entry
+
+    def _b64(self, job: ImageJob, caller: Caller, result: GenerationResult) -> str:
+        """The image in `output_format`, base64: the WebP already in hand, else the stored PNG."""
+        if job.output_format == "webp":
+            return base64.b64encode(result.display_webp).decode()
+        content, _ = self.services.studio.open_image(user_id=caller.user_id, generation_id=result.id, variant="png")
+        png = content.read_bytes() if isinstance(content, Path) else content
+        return base64.b64encode(_as_jpeg(png, job.output_compression) if job.output_format == "jpeg" else png).decode()
+
+
+def build_openai_router(services: Services) -> APIRouter:
+    """The /v1 routes. Register them on the app before the Gradio mount at "/"."""
+    api = OpenAIImages(services)
+    router = APIRouter(prefix="/v1", include_in_schema=False)
+    router.add_api_route("/images/generations", api.generations, methods=["POST"])
+    router.add_api_route("/images/edits", api.edits, methods=["POST"])
+    router.add_api_route("/models", api.models, methods=["GET"])
+    router.add_api_route("/models/{model}", api.model, methods=["GET"])
+    return router

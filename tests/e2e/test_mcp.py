@@ -1,0 +1,171 @@
+"""The MCP server at /mcp through the official `mcp` client (streamable HTTP) against the served
+app: the tools and their documentation, generate_image (the image returned, the credits charged),
+get_balance, list_styles, refusals charged nothing, and no key → refused."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import uuid
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from PIL import Image
+
+TOOLS = {"generate_image", "get_balance", "list_styles"}
+
+
+def api_user(app, *, credits: int | None = None):
+    services = app.services
+    user = services.accounts.create_user(email=f"mcp-{uuid.uuid4().hex[:10]}@example.com",
+                                         password="correct horse battery")
+    have = services.ledger.balance(user.id).total
+    if credits is not None and credits > have:
+        services.ledger.grant(user_id=user.id, amount=credits - have, kind="admin",
+                              idempotency_key=f"e2e:{uuid.uuid4().hex}")
+    _, key = services.accounts.create_api_key(user_id=user.id, name="mcp")
+    return user, key
+
+
+def balance_of(app, user) -> int:
+    return app.services.ledger.balance(user.id).total
+
+
+async def session(app, key: str | None, work, *, mode: str = "auto"):
+    """Run `work(client)` inside an MCP client connected to the app with `key` (None: no header)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with (httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(120)) as http,
+                Client(streamable_http_client(f"{app.url}/mcp", http_client=http), mode=mode) as client):
+        return await work(client)
+
+
+def run(app, key, work, **kwargs):
+    return asyncio.run(session(app, key, work, **kwargs))
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_tools_are_listed_and_documented(served_app, mode):
+    _, key = api_user(served_app)
+
+    async def work(client):
+        return (await client.list_tools()).tools
+
+    tools = {tool.name: tool for tool in run(served_app, key, work, mode=mode)}
+    assert set(tools) == TOOLS
+    generate = tools["generate_image"]
+    assert generate.input_schema["required"] == ["prompt"]
+    assert set(generate.input_schema["properties"]) == {"prompt", "style", "aspect_ratio", "resolution"}
+    for says in ("1K (1024 px long edge) costs 10 credits", "4K", "charge nothing", "balance", "png_url"):
+        assert says in generate.description
+    assert generate.annotations.read_only_hint is False
+    assert "Free" in tools["get_balance"].description and tools["get_balance"].annotations.read_only_hint
+    assert "price" in tools["list_styles"].description
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_generate_image_returns_the_image_and_charges(served_app, mode):
+    user, key = api_user(served_app, credits=100)
+
+    async def work(client):
+        made = await client.call_tool("generate_image", {"prompt": "a lighthouse at dusk", "style": "cinematic",
+                                                         "aspect_ratio": "16:9"})
+        balance = await client.call_tool("get_balance", {})
+        return made, balance
+
+    made, balance = run(served_app, key, work, mode=mode)
+    assert not made.is_error
+    image_block = next(block for block in made.content if block.type == "image")
+    assert image_block.mime_type == "image/webp"
+    image = Image.open(io.BytesIO(base64.b64decode(image_block.data)))
+    assert (image.format, image.size) == ("WEBP", (1024, 576))
+    summary = made.structured_content
+    text = json.loads(next(block for block in made.content if block.type == "text").text)
+    assert text == summary
+    assert (summary["charged"], summary["balance"]) == (10, 90) and balance_of(served_app, user) == 90
+    assert (summary["aspect_ratio"], summary["resolution"], summary["style"]) == ("16:9", "1K", "cinematic")
+    assert balance.structured_content["balance"] == 90 and balance.structured_content["held"] == 0
+    assert served_app.services.studio.gallery(user_id=user.id).items[0].id == summary["generation_id"]
+    with served_app.client(headers={"Authorization": f"Bearer {key}"}) as http:
+        png = http.get(summary["png_url"])
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+
+
+def test_list_styles(served_app):
+    _, key = api_user(served_app)
+
+    async def work(client):
+        return await client.call_tool("list_styles", {})
+
+    listed = run(served_app, key, work).structured_content
+    catalog = served_app.services.catalog
+    assert [s["name"] for s in listed["styles"]] == catalog.style_names
+    assert {r["key"]: r["price"] for r in listed["resolutions"]} == {"1K": 10, "2K": 20, "4K": 40}
+    assert "16:9" in listed["aspect_ratios"] and listed["defaults"]["style"] == "none"
+
+
+def test_refusals_are_tool_errors_and_charge_nothing(served_app):
+    user, key = api_user(served_app)  # 40 trial credits
+
+    async def work(client):
+        calls = [
+            {"prompt": "a cat", "style": "no-such-style"},
+            {"prompt": ""},
+            {"prompt": "child porn"},
+            {"prompt": "a cat", "resolution": "16K"},
+        ]
+        refused = [await client.call_tool("generate_image", args) for args in calls]
+        await client.call_tool("generate_image", {"prompt": "a cat", "resolution": "2K"})
+        await client.call_tool("generate_image", {"prompt": "a cat", "resolution": "2K"})
+        broke = await client.call_tool("generate_image", {"prompt": "a cat"})
+        return refused, broke
+
+    refused, broke = run(served_app, key, work)
+    assert all(result.is_error for result in refused)
+    messages = [result.content[0].text for result in refused]
+    for message, says in zip(messages, ("Unknown style", "Please enter a prompt", "refused by our content rules",
+                                        "Unknown resolution"), strict=True):
+        assert says in message
+    assert refused[2].structured_content["error"]["code"] == "moderation_blocked"
+    assert broke.is_error and broke.structured_content["error"]["code"] == "insufficient_credits"
+    assert "This needs 10 credits and you have 0" in broke.content[0].text
+    assert balance_of(served_app, user) == 0
+    assert served_app.services.studio.gallery(user_id=user.id).total == 2
+    assert served_app.services.ledger.reconcile(user.id) == []
+
+
+def _leaves(group: BaseException) -> list[BaseException]:
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for inner in group.exceptions for leaf in _leaves(inner)]
+    return [group]
+
+
+def test_no_key_is_refused(served_app):
+    user, key = api_user(served_app)
+
+    async def work(client):
+        return await client.list_tools()
+
+    for bad in (None, "sk_studio_not-a-real-key", key + "x"):
+        for mode in ("auto", "legacy"):
+            with pytest.raises(BaseExceptionGroup) as refused:
+                run(served_app, bad, work, mode=mode)
+            assert any(isinstance(leaf, MCPError) for leaf in _leaves(refused.value)), "the client saw the refusal"
+    with served_app.client() as http:
+        message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "generate_image", "arguments": {"prompt": "a cat"}}}
+        for headers in ({}, {"Authorization": "Bearer sk_studio_nope"}, {"Authorization": f"Basic {key}"}):
+            answer = http.post("/mcp", json=message, headers={"Accept": "application/json, text/event-stream",
+                                                             **headers})
+            assert answer.status_code == 401 and answer.json()["error"] == "invalid_token"
+            assert answer.headers["www-authenticate"].startswith("Bearer")
+        too_big = http.post("/mcp", json={**message, "params": {"name": "generate_image",
+                                                                  "arguments": {"prompt": "x" * 300_000}}},
+                            headers={"Authorization": f"Bearer {key}"})
+        assert too_big.status_code == 413
+    assert balance_of(served_app, user) == 40
+    assert served_app.services.studio.gallery(user_id=user.id).total == 0

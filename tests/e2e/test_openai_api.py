@@ -1,0 +1,362 @@
+"""The OpenAI-compatible images API (/v1) through the real `openai` SDK against the served app:
+generations (b64_json, url, n, sizes, formats, the studio extensions), every refusal in OpenAI's
+error shape with its status, the balance exact after each, /v1/models, and 30 concurrent calls for
+one key with credit for 10."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+from openai import OpenAI
+from PIL import Image
+
+from tests.e2e.conftest import sign_up
+from tests.fakes.openai_server import FakeOpenAI
+
+
+def api_user(app, *, credits: int | None = None) -> tuple[object, str]:
+    """A user (40 trial credits, or exactly `credits`) and a plaintext API key."""
+    services = app.services
+    user = services.accounts.create_user(email=f"v1-{uuid.uuid4().hex[:10]}@example.com",
+                                         password="correct horse battery")
+    have = services.ledger.balance(user.id).total
+    if credits is not None and credits > have:
+        services.ledger.grant(user_id=user.id, amount=credits - have, kind="admin",
+                              idempotency_key=f"e2e:{uuid.uuid4().hex}")
+    _, key = services.accounts.create_api_key(user_id=user.id, name="e2e")
+    return user, key
+
+
+def sdk(app, key: str) -> OpenAI:
+    # No retries: a 429 or 502 must reach the test as it was answered.
+    return OpenAI(base_url=f"{app.url}/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def balance_of(app, user) -> int:
+    return app.services.ledger.balance(user.id).total
+
+
+def studio_of(response) -> dict:
+    return response.model_extra["studio"]
+
+
+def decoded(b64: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(b64)))
+
+
+def assert_error(exc: openai.APIStatusError, status: int, *, type_: str, code: str | None, param: str | None,
+                 says: str) -> None:
+    """OpenAI's error JSON: {"error": {"message", "type", "param", "code"}} with the studio's message."""
+    assert exc.status_code == status
+    error = exc.response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"], error["param"]) == (type_, code, param)
+    assert says in error["message"]
+
+
+# Generations ----------------------------------------------------------------------------------
+
+
+def test_generate_b64_json_maps_size_to_ratio_and_tier(served_app):
+    user, key = api_user(served_app, credits=100)
+    client = sdk(served_app, key)
+    response = client.images.generate(model="gpt-image-2", prompt="a lighthouse at dusk", size="1536x1024")
+    studio = studio_of(response)
+    assert (studio["aspect_ratio"], studio["resolution"], studio["style"]) == ("3:2", "1K", "none")
+    assert studio["charged"] == 10 and studio["balance"] == 90 == balance_of(served_app, user)
+    assert len(response.data) == 1 and len(studio["generation_ids"]) == 1
+    image = decoded(response.data[0].b64_json)
+    assert image.format == "PNG" and max(image.size) == 1024 and response.size == f"{image.width}x{image.height}"
+    assert abs(image.width / image.height - 1.5) < 0.01
+    assert response.usage is not None and response.output_format == "png"
+
+    tall = client.images.generate(prompt="a tower", size="2160x3840")  # 9:16, long edge 3840 → 4K
+    assert (studio_of(tall)["aspect_ratio"], studio_of(tall)["resolution"]) == ("9:16", "4K")
+    assert studio_of(tall)["charged"] == 40 and balance_of(served_app, user) == 50
+    assert decoded(tall.data[0].b64_json).size == (2160, 3840)
+
+
+def test_n_images_are_each_charged_and_returned(served_app):
+    user, key = api_user(served_app, credits=100)
+    response = sdk(served_app, key).images.generate(prompt="three red apples", n=3, size="1024x1024")
+    studio = studio_of(response)
+    assert len(response.data) == 3 and len(set(studio["generation_ids"])) == 3
+    assert studio["charged"] == 30 and studio["balance"] == 70 == balance_of(served_app, user)
+    assert served_app.services.studio.gallery(user_id=user.id).total == 3
+    assert all(decoded(d.b64_json).size == (1024, 1024) for d in response.data)
+
+
+def test_url_and_formats_and_studio_extensions(served_app):
+    user, key = api_user(served_app, credits=100)
+    other, other_key = api_user(served_app)
+    client = sdk(served_app, key)
+    response = client.images.generate(prompt="a harbour", response_format="url", output_format="webp",
+                                      size="auto", extra_body={"style": "watercolor", "resolution": "2K"})
+    studio = studio_of(response)
+    assert (studio["style"], studio["resolution"], studio["aspect_ratio"], studio["charged"]) == \
+        ("watercolor", "2K", "1:1", 20)
+    url = response.data[0].url
+    assert url == f"{served_app.url}/images/{studio['generation_ids'][0]}/webp"
+    assert "a harbour" in response.data[0].revised_prompt and response.data[0].revised_prompt != "a harbour"
+    with served_app.client(headers={"Authorization": f"Bearer {key}"}) as http:
+        fetched = http.get(url)
+        assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/webp"
+        assert Image.open(io.BytesIO(fetched.content)).size == (2048, 2048)
+    with served_app.client(headers={"Authorization": f"Bearer {other_key}"}) as http:
+        assert http.get(url).status_code == 404, "only the owner can fetch the URL"
+
+    jpeg = client.images.generate(prompt="a harbour at night", output_format="jpeg", quality="low")
+    assert decoded(jpeg.data[0].b64_json).format == "JPEG"
+    webp = client.images.generate(prompt="a harbour at noon", output_format="webp")
+    assert decoded(webp.data[0].b64_json).format == "WEBP"
+    assert balance_of(served_app, user) == 100 - 20 - 10 - 10
+    assert balance_of(served_app, other) == 40
+
+
+def test_models_lists_the_instance_model(served_app):
+    _, key = api_user(served_app)
+    client = sdk(served_app, key)
+    assert [m.id for m in client.models.list()] == ["offline-preview"]
+    assert client.models.retrieve("offline-preview").owned_by == "image-studio"
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.models.retrieve("dall-e-2")
+    assert_error(refused.value, 404, type_="invalid_request_error", code="model_not_found", param="model",
+                 says="offline-preview")
+
+
+# Refusals: OpenAI's error shape, the studio's message, nothing charged ------------------------
+
+
+def test_bad_or_missing_key_is_401(served_app):
+    user, key = api_user(served_app)
+    for bad in ("sk_studio_not-a-real-key", "sk-openai-style-key", key + "x"):
+        with pytest.raises(openai.AuthenticationError) as refused:
+            sdk(served_app, bad).images.generate(prompt="a cat")
+        assert_error(refused.value, 401, type_="invalid_request_error", code="invalid_api_key", param=None,
+                     says="API key")
+    with pytest.raises(openai.AuthenticationError):
+        sdk(served_app, "sk_studio_nope").models.list()
+    with served_app.client() as anonymous:
+        answer = anonymous.post("/v1/images/generations", json={"prompt": "a cat"})
+        assert answer.status_code == 401 and answer.json()["error"]["code"] == "invalid_api_key"
+        assert answer.headers["www-authenticate"] == "Bearer"
+    browser = sign_up(served_app, f"v1-browser-{uuid.uuid4().hex[:8]}@example.com")
+    try:
+        answer = browser.get("/v1/models", headers={"Accept": "application/json"})
+        assert answer.status_code == 401, "a session cookie is no API key"
+    finally:
+        browser.close()
+    assert balance_of(served_app, user) == 40
+
+
+@pytest.mark.parametrize(("kwargs", "param", "says"), [
+    ({"prompt": ""}, "prompt", "Please enter a prompt"),
+    ({"prompt": "a cat\x00"}, "prompt", "control character"),
+    ({"prompt": "x" * 4001}, "prompt", "The prompt is too long"),
+    ({"prompt": "a cat", "size": "huge"}, "size", "WIDTHxHEIGHT"),
+    ({"prompt": "a cat", "size": "0x1024"}, "size", "WIDTHxHEIGHT"),
+    ({"prompt": "a cat", "n": 5}, "n", "between 1 and 4"),
+    ({"prompt": "a cat", "n": 0}, "n", "between 1 and 4"),
+    ({"prompt": "a cat", "response_format": "svg"}, "response_format", "b64_json, url"),
+    ({"prompt": "a cat", "output_format": "gif"}, "output_format", "png, webp, jpeg"),
+    ({"prompt": "a cat", "quality": "ultra"}, "quality", "auto, low"),
+    ({"prompt": "a cat", "extra_body": {"style": "no-such-style"}}, "style", "Unknown style"),
+    ({"prompt": "a cat", "extra_body": {"resolution": "16K"}}, "resolution", "Unknown resolution"),
+])
+def test_invalid_request_is_400_with_the_param_named(served_app, kwargs, param, says):
+    user, key = api_user(served_app)
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk(served_app, key).images.generate(**kwargs)
+    assert_error(refused.value, 400, type_="invalid_request_error", code=refused.value.code, param=param, says=says)
+    assert refused.value.code in ("invalid_value", "invalid_type")
+    assert balance_of(served_app, user) == 40
+    assert served_app.services.studio.gallery(user_id=user.id).total == 0
+
+
+def test_not_json_is_400(served_app):
+    user, key = api_user(served_app)
+    with served_app.client(headers={"Authorization": f"Bearer {key}"}) as http:
+        answer = http.post("/v1/images/generations", content=b"prompt=a cat",
+                           headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_json"
+        answer = http.post("/v1/images/generations", json=["a cat"])
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_json"
+        too_big = http.post("/v1/images/generations", json={"prompt": "x" * 300_000})
+        assert too_big.status_code == 413
+    assert balance_of(served_app, user) == 40
+
+
+def test_not_enough_credits_is_402_and_charges_nothing(served_app):
+    user, key = api_user(served_app)  # 40 trial credits
+    client = sdk(served_app, key)
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.images.generate(prompt="a cat", n=3, extra_body={"resolution": "2K"})  # 60 credits
+    assert_error(refused.value, 402, type_="insufficient_credits", code="insufficient_credits", param=None,
+                 says="need 60 credits and you have 40")
+    assert balance_of(served_app, user) == 40
+
+    client.images.generate(prompt="a cat", extra_body={"resolution": "2K"})
+    assert balance_of(served_app, user) == 20
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.images.generate(prompt="a cat", size="3840x2160")  # 4K: 40 credits
+    assert_error(refused.value, 402, type_="insufficient_credits", code="insufficient_credits", param=None,
+                 says="This needs 40 credits and you have 20")
+    assert balance_of(served_app, user) == 20
+    assert served_app.services.studio.gallery(user_id=user.id).total == 1
+    assert served_app.services.ledger.reconcile(user.id) == []
+
+
+def test_blocked_prompt_is_400_moderation_blocked(served_app):
+    user, key = api_user(served_app)
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk(served_app, key).images.generate(prompt="child porn")  # the local blocklist
+    assert_error(refused.value, 400, type_="image_generation_user_error", code="moderation_blocked",
+                 param="prompt", says="refused by our content rules")
+    assert balance_of(served_app, user) == 40
+
+
+def test_edits_are_refused_clearly(served_app):
+    user, key = api_user(served_app)
+    client = sdk(served_app, key)
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(png, "PNG")
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.images.edit(image=[("a.png", png.getvalue(), "image/png")], prompt="make it blue")
+    assert_error(refused.value, 400, type_="invalid_request_error", code="unsupported_endpoint", param="image",
+                 says="edits are not available on this instance yet")
+    photo = png.getvalue() + bytes(3 * 1024 * 1024)  # a photo-sized upload still gets that answer, not a 413
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.images.edit(image=[("a.png", photo, "image/png")], mask=("m.png", png.getvalue(), "image/png"),
+                           prompt="make it blue")
+    assert refused.value.code == "unsupported_endpoint"
+    assert balance_of(served_app, user) == 40
+    assert served_app.services.studio.gallery(user_id=user.id).total == 0
+
+
+def test_streaming_sends_openais_events_and_refuses_with_status(served_app):
+    user, key = api_user(served_app, credits=100)
+    client = sdk(served_app, key)
+    events = list(client.images.generate(prompt="a lighthouse", stream=True, partial_images=2, size="1024x1536"))
+    assert [e.type for e in events] == ["image_generation.completed"]
+    done = events[0]
+    image = decoded(done.b64_json)
+    assert (image.format, image.size, done.size, done.output_format) == ("PNG", (683, 1024), "683x1024", "png")
+    studio = done.model_extra["studio"]
+    assert (studio["aspect_ratio"], studio["charged"], studio["balance"]) == ("2:3", 10, 90)
+    assert studio["generation_id"] == studio["generation_ids"][0] and balance_of(served_app, user) == 90
+
+    events = list(client.images.generate(prompt="two boats", stream=True, n=2, output_format="webp"))
+    assert [e.type for e in events] == ["image_generation.completed"] * 2
+    assert {decoded(e.b64_json).format for e in events} == {"WEBP"}
+    assert len({e.model_extra["studio"]["generation_id"] for e in events}) == 2 and balance_of(served_app, user) == 70
+
+    with pytest.raises(openai.APIStatusError) as refused:  # refusals keep their status and error JSON
+        client.images.generate(prompt="a cat", stream=True, n=2, extra_body={"resolution": "4K"})
+    assert_error(refused.value, 402, type_="insufficient_credits", code="insufficient_credits", param=None,
+                 says="need 80 credits and you have 70")
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.images.generate(prompt="child porn", stream=True)
+    assert refused.value.code == "moderation_blocked"
+    assert balance_of(served_app, user) == 70
+
+
+def test_rate_limit_is_429_with_retry_after(serve_app, clock):
+    app = serve_app(GENERATION_RATE_PER_MINUTE=2)
+    app.services.studio.clock = clock  # the minute does not run out while a slow machine works
+    user, key = api_user(app)
+    client = sdk(app, key)
+    for _ in range(2):
+        client.images.generate(prompt="a cat")
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.images.generate(prompt="a cat")
+    assert_error(refused.value, 429, type_="rate_limit_error", code="rate_limit_exceeded", param=None,
+                 says="2 images a minute")
+    assert refused.value.response.headers["retry-after"] == "60"
+    assert balance_of(app, user) == 20
+
+
+def test_when_some_of_n_images_are_refused_the_others_are_returned_and_only_they_charged(serve_app, clock):
+    app = serve_app(GENERATION_RATE_PER_MINUTE=3)
+    app.services.studio.clock = clock
+    user, key = api_user(app, credits=100)
+    client = sdk(app, key)
+    client.images.generate(prompt="one", n=2)
+    assert balance_of(app, user) == 80
+    response = client.images.generate(prompt="two more", n=2)  # the rate limit admits one of them
+    studio = studio_of(response)
+    assert len(response.data) == 1 and studio["charged"] == 10 and studio["balance"] == 70 == balance_of(app, user)
+    assert [f["code"] for f in studio["failed"]] == ["rate_limit_exceeded"]
+    assert app.services.ledger.reconcile(user.id) == []
+
+
+# Through GPT Image (the fake OpenAI server): moderation and provider failures -----------------
+
+
+@pytest.fixture
+def openai_app(serve_app, fake_openai: FakeOpenAI):
+    return serve_app(IMAGE_PROVIDER="openai", OPENAI_API_KEY="sk-test-fake", OPENAI_BASE_URL=fake_openai.url)
+
+
+def test_through_gpt_image_moderation_and_provider_failures(openai_app, fake_openai):
+    user, key = api_user(openai_app)
+    client = sdk(openai_app, key)
+    assert [m.id for m in client.models.list()] == ["gpt-image-2"]
+
+    with pytest.raises(openai.BadRequestError) as refused:  # the fake's /v1/moderations flags it
+        client.images.generate(prompt="a forbidden ritual")
+    assert_error(refused.value, 400, type_="image_generation_user_error", code="moderation_blocked",
+                 param="prompt", says="refused by our content rules")
+    assert fake_openai.calls("/images/generations") == [] and balance_of(openai_app, user) == 40
+
+    fake_openai.fail("moderation_blocked", times=1)  # the provider's own safety system
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.images.generate(prompt="a harmless cat")
+    assert_error(refused.value, 400, type_="image_generation_user_error", code="moderation_blocked",
+                 param="prompt", says="you were not charged")
+    assert balance_of(openai_app, user) == 40
+
+    fake_openai.fail("error_500")  # every attempt, the engine's own retries included
+    with pytest.raises(openai.InternalServerError) as refused:
+        client.images.generate(prompt="a harmless dog")
+    assert_error(refused.value, 502, type_="server_error", code="provider_error", param=None,
+                 says="Generation failed — you were not charged")
+    assert balance_of(openai_app, user) == 40
+    fake_openai.fail(None)
+
+    made = client.images.generate(prompt="a harmless bird", size="1024x1536", quality="high")
+    assert studio_of(made)["charged"] == 10 and balance_of(openai_app, user) == 30
+    assert made.usage.output_tokens > 0, "the provider's usage is passed on"
+    sent = fake_openai.calls("/images/generations")[-1].body
+    assert sent["prompt"] == "a harmless bird" and sent["model"] == "gpt-image-2"
+    assert openai_app.services.ledger.reconcile(user.id) == []
+
+
+# Concurrency ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_30_concurrent_calls_with_credit_for_10(served_app):
+    user, key = api_user(served_app, credits=100)  # ten 1K images
+    client = sdk(served_app, key)
+    start = threading.Barrier(30)
+
+    def call(_):
+        start.wait()
+        try:
+            return studio_of(client.images.generate(prompt="a crowd of one", size="1024x1024"))["charged"]
+        except openai.APIStatusError as err:
+            return err.status_code
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        outcomes = list(pool.map(call, range(30)))
+    assert sorted(outcomes) == [10] * 10 + [402] * 20
+    balance = served_app.services.ledger.balance(user.id)
+    assert (balance.total, balance.held) == (0, 0)
+    assert served_app.services.studio.gallery(user_id=user.id).total == 10
+    assert served_app.services.ledger.reconcile(user.id) == []
