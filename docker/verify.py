@@ -7,7 +7,8 @@ Run by .ci/run (as root, needs Docker); not part of the pytest run. Standard lib
      dockerd started when no daemon answers (and stopped again at the end).
   2. base: BASE_IMAGE if given, else docker/build-base.sh's Debian stand-in for python:3.11-slim.
   3. build: `docker build --build-arg BASE_IMAGE=...` of the repository's Dockerfile.
-  4. run: non-root, a named volume on /data, offline engine, port published on 127.0.0.1 only.
+  4. run: non-root, a named volume on /data, the rest read-only (/tmp a tmpfs), offline engine,
+     port published on 127.0.0.1 only.
   5. /healthz; a user and an API key through `python app.py users create` / `apikey create`;
      one offline generation through POST /gradio_api/call/generate and its event stream;
      the PNG through the owner-checked /images route.
@@ -226,9 +227,10 @@ def check_container() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     run("docker", "volume", "create", VOLUME)
+    # --read-only: the app writes nowhere but its volume and /tmp (as the Dockerfile says).
     run("docker", "run", "-d", "--name", NAME, "-p", f"127.0.0.1:{port}:7860", "-v", f"{VOLUME}:/data",
-        "-e", "IMAGE_PROVIDER=offline", IMAGE)
-    step(f"started {NAME} on {base} with volume {VOLUME} on /data")
+        "--read-only", "--tmpfs", "/tmp", "-e", "IMAGE_PROVIDER=offline", IMAGE)
+    step(f"started {NAME} on {base} with volume {VOLUME} on /data, root filesystem read-only")
 
     uid = run("docker", "exec", NAME, "id", "-u").stdout.strip()
     if uid == "0":
@@ -270,7 +272,9 @@ def check_container() -> None:
     if balance_after != balance or cli_balance != balance:
         raise Failed(f"after a restart the balance is {balance_after} (API) / {cli_balance} (CLI), "
                      f"not {balance}")
-    step(f"after a restart: same PNG, same API key, balance still {balance}")
+    discrepancies = app_cli("credits", "reconcile")["discrepancies"]  # exits 1 (a Failed) on any
+    step(f"after a restart: same PNG, same API key, balance still {balance}, ledger reconciles "
+         f"({len(discrepancies)} discrepancies)")
 
     wait_healthy()
     step("HEALTHCHECK reports healthy")
