@@ -211,8 +211,8 @@ def build() -> None:
     started = time.monotonic()
     # The classic builder (Debian's docker.io has no buildx); host network so pip reaches PyPI.
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
-    run("docker", "build", "--force-rm", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", "-t", IMAGE, str(ROOT),
-        env=env)
+    run("docker", "build", "--force-rm", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
+        "-t", IMAGE, str(ROOT), env=env)
     run("docker", "image", "prune", "-f", check=False)
     step(f"built {IMAGE} in {time.monotonic() - started:.0f}s")
 
