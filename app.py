@@ -33,7 +33,7 @@ def build_services(settings: Settings, *, migrate: bool = True):
     from services.mailer import make_mailer
     from services.moderation import make_moderator
     from services.pricing import Pricing
-    from services.storage import LocalImageStore
+    from services.storage import make_store
     from services.studio import Studio
 
     settings.ensure_secret_key()
@@ -46,7 +46,7 @@ def build_services(settings: Settings, *, migrate: bool = True):
     billing = Billing(db=db, ledger=ledger, pricing=pricing, gateway=make_gateway(settings), settings=settings)
     entitlements = Entitlements(db=db, pricing=pricing, catalog=catalog)
     studio = Studio(db=db, ledger=ledger, catalog=catalog, engine=make_engine(settings),
-                    moderator=make_moderator(settings), store=LocalImageStore(settings.data_dir / "images"),
+                    moderator=make_moderator(settings), store=make_store(settings),
                     settings=settings, entitlements=entitlements)
     accounts = Accounts(db=db, ledger=ledger, settings=settings, mailer=make_mailer(settings))
     return Services(settings=settings, db=db, accounts=accounts, ledger=ledger, catalog=catalog,
@@ -160,7 +160,8 @@ def start_line(settings: Settings, services) -> str:
     engine = services.studio.engine
     engine = "offline preview" if engine.name == "offline" else f"OpenAI {settings.image_model}"
     images = services.studio.store
-    images = f"local disk ({_shown(images.root)})" if hasattr(images, "root") else type(images).__name__
+    images = (f"local disk ({_shown(images.root)})" if hasattr(images, "root")
+              else images.describe() if hasattr(images, "describe") else type(images).__name__)
     return (f"Image Studio on http://{settings.server_name}:{settings.server_port} · store: {store} · "
             f"engine: {engine} · images: {images}")
 
