@@ -7,6 +7,7 @@ until `allow_all()`. moto keeps its state per process: every test uses its own b
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import boto3
@@ -52,3 +53,57 @@ class MotoS3:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+class GoesAwayProxy:
+    """A TCP proxy to the S3 server that lets `puts` PUT requests through, then goes away: it cuts
+    every connection and refuses new ones (a store that dies in the middle of writing an image)."""
+
+    def __init__(self, target_port: int, *, puts: int):
+        import socket
+        import threading
+
+        self.target_port, self.allowed, self.seen, self.gone = target_port, puts, 0, False
+        self._lock = threading.Lock()
+        self._sockets: list = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self.gone:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src, dst, from_client: bool) -> None:
+        try:
+            while chunk := src.recv(65536):
+                if from_client and chunk.startswith(b"PUT "):
+                    with self._lock:
+                        self.seen += 1
+                        if self.seen > self.allowed:
+                            self.go_away()
+                            return
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def go_away(self) -> None:
+        self.gone = True
+        self._listener.close()
+        for s in self._sockets:
+            with contextlib.suppress(OSError):
+                s.close()
