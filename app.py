@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import os
 import sys
@@ -60,9 +59,12 @@ def create_app(settings: Settings, services=None):
     import gradio as gr
     from fastapi import FastAPI, Request
 
+    from services.metrics import Metrics
     from ui import build_ui
     from ui.gradio_tuning import lazy_session_configs, no_matplotlib_lookups
     from ui.guards import BodyLimit, GradioSessions, UploadsOff
+    from ui.observability import RequestContext, queue_depth, route_segments
+    from ui.observability import build_router as build_ops_router
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
     services = services or build_services(settings)
@@ -105,6 +107,8 @@ def create_app(settings: Settings, services=None):
     no_matplotlib_lookups()
     blocks = build_ui(services)
     blocks.queue(default_concurrency_limit=settings.queue_concurrency)
+    metrics = Metrics(services.db, queue_depth=queue_depth(blocks))
+    app.include_router(build_ops_router(settings, metrics))
     data_dir = settings.data_dir.resolve()
     app = gr.mount_gradio_app(
         app, blocks, path="/", auth_dependency=auth_dependency,
@@ -119,6 +123,7 @@ def create_app(settings: Settings, services=None):
     app.add_middleware(GradioSessions, blocks=blocks, identify=identify)
     app.add_middleware(BodyLimit)
     app.add_middleware(UploadsOff)
+    app.add_middleware(RequestContext, metrics=metrics, known=route_segments(app))  # outermost: ids, timing
     return app
 
 
@@ -136,15 +141,14 @@ async def _sweep_forever(maintenance) -> None:
 
 def serve(settings: Settings) -> None:
     import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
+
+    from services.logs import logging_config
 
     app = create_app(settings)
     print(start_line(settings, app.state.services), flush=True)
     # Uvicorn's own start-up lines say less than ours: only its warnings; the access log stays.
-    log_config = copy.deepcopy(LOGGING_CONFIG)
-    for name in ("uvicorn", "uvicorn.error"):
-        log_config["loggers"][name]["level"] = "WARNING"
-    uvicorn.run(app, host=settings.server_name, port=settings.server_port, log_config=log_config,
+    uvicorn.run(app, host=settings.server_name, port=settings.server_port,
+                log_config=logging_config(settings.log_format),
                 proxy_headers=True)
 
 
@@ -173,15 +177,17 @@ def _shown(path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # Our own modules note what they do; libraries (alembic, httpx, …) speak only to warn.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for ours in ("studio", "services", "ui"):
-        logging.getLogger(ours).setLevel(logging.INFO)
+    from logging.config import dictConfig
+
+    from services.logs import logging_config
+
     try:
         settings = load_settings()
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 1
+    # Our own modules note what they do; libraries (alembic, httpx, …) speak only to warn.
+    dictConfig(logging_config(settings.log_format))
     if not argv:
         serve(settings)
         return 0
