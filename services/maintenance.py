@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models.base import utcnow
 from models.generation import Boot, Generation
+from services.retention import prune_due
 
 log = logging.getLogger("studio.maintenance")
 
@@ -125,6 +126,7 @@ class Maintenance:
             ("stale holds", lambda: self._add(summary, self.ledger.sweep_stale_holds(is_stored=self.studio.is_stored))),
             ("abandoned generations", lambda: self._add(summary, {"generations": self.studio.settle_abandoned()})),
             ("orphan files", lambda: self._add(summary, {"orphan_files": self._delete_orphan_files(now)})),
+            ("retention", lambda: self._add(summary, prune_due(self, now))),
         )
         for name, step in steps:
             try:

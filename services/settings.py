@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     # Operations: /metrics (Bearer METRICS_TOKEN; unset → 404), log format, retention.
     metrics_token: str | None = Field(default=None, alias="METRICS_TOKEN")
     log_format: Literal["text", "json"] = Field(default="text", alias="LOG_FORMAT")
-    retention_days: int = Field(default=90, ge=1, le=36500, alias="RETENTION_DAYS")
+    retention_days: int = Field(default=90, ge=30, le=36500, alias="RETENTION_DAYS")
 
     @field_validator(
         "storage_url", "s3_endpoint_url", "aws_access_key_id", "aws_secret_access_key",
