@@ -39,8 +39,8 @@ def test_metrics_are_not_there_without_a_token(serve_app):
         assert http.get("/metrics", headers={"Authorization": "Bearer anything"}).status_code == 404
 
 
-def test_metrics_parse_and_move_after_a_generation(serve_app, closing):  # noqa: F811
-    app = serve_app(METRICS_TOKEN=TOKEN)
+def test_metrics_parse_and_move_after_a_generation(serve_app, database_url, closing):  # noqa: F811
+    app = serve_app(database_url=database_url, METRICS_TOKEN=TOKEN)
     before = scrape(app)
     _, key, client = api_user(app)
     client.predict("a lighthouse", "none", "1:1", "1K", api_name="/generate")

@@ -32,9 +32,9 @@ def rows_of(app, user) -> list[Generation]:
         return list(s.exec(select(Generation).where(Generation.user_id == user.id)))
 
 
-def test_generate_and_fetch_streamed_from_s3(serve_app, moto_s3, closing):  # noqa: F811
+def test_generate_and_fetch_streamed_from_s3(serve_app, database_url, moto_s3, closing):  # noqa: F811
     bucket = moto_s3.bucket()
-    app = serve_app(STORAGE_URL=f"s3://{bucket}/studio", **moto_s3.settings())
+    app = serve_app(database_url=database_url, STORAGE_URL=f"s3://{bucket}/studio", **moto_s3.settings())
     user, key, client = api_user(app)
     _, message, balance = client.predict("a lighthouse", "none", "1:1", "1K", api_name="/generate")
     assert balance == 30
@@ -86,11 +86,12 @@ def test_missing_bucket_charges_nothing(serve_app, moto_s3, closing):  # noqa: F
     assert_nothing_charged_nothing_made(app, user)
 
 
-def test_a_store_that_goes_away_mid_write_charges_nothing(serve_app, moto_s3, closing):  # noqa: F811
+def test_a_store_that_goes_away_mid_write_charges_nothing(serve_app, database_url, moto_s3,
+                                                         closing):  # noqa: F811
     bucket = moto_s3.bucket()
     proxy = GoesAwayProxy(moto_s3.port, puts=1)  # the thumbnail is written, then the store is gone
     settings = {**moto_s3.settings(), "S3_ENDPOINT_URL": proxy.url}
-    app = serve_app(STORAGE_URL=f"s3://{bucket}", **settings)
+    app = serve_app(database_url=database_url, STORAGE_URL=f"s3://{bucket}", **settings)
     user, _, client = api_user(app)
     with pytest.raises(AppError, match="not charged.*could not be reached"):
         client.predict("a cat", "none", "1:1", "1K", api_name="/generate")
@@ -137,3 +138,22 @@ def test_storage_migrate_local_to_s3_twice(serve_app, moto_s3, closing):  # noqa
     assert (second["copied"], second["skipped"], second["failed"]) == (0, 6, 0)
     assert sorted(moto_s3.objects(bucket)) == sorted(f"m/{i[:2]}/{i}/{n}" for i in ids
                                                      for n in ("display.webp", "original.png", "thumb.webp"))
+
+
+def test_the_orphan_sweep_works_on_s3(serve_app, moto_s3, closing):  # noqa: F811
+    from datetime import timedelta
+
+    from models.base import utcnow
+    from services.maintenance import Maintenance
+
+    bucket = moto_s3.bucket()
+    app = serve_app(STORAGE_URL=f"s3://{bucket}/o", **moto_s3.settings())
+    _, _, client = api_user(app)
+    kept = generation_id_of(client.predict("a cat", "none", "1:1", "1K", api_name="/generate")[1])
+    orphan = uuid.uuid4().hex
+    app.services.studio.store.save(orphan, {"thumb": b"left by a crash"})
+    services = app.services
+    maintenance = Maintenance(db=services.db, ledger=services.ledger, studio=services.studio)
+    summary = maintenance.sweep(now=utcnow() + timedelta(hours=2))
+    assert summary["orphan_files"] == 1 and summary["errors"] == 0
+    assert {key for key, _ in services.studio.store.list_keys()} == {kept}
