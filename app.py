@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import os
 import sys
@@ -33,7 +32,7 @@ def build_services(settings: Settings, *, migrate: bool = True):
     from services.mailer import make_mailer
     from services.moderation import make_moderator
     from services.pricing import Pricing
-    from services.storage import LocalImageStore
+    from services.storage import make_store
     from services.studio import Studio
 
     settings.ensure_secret_key()
@@ -46,7 +45,7 @@ def build_services(settings: Settings, *, migrate: bool = True):
     billing = Billing(db=db, ledger=ledger, pricing=pricing, gateway=make_gateway(settings), settings=settings)
     entitlements = Entitlements(db=db, pricing=pricing, catalog=catalog)
     studio = Studio(db=db, ledger=ledger, catalog=catalog, engine=make_engine(settings),
-                    moderator=make_moderator(settings), store=LocalImageStore(settings.data_dir / "images"),
+                    moderator=make_moderator(settings), store=make_store(settings),
                     settings=settings, entitlements=entitlements)
     accounts = Accounts(db=db, ledger=ledger, settings=settings, mailer=make_mailer(settings))
     return Services(settings=settings, db=db, accounts=accounts, ledger=ledger, catalog=catalog,
@@ -61,6 +60,7 @@ def create_app(settings: Settings, services=None):
     from fastapi import FastAPI, Request
 
     from api import MCP_PATH, StudioMCP, build_openai_router
+    from services.metrics import Metrics
     from ui import build_ui, downloads
     from ui.gradio_tuning import (
         enough_queue_slots,
@@ -69,6 +69,8 @@ def create_app(settings: Settings, services=None):
         no_matplotlib_lookups,
     )
     from ui.guards import BodyLimit, Busy, GradioSessions, UploadsOff
+    from ui.observability import RequestContext, queue_depth, route_segments
+    from ui.observability import build_router as build_ops_router
     from ui.oidc import build_router as build_oidc_router
     from ui.theme import studio_theme
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
@@ -119,6 +121,8 @@ def create_app(settings: Settings, services=None):
     no_matplotlib_lookups()
     blocks = build_ui(services)
     blocks.queue(default_concurrency_limit=settings.queue_concurrency, max_size=settings.queue_max_size)
+    metrics = Metrics(services.db, queue_depth=queue_depth(blocks))
+    app.include_router(build_ops_router(settings, metrics))
     data_dir = settings.data_dir.resolve()
     app = gr.mount_gradio_app(
         app, blocks, path="/", auth_dependency=auth_dependency,
@@ -138,6 +142,7 @@ def create_app(settings: Settings, services=None):
     app.add_middleware(GradioSessions, blocks=blocks, identify=identify)
     app.add_middleware(BodyLimit)
     app.add_middleware(UploadsOff)
+    app.add_middleware(RequestContext, metrics=metrics, known=route_segments(app))  # outermost: ids, timing
     return app
 
 
@@ -155,15 +160,14 @@ async def _sweep_forever(maintenance) -> None:
 
 def serve(settings: Settings) -> None:
     import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
+
+    from services.logs import logging_config
 
     app = create_app(settings)
     print(start_line(settings, app.state.services), flush=True)
     # Uvicorn's own start-up lines say less than ours: only its warnings; the access log stays.
-    log_config = copy.deepcopy(LOGGING_CONFIG)
-    for name in ("uvicorn", "uvicorn.error"):
-        log_config["loggers"][name]["level"] = "WARNING"
-    uvicorn.run(app, host=settings.server_name, port=settings.server_port, log_config=log_config,
+    uvicorn.run(app, host=settings.server_name, port=settings.server_port,
+                log_config=logging_config(settings.log_format),
                 proxy_headers=True)
 
 
@@ -179,7 +183,8 @@ def start_line(settings: Settings, services) -> str:
     engine = services.studio.engine
     engine = "offline preview" if engine.name == "offline" else f"OpenAI {settings.image_model}"
     images = services.studio.store
-    images = f"local disk ({_shown(images.root)})" if hasattr(images, "root") else type(images).__name__
+    images = (f"local disk ({_shown(images.root)})" if hasattr(images, "root")
+              else images.describe() if hasattr(images, "describe") else type(images).__name__)
     return (f"Image Studio on http://{settings.server_name}:{settings.server_port} · store: {store} · "
             f"engine: {engine} · images: {images}")
 
@@ -191,15 +196,17 @@ def _shown(path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # Our own modules note what they do; libraries (alembic, httpx, …) speak only to warn.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for ours in ("studio", "services", "ui"):
-        logging.getLogger(ours).setLevel(logging.INFO)
+    from logging.config import dictConfig
+
+    from services.logs import logging_config
+
     try:
         settings = load_settings()
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 1
+    # Our own modules note what they do; libraries (alembic, httpx, …) speak only to warn.
+    dictConfig(logging_config(settings.log_format))
     if not argv:
         serve(settings)
         return 0

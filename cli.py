@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("catalog", help="print styles, aspect ratios, resolutions and products")
     stripe = sub.add_parser("stripe", help="Stripe").add_subparsers(dest="action", required=True)
     stripe.add_parser("sync", help="create missing Stripe products and prices (idempotent)")
+    storage = sub.add_parser("storage", help="image storage").add_subparsers(dest="action", required=True)
+    sm = storage.add_parser("migrate", help="copy every image to another store (resumable, checksums verified)")
+    sm.add_argument("--to", required=True, dest="to", help="s3://bucket/prefix or a local folder")
     return p
 
 
@@ -91,8 +94,19 @@ def _run_command(args, services: Services) -> dict:
     if cmd == ("credits", "reconcile"):
         problems = services.ledger.reconcile()
         return {"discrepancies": problems, "_exit": 1 if problems else 0}
+    if cmd == ("storage", "migrate"):
+        from services.storage import migrate, store_for_url
+
+        source, target = services.studio.store, store_for_url(args.to, services.settings)
+        summary = migrate(source, target)
+        return {"from": _described(source), "to": _described(target), **summary,
+                "_exit": 1 if summary["failed"] else 0}
     if cmd == ("catalog", None):
         return {**services.catalog.to_json(), "products": services.pricing.products_json()}
     if cmd == ("stripe", "sync"):
         return {"actions": services.billing.sync_catalog()}
     raise SystemExit(f"unknown command {cmd}")
+
+
+def _described(store) -> str:
+    return store.describe() if hasattr(store, "describe") else type(store).__name__

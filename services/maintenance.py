@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models.base import utcnow
 from models.generation import Boot, Generation
+from services.retention import prune_due
 
 log = logging.getLogger("studio.maintenance")
 
@@ -128,6 +129,7 @@ class Maintenance:
             ("abandoned generations", lambda: self._add(summary, {"generations": self.studio.settle_abandoned()})),
             ("trash", lambda: self._add(summary, {"purged": self.studio.purge_trash(now=now)})),
             ("orphan files", lambda: self._add(summary, {"orphan_files": self._delete_orphan_files(now)})),
+            ("retention", lambda: self._add(summary, prune_due(self, now))),
         )
         for name, step in steps:
             try:

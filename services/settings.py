@@ -99,7 +99,24 @@ class Settings(BaseSettings):
     # "pack_100=price_123,pro_monthly=price_456": Stripe price ids by product key (else pricing.json, else lookup_key).
     stripe_price_ids: str = Field(default="", alias="STRIPE_PRICE_IDS")
 
+    # Images: local disk under DATA_DIR (default) or `s3://bucket/prefix` (services/s3storage.py).
+    storage_url: str | None = Field(default=None, alias="STORAGE_URL")
+    storage_presign: bool = Field(default=False, alias="STORAGE_PRESIGN")
+    storage_presign_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600, alias="STORAGE_PRESIGN_SECONDS")
+    s3_endpoint_url: str | None = Field(default=None, alias="S3_ENDPOINT_URL")
+    aws_access_key_id: str | None = Field(default=None, alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: str | None = Field(default=None, alias="AWS_SECRET_ACCESS_KEY")
+    aws_session_token: str | None = Field(default=None, alias="AWS_SESSION_TOKEN")
+    aws_region: str | None = Field(default=None, alias="AWS_DEFAULT_REGION")
+
+    # Operations: /metrics (Bearer METRICS_TOKEN; unset → 404), log format, retention.
+    metrics_token: str | None = Field(default=None, alias="METRICS_TOKEN")
+    log_format: Literal["text", "json"] = Field(default="text", alias="LOG_FORMAT")
+    retention_days: int = Field(default=90, ge=30, le=36500, alias="RETENTION_DAYS")
+
     @field_validator(
+        "storage_url", "s3_endpoint_url", "aws_access_key_id", "aws_secret_access_key",
+        "aws_session_token", "aws_region", "metrics_token",
         "database_url", "secret_key", "public_url", "smtp_host", "smtp_user", "smtp_password",
         "smtp_from", "openai_api_key", "openai_base_url", "stripe_secret_key",
         "stripe_webhook_secret", "stripe_api_base", "trial_requires_verified_email_setting",
@@ -110,7 +127,16 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("public_url", "openai_base_url", "stripe_api_base")
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("s3://"):
+            from services.s3storage import parse_storage_url
+
+            parse_storage_url(value)
+        return value
+
+    @field_validator("public_url", "openai_base_url", "stripe_api_base", "s3_endpoint_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -1,4 +1,5 @@
-"""Where images live: behind a small interface, on local disk now (an S3-compatible store later).
+"""Where images live: behind a small interface, on local disk (the default) or in an
+S3-compatible object store (services/s3storage.py, `STORAGE_URL=s3://bucket/prefix`).
 
 Each generation keeps three files under its key: the lossless PNG original, a full-resolution
 lossy WebP for display, and a small WebP thumbnail.
@@ -6,6 +7,7 @@ lossy WebP for display, and a small WebP thumbnail.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -51,6 +53,26 @@ def media_type(variant: str) -> str:
     return VARIANTS[variant][1]
 
 
+def make_store(settings) -> ImageStore:
+    """The store STORAGE_URL names: empty → local disk under DATA_DIR/images."""
+    return store_for_url(settings.storage_url, settings)
+
+
+def store_for_url(url: str | None, settings) -> ImageStore:
+    """`s3://bucket/prefix` → S3ImageStore (S3_ENDPOINT_URL, AWS_*); `file:///path` or a path →
+    LocalImageStore; None or empty → DATA_DIR/images."""
+    if not url:
+        return LocalImageStore(settings.data_dir / "images")
+    if url.startswith("s3://"):
+        from services.s3storage import S3ImageStore
+
+        return S3ImageStore(url, endpoint_url=settings.s3_endpoint_url, region=settings.aws_region,
+                            access_key_id=settings.aws_access_key_id,
+                            secret_access_key=settings.aws_secret_access_key,
+                            session_token=settings.aws_session_token)
+    return LocalImageStore(url.removeprefix("file://"))
+
+
 class LocalImageStore:
     """Files under `root/<key[:2]>/<key>/`, written atomically (temp file, fsync, rename)."""
 
@@ -93,6 +115,24 @@ class LocalImageStore:
     def open(self, key: str, variant: str) -> Path:
         return self.path(key, variant)
 
+    def put(self, key: str, variant: str, data: bytes) -> None:
+        self.save(key, {variant: data})
+
+    def checksum(self, key: str, variant: str) -> str | None:
+        """The file's MD5 (hex, like an S3 ETag), or None when it is not there."""
+        try:
+            path = self.path(key, variant)
+        except ImageMissing:
+            return None
+        digest = hashlib.md5(usedforsecurity=False)
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def describe(self) -> str:
+        return f"local disk ({self.root})"
+
     def read(self, key: str, variant: str) -> bytes:
         return self.path(key, variant).read_bytes()
 
@@ -126,6 +166,36 @@ class LocalImageStore:
                 except FileNotFoundError:  # deleted while we looked
                     continue
                 yield directory.name, datetime.fromtimestamp(newest, UTC)
+
+
+def migrate(source, target) -> dict:
+    """Copy every image from `source` to `target` (`python app.py storage migrate --to URL`).
+
+    Resumable: an object the target already holds with the same MD5 is skipped. Each copied object
+    is read back by checksum from the target; a mismatch counts as failed (and is named)."""
+    summary = {"keys": 0, "objects": 0, "copied": 0, "skipped": 0, "failed": 0, "failures": []}
+    for key, _ in source.list_keys():
+        summary["keys"] += 1
+        for variant in VARIANTS:
+            have = source.checksum(key, variant)
+            if have is None:
+                continue
+            summary["objects"] += 1
+            if target.checksum(key, variant) == have:
+                summary["skipped"] += 1
+                continue
+            data = source.read(key, variant)
+            if hashlib.md5(data, usedforsecurity=False).hexdigest() != have:
+                summary["failed"] += 1
+                summary["failures"].append(f"{key}/{variant}: changed while being read")
+                continue
+            target.put(key, variant, data)
+            if target.checksum(key, variant) != have:
+                summary["failed"] += 1
+                summary["failures"].append(f"{key}/{variant}: checksum differs after the copy")
+                continue
+            summary["copied"] += 1
+    return summary
 
 
 def _fsync_dir(directory: Path) -> None:

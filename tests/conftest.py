@@ -112,3 +112,13 @@ def fake_openai():
 def fake_stripe():
     with FakeStripe() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """moto's S3 in server mode on 127.0.0.1 (tests/fakes/s3_server.py), one per test session."""
+    from tests.fakes.s3_server import MotoS3
+
+    server = MotoS3()
+    yield server
+    server.stop()

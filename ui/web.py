@@ -260,10 +260,19 @@ def build_router(services: Services) -> APIRouter:
         if user is None:
             return JSONResponse({"detail": "Not authenticated"}, status_code=401)
         try:
+            if services.settings.storage_presign:  # the owner check runs in image_link first
+                link = services.studio.image_link(
+                    user_id=user.id, generation_id=generation_id, variant=variant,
+                    filename=image_name(generation_id, variant) if variant == "png" else None,
+                    expires_seconds=services.settings.storage_presign_seconds)
+                if link:
+                    return RedirectResponse(link, status_code=307, headers={"Cache-Control": "no-store"})
             content, media_type = services.studio.open_image(user_id=user.id, generation_id=generation_id,
                                                              variant=variant)
         except NotFound:
             return JSONResponse({"detail": "Not found"}, status_code=404)
+        except DomainError as err:  # the image store is unavailable (services/s3storage.py)
+            return JSONResponse({"detail": err.message}, status_code=503, headers={"Cache-Control": "no-store"})
         headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
         if variant == "png":
             headers["Content-Disposition"] = f'attachment; filename="{image_name(generation_id, variant)}"'

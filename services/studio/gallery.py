@@ -219,6 +219,20 @@ class StudioGallery:
         except ImageMissing:
             raise NotFound("Image not found.") from None
 
+    def image_link(self, *, user_id: int, generation_id: str, variant: str, filename: str | None = None,
+                   expires_seconds: int = 300) -> str | None:
+        """A short-lived presigned URL to the owner's image when the store can sign one (S3), else
+        None. The same ownership checks as open_image come first; NotFound otherwise."""
+        if variant not in VARIANTS:
+            raise NotFound("Image not found.")
+        generation = self.get(user_id=user_id, generation_id=generation_id)
+        if generation.image_key is None or generation.status == "failed":
+            raise NotFound("Image not found.")
+        sign = getattr(self.store, "presigned_url", None)
+        if sign is None:
+            return None
+        return sign(generation.image_key, variant, expires_seconds=expires_seconds, filename=filename)
+
     def _delete_files(self, gen_id: str) -> None:
         try:
             self.store.delete(gen_id)
