@@ -61,8 +61,10 @@ def create_app(settings: Settings, services=None):
     from fastapi import FastAPI, Request
 
     from ui import build_ui
+    from ui.generate import preview_routes
     from ui.gradio_tuning import lazy_session_configs, no_matplotlib_lookups
     from ui.guards import BodyLimit, GradioSessions, UploadsOff
+    from ui.guards.no_store import NoStoreAppPage
     from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
 
     services = services or build_services(settings)
@@ -87,6 +89,7 @@ def create_app(settings: Settings, services=None):
     app.state.services = services
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(build_router(services))
+    app.include_router(preview_routes(services))
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:
@@ -111,7 +114,8 @@ def create_app(settings: Settings, services=None):
         server_name=settings.server_name, server_port=settings.server_port,
         enable_monitoring=False, show_error=False, max_file_size=settings.max_upload_size, ssr_mode=False,
         blocked_paths=[str(data_dir), str(ROOT / ".env"), str(ROOT / "alembic.ini")],
-        css=(ROOT / "assets" / "studio.css").read_text(), footer_links=["api"],
+        css=(ROOT / "assets" / "studio.css").read_text() + (ROOT / "assets" / "generate.css").read_text(),
+        footer_links=["api"],
         theme=gr.themes.Soft(primary_hue="violet"),
     )
     # Each add_middleware wraps the ones before it: a request meets UploadsOff, then BodyLimit (both
@@ -119,6 +123,7 @@ def create_app(settings: Settings, services=None):
     app.add_middleware(GradioSessions, blocks=blocks, identify=identify)
     app.add_middleware(BodyLimit)
     app.add_middleware(UploadsOff)
+    app.add_middleware(NoStoreAppPage)
     return app
 
 
