@@ -8,7 +8,7 @@ captures the hold only when the image was really stored (`Studio.is_stored`). Ea
 the process start that opened it (`boot_id`), so a restarted process settles the jobs of one
 that died at once, instead of waiting for their holds to expire. Partial frames are only
 previews: a stream that breaks after some of them is a failure like any other (released, not
-charged, its frames dropped).
+charged); its frames expire with the others (the owner may still be fetching the last one).
 """
 
 from __future__ import annotations
@@ -259,8 +259,6 @@ class Studio(StudioGallery, StudioRecovery):
             reason = error.message
             timings["total_ms"] = _ms(started)
             settled = await self._in(self._io, self._fail, gen_id, hold, reason, timings)
-            if settled != "captured":
-                self.previews.drop(gen_id)
             if settled == "captured":  # the charge went through after all: the image is theirs
                 generation = await self._in(self._io, self._get_row, gen_id)
                 webp = await self._in(self._io, self._read_variant, gen_id, "webp")

@@ -1,7 +1,8 @@
 """Preview frames: the partial frames an engine streams, made small (a fast WebP) for the person
 waiting, and kept a few minutes in this process's memory for their owner only (the API's
 `/generate` hands them out by URL on an owner-checked route; the page gets the same frames).
-They are never stored on disk and never charged; a failed generation's frames are dropped."""
+They are never stored on disk and never charged; a cancelled generation's frames are dropped,
+a failed one's expire like any (its owner may still be fetching the last)."""
 
 from __future__ import annotations
 
