@@ -38,7 +38,7 @@ SIGN_IN_AGAIN = "/login?next=/"
 TICK_SECONDS = 1.0  # how often the page's status line counts the seconds while it waits
 
 # Installed once per page by the notice component: Ctrl/Cmd+Enter in the prompt generates; on a
-# phone, Generate brings the result to the top; any Gradio call answered 401 (the session ended:
+# phone, a new preview or image is brought to the top of the screen; any Gradio call answered 401 (the session ended:
 # signed out in another tab, expired, password reset) says so and goes to the sign-in page,
 # instead of Gradio's error.
 PAGE_JS = """
@@ -73,14 +73,21 @@ if (!window.__studioGenerate) {
     const button = document.querySelector('#studio-generate');
     if (button && !button.disabled) button.click();
   }, true);
-  document.addEventListener('click', (event) => {
-    if (!(event.target.closest && event.target.closest('#studio-generate'))) return;
-    if (window.innerWidth > 700) return;
-    setTimeout(() => {
-      const result = document.querySelector('#studio-result-column');
-      if (result) result.scrollIntoView({block: 'start'});
-    }, 100);
-  }, true);
+  let shownSrc = null;
+  new MutationObserver(() => {
+    const img = document.querySelector('#studio-result img');
+    const src = img ? img.getAttribute('src') : null;
+    if (src === shownSrc) return;
+    const first = shownSrc === null;
+    shownSrc = src;
+    const row = document.querySelector('.studio-generate');
+    if (row) row.classList.toggle('has-result', !!src);  // on a phone the result then comes first
+    if (first || !src || window.innerWidth > 700) return;
+    requestAnimationFrame(() => {
+      const result = document.querySelector('#studio-result');
+      if (result) window.scrollTo({top: window.scrollY + result.getBoundingClientRect().top - 8});
+    });
+  }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
 }
 """
 
