@@ -56,6 +56,8 @@ def error_title(err: Exception) -> str:
 
 def _as_gr_error(err: Exception, where: str) -> gr.Error:
     if isinstance(err, gr.Error):
+        if err.title == "Error":  # a handler's own gr.Error("…") without a title
+            err.title = "Request refused"
         return err
     if isinstance(err, DomainError):
         return gr.Error(err.message, title=error_title(err), print_exception=False)

@@ -100,6 +100,21 @@ def test_a_stream_cut_after_one_partial_frame_leaves_the_balance_whole(serve_app
     assert balance == 30 == balance_of(app, user) and "10 credits charged" in message
 
 
+def test_api_refusals_keep_their_message_and_say_what_happened_in_the_title(serve_app, tmp_path, closing):
+    app = serve_app()
+    user, _, client = api_user(app, tmp_path)
+    client.predict("a cat", "none", "1:1", "1K", api_name="/generate")  # 30 credits left
+    for args, message, title in ((("", "none", "1:1", "1K"), "Please enter a prompt.", "Please check your request"),
+                                 (("a cat", "none", "1:1", "4K"), "This needs 40 credits and you have 30",
+                                  "Not enough credits"),
+                                 (("child porn", "none", "1:1", "1K"), "refused by our content rules",
+                                  "Prompt refused")):
+        with pytest.raises(AppError, match=message) as refused:
+            client.predict(*args, api_name="/generate")
+        assert refused.value.title == title
+    assert balance_of(app, user) == 30
+
+
 def test_the_offline_engine_streams_drafts_and_partial_images_zero_streams_none(serve_app, tmp_path, closing):
     app = serve_app()
     _, _, client = api_user(app, tmp_path)
