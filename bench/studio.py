@@ -274,7 +274,7 @@ async def run(args) -> dict:
     try:
         fake.config(warm=[[1024, 1024], [3840, 2160], [2880, 2880]])  # rendered before any timing
         app = App(fake, users=args.users, previews=args.previews)
-        users = [app.user() for _ in range(args.users + 1)]
+        users = [app.user() for _ in range(args.users)] + [app.user(credits=10_000)]  # the last: warm-ups, 4K, previews
         async with httpx.AsyncClient(base_url=app.url, timeout=300) as http:
             for _ in range(3):  # warm-up: imports, connections, caches
                 await generate(http, users[-1][1], "warm up", "none", "1:1", "1K")

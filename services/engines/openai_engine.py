@@ -86,8 +86,10 @@ def _decoded(b64: str) -> bytes:
 
 def stream_error(exc: Exception, frames: int) -> ContentRejected | ProviderFailed:
     """An error while the stream was being read: a safety refusal, or a stream that broke."""
+    import openai
+
     error = provider_error(exc)
-    if isinstance(error, ContentRejected):
+    if isinstance(error, ContentRejected) or isinstance(exc, openai.APITimeoutError):
         return error
     log.warning("image stream broke after %s partial frame(s): %s", frames, type(exc).__name__)
     return ProviderFailed("The connection to the image provider broke before the image was finished.")

@@ -312,6 +312,8 @@ class FakeOpenAI(LoopbackServer):
         frames = min(max(int(body.get("partial_images") or 0), 0), 3)
         common = {"size": f"{w}x{h}", "quality": "medium", "background": "opaque", "output_format": "png"}
         step = self.latency / (frames + 1) if self.latency else 0.0
+        if mode in ("garbage_base64", "not_an_image", "no_data"):
+            frames = 0  # these are about the final image: straight to it
         for index in range(frames):
             if step:
                 time.sleep(step)
@@ -325,9 +327,9 @@ class FakeOpenAI(LoopbackServer):
             return
         if step:
             time.sleep(step)
-        if mode == "no_data":  # the stream ends without a completed event
-            return
-        if mode == "garbage_base64":
+        if mode == "no_data":  # a completed event without the image
+            b64 = ""
+        elif mode == "garbage_base64":
             b64 = "this is not base64 at all!!"
         elif mode == "not_an_image":
             b64 = base64.b64encode(b"\x00\x01 definitely not a picture " * 20).decode()
