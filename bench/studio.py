@@ -143,7 +143,7 @@ def generation_id(message: str) -> str:
 
 async def served_concurrency(app: App, fake: Fake, users: list[tuple[int, str]], latency: float) -> dict:
     limits = httpx.Limits(max_connections=4 * len(users) + 10)
-    async with httpx.AsyncClient(base_url=app.url, timeout=300, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=app.url, timeout=120, limits=limits) as http:
         fake.config(latency=latency)
         started = time.perf_counter()
         results = await asyncio.gather(*(generate(http, key, PROMPT, "photographic", "1:1", "1K", previews=[])
@@ -151,6 +151,8 @@ async def served_concurrency(app: App, fake: Fake, users: list[tuple[int, str]],
         wall = time.perf_counter() - started
     errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, Exception)]
     ids = [generation_id(r[0][1]) for r in results if not isinstance(r, Exception)]
+    if errors:  # what the app said about it, for whoever reads the result
+        print(app.served.log_tail(40), file=sys.stderr)
     return {"users": len(users), "latency_s": latency, "wall_s": round(wall, 3),
             "wall_over_latency": round(wall / latency, 3), "ok": len(ids), "errors": errors[:3],
             "engine_peak_in_flight": fake.stats()["max_in_flight"], "server_median_ms": server_timings(app, ids)}
@@ -230,23 +232,24 @@ async def one_4k(app: App, fake: Fake, key: str, ratio: str, latency: float) -> 
             "png_bytes": len(png.content), "display_over_png": round(display_bytes / len(png.content), 4)}
 
 
-async def bare_space_concurrency(fake: Fake, n: int, latency: float) -> dict:
-    """Test 5: the same burst against the bare Gradio peer (no key: it has no accounts)."""
+def start_bare_space(fake: Fake, n: int) -> BareSpace:
     data_dir = Path(tempfile.mkdtemp(prefix="studio-bench-peer-"))
-    peer = BareSpace(port=free_port(), openai_url=fake.url, data_dir=data_dir, concurrency=max(64, n))
-    try:
-        limits = httpx.Limits(max_connections=4 * n + 10)
-        async with httpx.AsyncClient(base_url=peer.url, timeout=300, limits=limits) as http:
+    return BareSpace(port=free_port(), openai_url=fake.url, data_dir=data_dir, concurrency=max(64, n))
+
+
+async def bare_space_concurrency(peer: BareSpace, fake: Fake, n: int, latency: float, *, warm: bool = False) -> dict:
+    """Test 5: the same burst against the bare Gradio peer (no key: it has no accounts)."""
+    limits = httpx.Limits(max_connections=4 * n + 10)
+    async with httpx.AsyncClient(base_url=peer.url, timeout=300, limits=limits) as http:
+        if warm:
             fake.config(latency=0)
             for _ in range(3):  # warm-up, as for ours
                 await generate(http, None, "warm up")
-            fake.reset()
-            fake.config(latency=latency)
-            started = time.perf_counter()
-            results = await asyncio.gather(*(generate(http, None, PROMPT) for _ in range(n)), return_exceptions=True)
-            wall = time.perf_counter() - started
-    finally:
-        peer.stop(remove=True)
+        fake.reset()
+        fake.config(latency=latency)
+        started = time.perf_counter()
+        results = await asyncio.gather(*(generate(http, None, PROMPT) for _ in range(n)), return_exceptions=True)
+        wall = time.perf_counter() - started
     errors = [f"{type(r).__name__}: {r}"[:300] for r in results if isinstance(r, Exception)]
     return {"users": n, "latency_s": latency, "wall_s": round(wall, 3), "wall_over_latency": round(wall / latency, 3),
             "ok": n - len(errors), "errors": errors[:3], "engine_peak_in_flight": fake.stats()["max_in_flight"]}
@@ -287,21 +290,41 @@ async def run(args) -> dict:
                                  await one_4k(app, fake, users[-1][1], "1:1", args.big_latency)]
         if args.previews:
             result["preview_latency"] = await preview_latency(app, fake, users[-1][1])
-        fake.reset()
-        app.stop()
-        app = None  # the peer gets the cores ours had
-        result["bare_space"] = await bare_space_concurrency(fake, args.users, args.latency)
+        # Test 5: the peer beside ours (idle apps cost nothing), bursts alternating, so that both
+        # meet the same machine: peer, ours, peer, ours, … (`--rounds` pairs; test 1 was ours' first).
+        peer = start_bare_space(fake, args.users)
+        try:
+            result["bare_space"], more = [], []
+            for round_ in range(args.rounds):
+                result["bare_space"].append(await bare_space_concurrency(peer, fake, args.users, args.latency,
+                                                                         warm=round_ == 0))
+                if round_ < args.rounds - 1:
+                    fake.reset()
+                    more.append(await served_concurrency(app, fake, users[:-1], args.latency))
+            result["served_rounds"] = [result["served"], *more]
+        finally:
+            peer.stop(remove=True)
     finally:
         if app is not None:
             app.stop()
         fake.stop()
-    c, o, b = result["served"], result["overhead_4k"][0], result["bare_space"]
+    o = result["overhead_4k"][0]
+    ours, peers = result["served_rounds"], result["bare_space"]
+    c = result["served"]
+    result["compare"] = {
+        "ours_wall_over_latency": [r["wall_over_latency"] for r in ours], "ours_failed": sum(r["users"] - r["ok"] for r in ours),
+        "peer_wall_over_latency": [r["wall_over_latency"] for r in peers],
+        "peer_failed": sum(r["users"] - r["ok"] for r in peers),
+        "ours_median": statistics.median(r["wall_over_latency"] for r in ours),
+        "peer_median": statistics.median(r["wall_over_latency"] for r in peers),
+    }
+    k = result["compare"]
     result["targets"] = {
         "wall_over_latency<=1.5": c["wall_over_latency"] <= 1.5 and c["ok"] == c["users"],
         "overhead_fraction_4k<=0.10": o["overhead_fraction"] <= 0.10,
         "display_over_png_4k<=0.15": o["display_over_png"] <= 0.15,
         "preview_latency_max<=0.3": result.get("preview_latency", {}).get("max_s", 0) <= 0.3,
-        "ours_not_worse_than_bare_space": c["ok"] == c["users"] and c["wall_over_latency"] <= b["wall_over_latency"],
+        "ours_not_worse_than_bare_space": k["ours_failed"] == 0 and k["ours_median"] <= k["peer_median"],
     }
     return result
 
@@ -312,6 +335,7 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=2.0)
     parser.add_argument("--big-latency", type=float, default=10.0)
     parser.add_argument("--image", choices=("photo", "flat"), default="photo")
+    parser.add_argument("--rounds", type=int, default=2, help="peer/ours burst pairs for test 5")
     parser.add_argument("--previews", type=int, default=2, choices=range(4), help="PARTIAL_IMAGES for our app")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args()
@@ -333,13 +357,14 @@ def main() -> int:
             p = result["preview_latency"]
             print(f"4. preview frame from the engine to the client, 1K, {p['frames']} frames: median {p['median_s']} s, "
                   f"max {p['max_s']} s (target ≤ 0.3)")
-        b = result["bare_space"]
-        print(f"5. the same burst against a bare Gradio app (engine call only): wall {b['wall_s']} s → wall/latency "
-              f"{b['wall_over_latency']}; ok {b['ok']}/{b['users']}; ours {c['wall_over_latency']}, ok {c['ok']}/"
-              f"{c['users']} → ours {'not worse' if result['targets']['ours_not_worse_than_bare_space'] else 'WORSE'}")
+        k = result["compare"]
+        print(f"5. the same burst, alternating with a bare Gradio app (engine call only), wall/latency per burst: "
+              f"peer {k['peer_wall_over_latency']} ({k['peer_failed']} failed requests), ours "
+              f"{k['ours_wall_over_latency']} ({k['ours_failed']} failed) → medians peer {k['peer_median']}, ours "
+              f"{k['ours_median']}: ours {'not worse' if result['targets']['ours_not_worse_than_bare_space'] else 'WORSE'}")
     print(json.dumps(result))
     # Targets are figures to read (this machine is shared and noisy); failed requests are errors.
-    failed = result["served"]["ok"] < result["served"]["users"] or result["service"]["ok"] < result["service"]["users"]
+    failed = result["compare"]["ours_failed"] > 0 or result["service"]["ok"] < result["service"]["users"]
     return 1 if failed else 0
 
 
