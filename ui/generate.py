@@ -53,7 +53,7 @@ if (!window.__studioGenerate) {
     bar.setAttribute('role', 'alert');
     bar.textContent = %(ended)s;
     document.body.prepend(bar);
-    setTimeout(() => window.location.assign(%(login)s), 1500);
+    setTimeout(() => window.location.assign(%(login)s), 2500);
   };
   const realFetch = window.fetch.bind(window);
   window.fetch = async (...args) => {
