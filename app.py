@@ -62,6 +62,7 @@ def create_app(settings: Settings, services=None):
     from api import MCP_PATH, StudioMCP, build_openai_router
     from services.metrics import Metrics
     from ui import build_ui, downloads
+    from ui.generate import preview_routes
     from ui.gradio_tuning import (
         enough_queue_slots,
         lazy_session_configs,
@@ -69,6 +70,7 @@ def create_app(settings: Settings, services=None):
         no_matplotlib_lookups,
     )
     from ui.guards import BodyLimit, Busy, GradioSessions, UploadsOff
+    from ui.guards.no_store import NoStoreAppPage
     from ui.observability import RequestContext, queue_depth, route_segments
     from ui.observability import build_router as build_ops_router
     from ui.oidc import build_router as build_oidc_router
@@ -103,6 +105,7 @@ def create_app(settings: Settings, services=None):
     app.include_router(downloads.build_router(services))  # /images/download-all.zip, trash previews
     app.include_router(build_openai_router(services))  # /v1: the OpenAI-compatible images API
     app.add_route(MCP_PATH, mcp, include_in_schema=False)  # /mcp: the MCP server (streamable HTTP)
+    app.include_router(preview_routes(services))  # /previews: a job's live frames, owner only
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:
@@ -130,7 +133,8 @@ def create_app(settings: Settings, services=None):
         enable_monitoring=False, show_error=False, max_file_size=settings.max_upload_size, ssr_mode=False,
         blocked_paths=[str(data_dir), str(ROOT / ".env"), str(ROOT / "alembic.ini")],
         # Gradio's own footer (its API page with placeholder values, its MCP tab) is off: ours links /api.
-        css=(ROOT / "assets" / "studio.css").read_text(), footer_links=[], theme=studio_theme(),
+        css=(ROOT / "assets" / "studio.css").read_text() + (ROOT / "assets" / "generate.css").read_text(),
+        footer_links=[], theme=studio_theme(),
     )
     no_event_analytics(blocks._queue)  # monitoring is off: nothing reads the per-event summary
     enough_queue_slots(blocks._queue)  # quick calls are not queued behind running generations
@@ -142,6 +146,7 @@ def create_app(settings: Settings, services=None):
     app.add_middleware(GradioSessions, blocks=blocks, identify=identify)
     app.add_middleware(BodyLimit)
     app.add_middleware(UploadsOff)
+    app.add_middleware(NoStoreAppPage)
     app.add_middleware(RequestContext, metrics=metrics, known=route_segments(app))  # outermost: ids, timing
     return app
 

@@ -1,5 +1,6 @@
 """What the benchmarks that drive the served app share: the fake OpenAI server in its own process,
-and `python app.py` started in a subprocess on a free port and waited for on /healthz.
+`python app.py` started in a subprocess on a free port and waited for on /healthz, and the bare
+Gradio peer (bench/bare_space.py) started the same way.
 
 No pytest here: the benchmarks run on their own (`python bench/<name>.py`).
 """
@@ -86,3 +87,29 @@ class ServedApp:
         self.log.close()
         if remove:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class BareSpace(ServedApp):
+    """bench/bare_space.py (the peer: a Gradio app that only calls the engine) on `port`, against
+    the fake at `openai_url`; started when this returns (its page answered 200)."""
+
+    def __init__(self, *, port: int, openai_url: str, data_dir: Path, concurrency: int = 64, timeout: float = 120):
+        self.data_dir = data_dir
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = data_dir / "bare_space.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, "GRADIO_TEMP_DIR": str(data_dir / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False"}
+        self.proc = subprocess.Popen([sys.executable, "bench/bare_space.py", "--port", str(port), "--openai-base-url",
+                                      openai_url, "--concurrency", str(concurrency)],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/config", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the bare Space did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.2)

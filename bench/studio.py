@@ -1,6 +1,6 @@
 """Studio benchmark against the fake OpenAI server.
 
-    python bench/studio.py [--users 40] [--latency 2] [--big-latency 10] [--image photo|flat] [--json]
+    python bench/studio.py [--users 40] [--latency 2] [--big-latency 10] [--image photo|flat] [--previews N] [--json]
 
 Three processes share this machine's cores: the real app (`python app.py`: uvicorn + Gradio queue
 + Studio + Ledger on SQLite), the fake OpenAI server, and this script, which plays the users
@@ -17,6 +17,14 @@ itself costs ~100 ms of CPU per call, which on two cores would be measuring the 
    largest square (2880x2880) upscaled to 3840x3840 and the PNG re-encoded.
 3. Display bytes: bytes the browser downloads to show the 4K image (the full-resolution WebP)
    / bytes of the lossless PNG original (target ≤ 0.15).
+4. Preview latency: one user at a time makes a 1K image (engine latency 3 s, PARTIAL_IMAGES
+   partial frames); for each frame, the time from the fake writing it to the stream (its own clock,
+   `partials_sent`) to the client holding the preview WebP (the `generating` event read and its
+   URL downloaded) (target ≤ 0.3 s).
+5. The peer: the burst of test 1, in the same run, against bench/bare_space.py (a Gradio app that
+   only calls the engine and returns the image, as a bare Space does), its image downloaded from
+   Gradio's file route. Ours must not be worse, with 0 failed requests. In test 1 our clients also
+   download every preview frame, as the page does.
 
 `--image photo` (default): the fake returns photo-like PNGs (smooth light, texture, sensor grain;
 about 1.3 MB at 1K, 9 MB at 4K), rendered once per size before timing starts. `--image flat`:
@@ -43,7 +51,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx  # noqa: E402
 
-from bench.served import FakeOpenAI, ServedApp  # noqa: E402
+from bench.served import BareSpace, FakeOpenAI, ServedApp  # noqa: E402
 from tests.fakes.base import free_port  # noqa: E402 - pytest-free
 
 PROMPT = "a lighthouse on a cliff at dusk"
@@ -57,7 +65,7 @@ class Fake(FakeOpenAI):
 class App:
     """`python app.py` on a fresh DATA_DIR (SQLite); `services` in this process for set-up and reading."""
 
-    def __init__(self, fake: Fake, *, users: int):
+    def __init__(self, fake: Fake, *, users: int, previews: int = 2):
         from app import build_services
         from services.settings import load_settings
 
@@ -67,7 +75,7 @@ class App:
                "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.url, "IMAGE_PROVIDER": "openai",
                "IMAGE_MODEL": "gpt-image-2", "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                "QUEUE_CONCURRENCY": str(max(64, users)), "STRIPE_SECRET_KEY": "", "SMTP_HOST": "",
-               "GRADIO_ANALYTICS_ENABLED": "False"}
+               "GRADIO_ANALYTICS_ENABLED": "False", "PARTIAL_IMAGES": str(previews)}
         settings = load_settings(env_file=None, DATA_DIR=str(self.data_dir), SECRET_KEY="bench-secret")
         self.services = build_services(settings)  # migrates the database
         self.served = ServedApp(env, data_dir=self.data_dir, timeout=90)
@@ -84,9 +92,12 @@ class App:
         self.services.db.dispose()
 
 
-async def generate(http: httpx.AsyncClient, key: str, *args: str) -> tuple[list, int]:
-    """One /generate call through Gradio's REST API, then the download of the displayed image."""
-    headers = {"Authorization": f"Bearer {key}"}
+async def generate(http: httpx.AsyncClient, key: str | None, *args: str, previews: list | None = None,
+                   ) -> tuple[list, int]:
+    """One /generate call through Gradio's REST API, then the download of the displayed image.
+    With `previews` (a list), each preview frame's URL is downloaded as it arrives, as the page
+    does, and (time.time() when held, its bytes) appended."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     r = await http.post("/gradio_api/call/generate", json={"data": list(args)}, headers=headers)
     r.raise_for_status()
     event, data = None, None
@@ -94,14 +105,25 @@ async def generate(http: httpx.AsyncClient, key: str, *args: str) -> tuple[list,
         async for line in s.aiter_lines():
             if line.startswith("event:"):
                 event = line[6:].strip()
+            elif line.startswith("data:") and event == "generating" and previews is not None:
+                frame = json.loads(line[5:])[0]
+                if "/previews/" not in (frame or {}).get("url", ""):
+                    continue  # Gradio also sends the last yield (the image) as `generating`
+                got = await http.get(local(http, frame["url"]), headers=headers)
+                got.raise_for_status()
+                previews.append((time.time(), len(got.content)))
             elif line.startswith("data:") and event in ("complete", "error"):
                 data = json.loads(line[5:])
                 break
     if event != "complete":
         raise RuntimeError(f"{event}: {data}")
-    image = await http.get(data[0]["url"].removeprefix(str(http.base_url).rstrip("/")), headers=headers)
+    image = await http.get(local(http, data[0]["url"]), headers=headers)
     image.raise_for_status()
     return data, len(image.content)
+
+
+def local(http: httpx.AsyncClient, url: str) -> str:
+    return url.removeprefix(str(http.base_url).rstrip("/"))
 
 
 def server_timings(app: App, ids: list[str]) -> dict:
@@ -121,14 +143,16 @@ def generation_id(message: str) -> str:
 
 async def served_concurrency(app: App, fake: Fake, users: list[tuple[int, str]], latency: float) -> dict:
     limits = httpx.Limits(max_connections=4 * len(users) + 10)
-    async with httpx.AsyncClient(base_url=app.url, timeout=300, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=app.url, timeout=120, limits=limits) as http:
         fake.config(latency=latency)
         started = time.perf_counter()
-        results = await asyncio.gather(*(generate(http, key, PROMPT, "photographic", "1:1", "1K")
+        results = await asyncio.gather(*(generate(http, key, PROMPT, "photographic", "1:1", "1K", previews=[])
                                          for _, key in users), return_exceptions=True)
         wall = time.perf_counter() - started
     errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, Exception)]
     ids = [generation_id(r[0][1]) for r in results if not isinstance(r, Exception)]
+    if errors:  # what the app said about it, for whoever reads the result
+        print(app.served.log_tail(40), file=sys.stderr)
     return {"users": len(users), "latency_s": latency, "wall_s": round(wall, 3),
             "wall_over_latency": round(wall / latency, 3), "ok": len(ids), "errors": errors[:3],
             "engine_peak_in_flight": fake.stats()["max_in_flight"], "server_median_ms": server_timings(app, ids)}
@@ -208,13 +232,52 @@ async def one_4k(app: App, fake: Fake, key: str, ratio: str, latency: float) -> 
             "png_bytes": len(png.content), "display_over_png": round(display_bytes / len(png.content), 4)}
 
 
+def start_bare_space(fake: Fake, n: int) -> BareSpace:
+    data_dir = Path(tempfile.mkdtemp(prefix="studio-bench-peer-"))
+    return BareSpace(port=free_port(), openai_url=fake.url, data_dir=data_dir, concurrency=max(64, n))
+
+
+async def bare_space_concurrency(peer: BareSpace, fake: Fake, n: int, latency: float, *, warm: bool = False) -> dict:
+    """Test 5: the same burst against the bare Gradio peer (no key: it has no accounts)."""
+    limits = httpx.Limits(max_connections=4 * n + 10)
+    async with httpx.AsyncClient(base_url=peer.url, timeout=300, limits=limits) as http:
+        if warm:
+            fake.config(latency=0)
+            for _ in range(3):  # warm-up, as for ours
+                await generate(http, None, "warm up")
+        fake.reset()
+        fake.config(latency=latency)
+        started = time.perf_counter()
+        results = await asyncio.gather(*(generate(http, None, PROMPT) for _ in range(n)), return_exceptions=True)
+        wall = time.perf_counter() - started
+    errors = [f"{type(r).__name__}: {r}"[:300] for r in results if isinstance(r, Exception)]
+    return {"users": n, "latency_s": latency, "wall_s": round(wall, 3), "wall_over_latency": round(wall / latency, 3),
+            "ok": n - len(errors), "errors": errors[:3], "engine_peak_in_flight": fake.stats()["max_in_flight"]}
+
+
+async def preview_latency(app: App, fake: Fake, key: str, *, runs: int = 5, latency: float = 3.0) -> dict:
+    """Test 4: from a partial frame leaving the fake to the client holding its preview WebP."""
+    delays: list[float] = []
+    async with httpx.AsyncClient(base_url=app.url, timeout=300) as http:
+        for _ in range(runs):
+            fake.reset()
+            fake.config(latency=latency)
+            held: list = []
+            await generate(http, key, PROMPT, "photographic", "16:9", "1K", previews=held)
+            sent = sorted(t for t, _, _ in fake.stats()["partials_sent"])
+            delays += [got - left for (got, _), left in zip(held, sent, strict=True)]
+    delays.sort()
+    return {"frames": len(delays), "latency_s": latency, "median_s": round(statistics.median(delays), 3),
+            "max_s": round(delays[-1], 3), "min_s": round(delays[0], 3)}
+
+
 async def run(args) -> dict:
     fake = Fake(args.image)
     app = None
     try:
         fake.config(warm=[[1024, 1024], [3840, 2160], [2880, 2880]])  # rendered before any timing
-        app = App(fake, users=args.users)
-        users = [app.user() for _ in range(args.users + 1)]
+        app = App(fake, users=args.users, previews=args.previews)
+        users = [app.user() for _ in range(args.users)] + [app.user(credits=10_000)]  # the last: warm-ups, 4K, previews
         async with httpx.AsyncClient(base_url=app.url, timeout=300) as http:
             for _ in range(3):  # warm-up: imports, connections, caches
                 await generate(http, users[-1][1], "warm up", "none", "1:1", "1K")
@@ -225,15 +288,43 @@ async def run(args) -> dict:
         fake.reset()
         result["overhead_4k"] = [await one_4k(app, fake, users[-1][1], "16:9", args.big_latency),
                                  await one_4k(app, fake, users[-1][1], "1:1", args.big_latency)]
+        if args.previews:
+            result["preview_latency"] = await preview_latency(app, fake, users[-1][1])
+        # Test 5: the peer beside ours (idle apps cost nothing), bursts alternating, so that both
+        # meet the same machine: peer, ours, peer, ours, … (`--rounds` pairs; test 1 was ours' first).
+        peer = start_bare_space(fake, args.users)
+        try:
+            result["bare_space"], more = [], []
+            for round_ in range(args.rounds):
+                result["bare_space"].append(await bare_space_concurrency(peer, fake, args.users, args.latency,
+                                                                         warm=round_ == 0))
+                if round_ < args.rounds - 1:
+                    fake.reset()
+                    more.append(await served_concurrency(app, fake, users[:-1], args.latency))
+            result["served_rounds"] = [result["served"], *more]
+        finally:
+            peer.stop(remove=True)
     finally:
         if app is not None:
             app.stop()
         fake.stop()
-    c, o = result["served"], result["overhead_4k"][0]
+    o = result["overhead_4k"][0]
+    ours, peers = result["served_rounds"], result["bare_space"]
+    c = result["served"]
+    result["compare"] = {
+        "ours_wall_over_latency": [r["wall_over_latency"] for r in ours], "ours_failed": sum(r["users"] - r["ok"] for r in ours),
+        "peer_wall_over_latency": [r["wall_over_latency"] for r in peers],
+        "peer_failed": sum(r["users"] - r["ok"] for r in peers),
+        "ours_median": statistics.median(r["wall_over_latency"] for r in ours),
+        "peer_median": statistics.median(r["wall_over_latency"] for r in peers),
+    }
+    k = result["compare"]
     result["targets"] = {
         "wall_over_latency<=1.5": c["wall_over_latency"] <= 1.5 and c["ok"] == c["users"],
         "overhead_fraction_4k<=0.10": o["overhead_fraction"] <= 0.10,
         "display_over_png_4k<=0.15": o["display_over_png"] <= 0.15,
+        "preview_latency_max<=0.3": result.get("preview_latency", {}).get("max_s", 0) <= 0.3,
+        "ours_not_worse_than_bare_space": k["ours_failed"] == 0 and k["ours_median"] <= k["peer_median"],
     }
     return result
 
@@ -244,6 +335,8 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=2.0)
     parser.add_argument("--big-latency", type=float, default=10.0)
     parser.add_argument("--image", choices=("photo", "flat"), default="photo")
+    parser.add_argument("--rounds", type=int, default=2, help="peer/ours burst pairs for test 5")
+    parser.add_argument("--previews", type=int, default=2, choices=range(4), help="PARTIAL_IMAGES for our app")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args()
     result = asyncio.run(run(args))
@@ -260,9 +353,18 @@ def main() -> int:
                   f"(in the app: {o['server_overhead_ms']} ms; target ≤ 0.10)")
             print(f"3. 4K {o['ratio']}: display WebP {o['display_bytes']:,} B / PNG {o['png_bytes']:,} B "
                   f"= {o['display_over_png']} (target ≤ 0.15)")
+        if "preview_latency" in result:
+            p = result["preview_latency"]
+            print(f"4. preview frame from the engine to the client, 1K, {p['frames']} frames: median {p['median_s']} s, "
+                  f"max {p['max_s']} s (target ≤ 0.3)")
+        k = result["compare"]
+        print(f"5. the same burst, alternating with a bare Gradio app (engine call only), wall/latency per burst: "
+              f"peer {k['peer_wall_over_latency']} ({k['peer_failed']} failed requests), ours "
+              f"{k['ours_wall_over_latency']} ({k['ours_failed']} failed) → medians peer {k['peer_median']}, ours "
+              f"{k['ours_median']}: ours {'not worse' if result['targets']['ours_not_worse_than_bare_space'] else 'WORSE'}")
     print(json.dumps(result))
     # Targets are figures to read (this machine is shared and noisy); failed requests are errors.
-    failed = result["served"]["ok"] < result["served"]["users"] or result["service"]["ok"] < result["service"]["users"]
+    failed = result["compare"]["ours_failed"] > 0 or result["service"]["ok"] < result["service"]["users"]
     return 1 if failed else 0
 
 

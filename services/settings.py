@@ -89,6 +89,8 @@ class Settings(BaseSettings):
         default="auto", alias="IMAGE_QUALITY"
     )
     image_provider: Literal["auto", "openai", "offline"] = Field(default="auto", alias="IMAGE_PROVIDER")
+    # Preview frames the engine streams before the final image (0: only the final one).
+    partial_images: int = Field(default=2, ge=0, le=3, alias="PARTIAL_IMAGES")
     generation_rate_per_minute: int = Field(default=20, ge=1, alias="GENERATION_RATE_PER_MINUTE")
     generation_max_concurrent: int = Field(default=4, ge=1, alias="GENERATION_MAX_CONCURRENT")
     hold_ttl_seconds: int = Field(default=900, ge=30, alias="HOLD_TTL_SECONDS")

@@ -13,7 +13,20 @@ from gradio.route_utils import get_request_origin
 
 from models.user import User
 from services.container import Services
-from services.errors import DomainError
+from services.errors import (
+    AuthError,
+    Conflict,
+    ContentRejected,
+    DomainError,
+    InsufficientCredits,
+    NotFound,
+    PaymentError,
+    PaymentsNotConfigured,
+    PermissionDenied,
+    ProviderFailed,
+    RateLimited,
+    ValidationFailed,
+)
 
 log = logging.getLogger("studio.ui")
 
@@ -26,12 +39,29 @@ def report_unexpected(err: BaseException, where: str) -> str:
     return f"Something went wrong on our side. Reference: {reference}"
 
 
+# A toast's title says what happened (Gradio's default is a bare "Error"); most specific first.
+TITLES = (
+    (InsufficientCredits, "Not enough credits"), (ContentRejected, "Prompt refused"),
+    (RateLimited, "Too many requests"), (ValidationFailed, "Please check your request"),
+    (PermissionDenied, "Not available on your plan"), (ProviderFailed, "Generation failed"),
+    (PaymentsNotConfigured, "Payments are off"), (PaymentError, "Payment problem"),
+    (AuthError, "Sign-in problem"), (NotFound, "Not found"), (Conflict, "Not possible right now"),
+    (DomainError, "Request refused"),
+)
+
+
+def error_title(err: Exception) -> str:
+    return next((title for kind, title in TITLES if isinstance(err, kind)), "Something went wrong")
+
+
 def _as_gr_error(err: Exception, where: str) -> gr.Error:
     if isinstance(err, gr.Error):
+        if err.title == "Error":  # a handler's own gr.Error("…") without a title
+            err.title = "Request refused"
         return err
     if isinstance(err, DomainError):
-        return gr.Error(err.message, print_exception=False)
-    return gr.Error(report_unexpected(err, where), print_exception=False)
+        return gr.Error(err.message, title=error_title(err), print_exception=False)
+    return gr.Error(report_unexpected(err, where), title="Something went wrong", print_exception=False)
 
 
 def user_facing(fn):
@@ -39,7 +69,15 @@ def user_facing(fn):
     generic one with a reference id (details in the log). gr.Error passes through as it is.
     functools.wraps keeps the signature Gradio inspects (gr.Request, gr.Progress, gr.SelectData)."""
     where = f"{fn.__module__}.{fn.__qualname__}"
-    if inspect.iscoroutinefunction(fn):
+    if inspect.isasyncgenfunction(fn):  # a streaming handler: each yield goes out, an error is mapped
+        @functools.wraps(fn)
+        async def handler(*args, **kwargs):
+            try:
+                async for item in fn(*args, **kwargs):
+                    yield item
+            except Exception as err:  # noqa: BLE001 - mapped to what the user sees
+                raise _as_gr_error(err, where) from None
+    elif inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def handler(*args, **kwargs):
             try:

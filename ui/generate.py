@@ -1,23 +1,95 @@
 """Generate tab: prompt, style, aspect ratio, resolution (with its cost), the exact prompt sent,
-a live cost line, Generate with staged progress, then the image, its details and a PNG download.
+a live cost line, Generate (disabled, with the reason, when the balance cannot pay), then live
+previews with the stage and the elapsed time, and the image, its details and a PNG download.
 
 Public API (gradio_client with `Authorization: Bearer <api key>`):
   /generate (prompt, style, aspect_ratio, resolution) -> (image, message, balance)
+      a generator: each partial frame first (image = the preview, message = its stage, balance =
+      None), then the final image; a refusal raises gr.Error with the studio's message
   /balance () -> balance
-Every other event here is private.
+Every other event here is private. The page's Generate runs its own event (`generate_ui`, the same
+server-side checks): a refusal there is a notice next to the button, the last good image stays.
+
+Preview frames are served by `preview_routes` (owner-checked, from the studio's memory), never
+from Gradio's file cache.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio
 import gradio as gr
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from gradio.route_utils import get_request_origin
 
 from services.container import Services
 from services.errors import DomainError
-from ui.common import Shell, image_url, user_facing
+from services.studio import GenerationResult, Preview
+from ui.common import Shell, image_url, report_unexpected, user_facing
+
+SESSION_ENDED = "Your session ended - sign in again"
+SIGN_IN_AGAIN = "/login?next=/"
+TICK_SECONDS = 1.0  # how often the page's status line counts the seconds while it waits
+
+# Installed once per page by the notice component: Ctrl/Cmd+Enter in the prompt generates; on a
+# phone, a new preview or image is brought to the top of the screen; any Gradio call answered 401 (the session ended:
+# signed out in another tab, expired, password reset) says so and goes to the sign-in page,
+# instead of Gradio's error.
+PAGE_JS = """
+if (!window.__studioGenerate) {
+  window.__studioGenerate = true;
+  let ending = false;
+  const ended = () => {
+    if (ending) return;
+    ending = true;
+    const bar = document.createElement('div');
+    bar.className = 'studio-session-ended';
+    bar.setAttribute('role', 'alert');
+    bar.textContent = %(ended)s;
+    document.body.prepend(bar);
+    setTimeout(() => window.location.assign(%(login)s), 2500);
+  };
+  const realFetch = window.fetch.bind(window);
+  window.fetch = async (...args) => {
+    const response = await realFetch(...args);
+    const target = args[0];
+    const url = String((target && target.url) || target);
+    if (response.status === 401 && url.includes('/gradio_api/')) {
+      ended();
+      return new Promise(() => {});  // Gradio never sees it: no error badge, the page leaves
+    }
+    return response;
+  };
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Enter' || !(event.ctrlKey || event.metaKey)) return;
+    if (!(event.target.closest && event.target.closest('#studio-prompt'))) return;
+    event.preventDefault();
+    const button = document.querySelector('#studio-generate');
+    if (button && !button.disabled) button.click();
+  }, true);
+  let shownSrc = null;
+  new MutationObserver(() => {
+    const img = document.querySelector('#studio-result img');
+    const src = img ? img.getAttribute('src') : null;
+    if (src === shownSrc) return;
+    const first = shownSrc === null;
+    shownSrc = src;
+    const row = document.querySelector('.studio-generate');
+    if (row) row.classList.toggle('has-result', !!src);  // on a phone the result then comes first
+    if (first || !src || window.innerWidth > 700) return;
+    requestAnimationFrame(() => {
+      const result = document.querySelector('#studio-result');
+      if (result) window.scrollTo({top: window.scrollY + result.getBoundingClientRect().top - 8});
+    });
+  }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+}
+"""
 
 
 @dataclass
@@ -29,11 +101,17 @@ class GenerateForm:
     aspect_ratio: gr.Radio
     resolution: gr.Radio
     tab_id: str
-    refresh: tuple  # (fn, inputs, outputs) that redraws the cost line and the prompt preview
+    refresh: tuple  # (fn, inputs, outputs) that redraws the cost line, Generate and the prompt preview
 
 
 def style_choices(services: Services) -> list[tuple[str, str]]:
-    return [(f"{s.label} — {s.description}", s.name) for s in services.catalog.styles]
+    """The style's name only: the dropdown shows it whole; its description is shown below."""
+    return [(s.label, s.name) for s in services.catalog.styles]
+
+
+def style_note(services: Services, name: str | None) -> str:
+    style = next((s for s in services.catalog.styles if s.name == name), None)
+    return html.escape(style.description) if style is not None else ""
 
 
 def resolution_choices(services: Services) -> list[tuple[str, str]]:
@@ -44,14 +122,92 @@ def resolution_choices(services: Services) -> list[tuple[str, str]]:
     return out
 
 
-def image_file(url: str, *, for_api: bool) -> dict:
+def image_file(url: str, *, for_api: bool, name: str = "image.webp") -> dict:
     """The image output as Gradio's FileData, pointing at the owner-checked route, never at a file in
     Gradio's cache (which any signed-in user holding the URL can fetch, also after a delete). The
     event runs with postprocess=False so that Gradio passes the URL through instead of caching it.
     For the API, `is_stream` makes gradio_client download the URL itself, with its own headers (the
     API key); otherwise it would ask /gradio_api/file= to fetch the URL, anonymously."""
-    return {"path": url, "url": url, "orig_name": "image.webp", "mime_type": "image/webp",
+    return {"path": url, "url": url, "orig_name": name, "mime_type": "image/webp",
             "is_stream": for_api, "meta": {"_type": "gradio.FileData"}}
+
+
+def preview_name(generation_id: str, index: int) -> str:
+    return f"preview-{generation_id[:12]}-{index + 1}.webp"
+
+
+def preview_url(request: gr.Request, preview: Preview) -> str:
+    """The absolute URL of a preview frame on the owner-checked /previews route (see image_url)."""
+    path = f"/previews/{preview.generation_id}/{preview.index}/{preview_name(preview.generation_id, preview.index)}"
+    http = getattr(request, "request", None)
+    return f"{get_request_origin(http, http.url.path)}{path}" if http is not None else path
+
+
+def preview_routes(services: Services) -> APIRouter:
+    """GET /previews/{generation_id}/{index}/{name}: a preview frame of the caller's own generation
+    in progress (API key or session cookie), for a few minutes; 404 for anyone else."""
+    from ui.web import authenticate
+
+    router = APIRouter()
+
+    @router.get("/previews/{generation_id}/{index}/{name}", include_in_schema=False)
+    def get_preview(generation_id: str, index: int, name: str, request: Request):
+        user = authenticate(services, request)
+        if user is None:
+            return JSONResponse({"detail": "Not authenticated"}, status_code=401)
+        if name != preview_name(generation_id, index):
+            return JSONResponse({"detail": "Not found"}, status_code=404)
+        try:
+            frame = services.studio.preview_frame(user_id=user.id, generation_id=generation_id, index=index)
+        except DomainError:
+            return JSONResponse({"detail": "Not found"}, status_code=404)
+        return Response(frame, media_type="image/webp",
+                        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+
+    return router
+
+
+def notice(message: str, *, session_ended: bool = False) -> str:
+    """The inline notice next to Generate (warning look, the app's words)."""
+    link = f' <a href="{SIGN_IN_AGAIN}">Sign in</a>' if session_ended else ""
+    return f'<div class="studio-notice" role="status">{html.escape(message)}{link}</div>'
+
+
+def status_line(stage: str, elapsed: float) -> str:
+    return f"**{html.escape(stage)}** · {elapsed:.0f} s"
+
+
+async def generation_events(studio, *, user, prompt, style, aspect_ratio, resolution, progress=None,
+                            tick: float | None = None) -> AsyncIterator[tuple[str, object]]:
+    """Run one generation and yield what the page or the API shows on the way: ("preview",
+    Preview) for each partial frame, ("tick", stage) every `tick` seconds without one, and
+    ("result", GenerationResult) last. A refusal or failure is raised (its DomainError). If the
+    consumer goes away, the generation is cancelled (and its hold released by the studio)."""
+    frames: asyncio.Queue[Preview] = asyncio.Queue()
+    stage = ["Checking the prompt"]
+
+    def report(fraction: float, text: str) -> None:
+        stage[0] = text
+        if progress is not None:
+            progress(fraction, desc=text)
+
+    task = asyncio.ensure_future(studio.generate(
+        user_id=user.id, is_admin=user.is_admin, prompt=prompt, style=style, aspect_ratio=aspect_ratio,
+        resolution=resolution, progress=report, on_preview=frames.put_nowait))
+    try:
+        while not task.done():
+            getter = asyncio.ensure_future(frames.get())
+            done, _ = await asyncio.wait({task, getter}, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield "preview", getter.result()
+                continue
+            getter.cancel()
+            if not task.done():
+                yield "tick", stage[0]
+        yield "result", task.result()
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_id: str = "generate") -> GenerateForm:
@@ -59,26 +215,33 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
     the returned form lets another tab fill the inputs (the gallery's "Reuse settings")."""
     studio, catalog = services.studio, services.catalog
 
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=2, min_width=320):
-            prompt = gr.Textbox(label="Prompt", lines=4, max_lines=12, max_length=4000,
-                                placeholder="Describe the image you want…")
-            style = gr.Dropdown(style_choices(services), value=catalog.default_style, label="Style")
+    with gr.Row(equal_height=False, elem_classes="studio-generate"):
+        with gr.Column(scale=2, min_width=320, elem_classes="studio-form"):
+            prompt = gr.Textbox(label="Prompt", lines=4, max_lines=12, max_length=4000, elem_id="studio-prompt",
+                                placeholder="Describe the image you want… (Ctrl+Enter to generate)")
+            style = gr.Dropdown(style_choices(services), value=catalog.default_style, label="Style",
+                                elem_id="studio-style")
+            style_info = gr.HTML(style_note(services, catalog.default_style), elem_classes="studio-style-note")
             aspect_ratio = gr.Radio([(r.label, r.ratio) for r in catalog.aspect_ratios],
-                                    value=catalog.default_aspect_ratio, label="Aspect ratio")
+                                    value=catalog.default_aspect_ratio, label="Aspect ratio",
+                                    elem_classes="studio-compact")
             resolution = gr.Radio(resolution_choices(services), value=catalog.default_resolution,
-                                  label="Resolution")
+                                  label="Resolution", elem_classes="studio-compact")
+            cost = gr.Markdown(elem_classes="cost-line")
+            with gr.Row(elem_classes="studio-actions"):
+                go = gr.Button("Generate", variant="primary", scale=3, elem_id="studio-generate")
+                buy = gr.Button("Buy credits", visible=False, scale=1)
+            notice_box = gr.HTML("", elem_id="studio-notice", js_on_load=PAGE_JS % {
+                "ended": f'"{SESSION_ENDED}"', "login": f'"{SIGN_IN_AGAIN}"'})
             with gr.Accordion("Exact prompt sent to the engine", open=False):
                 sent = gr.Textbox(show_label=False, interactive=False, lines=3, max_lines=12)
-            cost = gr.Markdown(elem_classes="cost-line")
-            with gr.Row():
-                go = gr.Button("Generate", variant="primary", scale=3)
-                buy = gr.Button("Buy credits", visible=False, scale=1)
-        with gr.Column(scale=3, min_width=320):
+        with gr.Column(scale=3, min_width=320, elem_id="studio-result-column"):
             image = gr.Image(label="Offline preview" if studio.offline else "Your image", type="filepath",
-                             format="webp", interactive=False, buttons=["fullscreen"], height=560)
-            message = gr.Markdown()
+                             format="webp", interactive=False, buttons=["fullscreen"], height=560,
+                             elem_id="studio-result")
+            message = gr.Markdown(elem_id="studio-message")
             balance = gr.Number(label="Balance", precision=0, visible=False)
+    last_good = gr.State(None)  # (image, details) of the last image made here: it stays after a refusal
     # The public /generate endpoint takes plain strings, so that a value outside the catalog gets
     # the studio's own message (Dropdown and Radio would refuse it with Gradio's generic one).
     with gr.Group(visible=False):
@@ -92,12 +255,14 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         return cost_for(shell.user(request), resolution_key)
 
     def cost_for(user, resolution_key: str, have: int | None = None):
+        """(the cost line, Buy credits, Generate): Generate is off, with the reason, when this
+        user cannot have this resolution now (the studio refuses it anyway)."""
         try:
             res = catalog.resolution(resolution_key)
             block = services.entitlements.resolution_block(user_id=user.id, is_admin=user.is_admin,
                                                            resolution=res.key)
         except DomainError as err:
-            return err.message, gr.Button(visible=False)
+            return err.message, gr.Button(visible=False), gr.Button(interactive=False)
         if have is None:
             have = services.ledger.balance(user.id).total
         text = f"This image costs **{res.price} credits** · you have **{have}**"
@@ -107,41 +272,76 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         elif short:
             text += (f"  \nNot enough credits for a {res.key} image: buy a pack or a plan on the "
                      "**Pricing** tab. Nothing is charged for a refused request.")
-        return text, gr.Button(visible=bool(short or block) and tabs is not None)
+        return (text, gr.Button(visible=bool(short or block) and tabs is not None),
+                gr.Button(interactive=not (short or block)))
 
     @user_facing
     def preview(prompt_text: str, style_name: str) -> str:
         return studio.styled_prompt(prompt=prompt_text or "", style=style_name or "")
 
     @user_facing
+    def describe_style(style_name: str) -> str:
+        return style_note(services, style_name)
+
+    @user_facing
     def refresh(prompt_text: str, style_name: str, resolution_key: str, request: gr.Request):
-        line, button = cost_line(resolution_key, request)
-        return preview(prompt_text, style_name), line, button
+        line, button, can_go = cost_line(resolution_key, request)
+        return preview(prompt_text, style_name), line, button, can_go
 
-    async def make(prompt, style, aspect_ratio, resolution, request: gr.Request, progress, *, for_api: bool):
-        user = await anyio.to_thread.run_sync(shell.user, request)  # a database read: off the loop
-
-        def report(fraction: float, stage: str) -> None:
-            progress(fraction, desc=stage)
-
-        result = await studio.generate(user_id=user.id, is_admin=user.is_admin, prompt=prompt, style=style,
-                                       aspect_ratio=aspect_ratio, resolution=resolution, progress=report)
-        g = result.generation
-        details = (f"{html.escape(result.message)}  \n"
-                   f"[Download PNG]({result.png_url}) · {g.width}×{g.height} · {g.aspect_ratio} · "
-                   f"{'offline preview' if g.engine == 'offline' else g.model}")
-        return image_file(image_url(request, g.id, "webp"), for_api=for_api), details, result.balance
+    def details_of(result: GenerationResult, request: gr.Request, elapsed: float | None = None) -> str:
+        took = f" ({elapsed:.0f} s)" if elapsed is not None else ""
+        return f"{html.escape(result.message)}{took}  \n[Download PNG]({image_url(request, result.id, 'png')})"
 
     @user_facing
     async def generate(prompt: str, style: str, aspect_ratio: str, resolution: str, request: gr.Request,
                        progress=gr.Progress()):
-        """Make one image. Returns the image, a message (with the PNG download link) and your balance."""
-        return await make(prompt, style, aspect_ratio, resolution, request, progress, for_api=True)
+        """Make one image. Yields each preview frame (image, its stage, None) as it arrives, then the
+        image, a message (with the PNG download link) and your balance."""
+        user = await anyio.to_thread.run_sync(shell.user, request)  # a database read: off the loop
+        async for kind, value in generation_events(studio, user=user, prompt=prompt, style=style,
+                                                   aspect_ratio=aspect_ratio, resolution=resolution,
+                                                   progress=progress):
+            if kind == "preview":
+                yield (image_file(preview_url(request, value), for_api=True,
+                                  name=preview_name(value.generation_id, value.index)),
+                       f"{value.stage} · {value.elapsed:.0f} s", None)
+            elif kind == "result":
+                g = value.generation
+                details = (f"{html.escape(value.message)}  \n"
+                           f"[Download PNG]({value.png_url}) · {g.width}×{g.height} · {g.aspect_ratio} · "
+                           f"{'offline preview' if g.engine == 'offline' else g.model}")
+                yield image_file(image_url(request, g.id, "webp"), for_api=True), details, value.balance
 
     @user_facing
-    async def generate_ui(prompt: str, style: str, aspect_ratio: str, resolution: str, request: gr.Request,
-                          progress=gr.Progress()):
-        return await make(prompt, style, aspect_ratio, resolution, request, progress, for_api=False)
+    async def generate_ui(prompt: str, style: str, aspect_ratio: str, resolution: str, last, request: gr.Request):
+        """The page's Generate: the same studio call; what it says goes into the page, not an error."""
+        started = time.perf_counter()
+        try:
+            user = await anyio.to_thread.run_sync(shell.user, request)
+        except gr.Error:
+            yield gr.skip(), gr.skip(), notice(SESSION_ENDED, session_ended=True), gr.skip()
+            return
+        shown_preview = False
+        yield gr.skip(), status_line("Checking the prompt", 0), "", gr.skip()
+        try:
+            async for kind, value in generation_events(studio, user=user, prompt=prompt, style=style,
+                                                       aspect_ratio=aspect_ratio, resolution=resolution,
+                                                       tick=TICK_SECONDS):
+                elapsed = time.perf_counter() - started
+                if kind == "preview":
+                    shown_preview = True
+                    yield (image_file(preview_url(request, value), for_api=False), status_line(value.stage, elapsed),
+                           gr.skip(), gr.skip())
+                elif kind == "tick":
+                    yield gr.skip(), status_line(value, elapsed), gr.skip(), gr.skip()
+                else:
+                    shown = image_file(image_url(request, value.id, "webp"), for_api=False)
+                    details = details_of(value, request, elapsed)
+                    yield shown, details, "", (shown, details)
+        except Exception as err:  # noqa: BLE001 - every outcome is shown inline, none as an error badge
+            said = err.message if isinstance(err, DomainError) else report_unexpected(err, "ui.generate")
+            previous_image, previous_details = last or (None, "")
+            yield (previous_image if shown_preview else gr.skip()), previous_details, notice(said), gr.skip()
 
     @user_facing
     def balance_now(request: gr.Request) -> int:
@@ -153,28 +353,30 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
     def after(resolution_key: str, request: gr.Request):
         user = shell.user(request)
         balance = services.ledger.balance(user.id)  # one read for the cost line and the header
-        line, button = cost_for(user, resolution_key, balance.total)
+        line, button, can_go = cost_for(user, resolution_key, balance.total)
         if shell.balance is None:
-            return line, button
-        return line, button, shell.balance_text(user.id, balance=balance)
+            return line, button, can_go
+        return line, button, can_go, shell.balance_text(user.id, balance=balance)
 
     # postprocess=False: the image is a URL on the owner-checked route (see image_file).
     api_trigger.click(generate, [prompt, api_style, api_aspect_ratio, api_resolution], [image, message, balance],
                       api_name="generate", api_visibility="public", postprocess=False)
-    go.click(generate_ui, [prompt, style, aspect_ratio, resolution], [image, message, balance],
-             api_name="generate_ui", api_visibility="private", postprocess=False) \
-        .then(after, [resolution], [cost, buy] + ([shell.balance] if shell.balance is not None else []),
+    go.click(generate_ui, [prompt, style, aspect_ratio, resolution, last_good], [image, message, notice_box, last_good],
+             api_name="generate_ui", api_visibility="private", postprocess=False, show_progress="hidden") \
+        .then(after, [resolution], [cost, buy, go] + ([shell.balance] if shell.balance is not None else []),
               api_visibility="private", show_progress="hidden")
     gr.api(balance_now, api_name="balance")
 
     for trigger in (prompt.change, style.change):
         trigger(preview, [prompt, style], [sent], api_visibility="private", show_progress="hidden",
                 trigger_mode="always_last", queue=False)
-    resolution.change(cost_line, [resolution], [cost, buy], api_visibility="private", show_progress="hidden")
+    style.change(describe_style, [style], [style_info], api_visibility="private", show_progress="hidden",
+                 queue=False)
+    resolution.change(cost_line, [resolution], [cost, buy, go], api_visibility="private", show_progress="hidden")
     if tabs is not None:
         buy.click(user_facing(lambda: gr.Tabs(selected="pricing")), None, [tabs], api_visibility="private",
                   queue=False)
-    shell.on_show(refresh, [prompt, style, resolution], [sent, cost, buy])
+    shell.on_show(refresh, [prompt, style, resolution], [sent, cost, buy, go])
 
     return GenerateForm(prompt=prompt, style=style, aspect_ratio=aspect_ratio, resolution=resolution,
-                        tab_id=tab_id, refresh=(refresh, [prompt, style, resolution], [sent, cost, buy]))
+                        tab_id=tab_id, refresh=(refresh, [prompt, style, resolution], [sent, cost, buy, go]))

@@ -28,8 +28,9 @@ def _seed(*parts: str) -> int:
     return int.from_bytes(hashlib.sha256("\x00".join(parts).encode()).digest()[:8], "big")
 
 
-def render_preview(*, prompt: str, style: Style, width: int, height: int) -> Image.Image:
-    """The same prompt, style and size always give the same pixels."""
+def render_preview(*, prompt: str, style: Style, width: int, height: int, detail: int | None = None) -> Image.Image:
+    """The same prompt, style and size always give the same pixels. With `detail` (an edge in
+    pixels), a coarse draft of that same picture, only that large: the offline engine's partial frames."""
     rng = np.random.default_rng(_seed(style.name, f"{width}x{height}", prompt))
     look = style.preview or {}
     palette = np.array([_rgb(c) for c in (look.get("palette") or DEFAULT_PALETTE)], dtype=np.float32)
@@ -37,6 +38,8 @@ def render_preview(*, prompt: str, style: Style, width: int, height: int) -> Ima
     composition = COMPOSITIONS.get(look.get("composition", "blobs"), _blobs)
 
     edge = PIXEL_EDGE if texture == "pixel" else WORK_EDGE
+    if detail is not None:
+        edge = min(edge, max(8, detail))
     scale = min(1.0, edge / max(width, height))
     w, h = max(8, round(width * scale)), max(8, round(height * scale))
     aspect = w / h
@@ -47,6 +50,8 @@ def render_preview(*, prompt: str, style: Style, width: int, height: int) -> Ima
     field = np.clip(composition(u, v, rng), 0.0, 1.0)
     rgb = TEXTURES.get(texture, _smooth)(field, palette, u, v, rng, w, h)
     small = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    if detail is not None:
+        return small
     if small.size == (width, height):
         image = small
     else:

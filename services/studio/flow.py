@@ -1,12 +1,14 @@
-"""The generation flow: validate → moderate → per-user limits → hold credits → engine →
-post-process (worker thread) → store → mark stored → capture.
+"""The generation flow: validate → moderate → per-user limits → hold credits → engine (streaming
+partial frames as previews) → post-process (worker thread) → store → mark stored → capture.
 
 Any failure after the hold releases it: the user sees "Generation failed — you were not
 charged." and the reason in plain words. The generation's image key is committed in its own step
 before the capture, so if the process dies in between, the sweep (services/maintenance.py)
 captures the hold only when the image was really stored (`Studio.is_stored`). Each job records
 the process start that opened it (`boot_id`), so a restarted process settles the jobs of one
-that died at once, instead of waiting for their holds to expire.
+that died at once, instead of waiting for their holds to expire. Partial frames are only
+previews: a stream that breaks after some of them is a failure like any other (released, not
+charged); its frames expire with the others (the owner may still be fetching the last one).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from models.user import User
 from services import sizing
 from services.catalog import Catalog
 from services.db import Database
-from services.engines import EngineImage, EngineRequest, ImageEngine
+from services.engines import EngineImage, EngineRequest, ImageEngine, PartialFrame
 from services.entitlements import Entitlements
 from services.errors import (
     ContentRejected,
@@ -49,6 +51,7 @@ from services.storage import ImageStore
 from services.studio.gallery import StudioGallery
 from services.studio.limits import UserSlots, check_rate
 from services.studio.postprocess import Rendered, postprocess
+from services.studio.previews import Preview, PreviewFrames, preview_webp
 from services.studio.recovery import StudioRecovery
 from services.studio.types import GenerationRequest, GenerationResult
 
@@ -58,6 +61,7 @@ MAX_PROMPT_CHARS = 4000
 NOT_CHARGED = "Generation failed — you were not charged."
 
 ProgressFn = Callable[[float, str], None]
+PreviewFn = Callable[[Preview], None]  # called on the event loop, must not block
 
 
 class Studio(StudioGallery, StudioRecovery):
@@ -87,6 +91,7 @@ class Studio(StudioGallery, StudioRecovery):
         # hold up the encoders (asyncio's default pool has only cores + 4 threads).
         self._cpu = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="studio-cpu")
         self._io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="studio-io")
+        self.previews = PreviewFrames()
 
     @staticmethod
     async def _in(pool: ThreadPoolExecutor, fn, /, *args, **kwargs):
@@ -141,8 +146,10 @@ class Studio(StudioGallery, StudioRecovery):
     # The flow ---------------------------------------------------------------------------------
 
     async def generate(self, *, user_id: int, is_admin: bool, prompt: str, style: str, aspect_ratio: str,
-                       resolution: str, progress: ProgressFn | None = None) -> GenerationResult:
-        """Make one image and charge for it exactly once, or charge nothing and raise a DomainError."""
+                       resolution: str, progress: ProgressFn | None = None,
+                       on_preview: PreviewFn | None = None) -> GenerationResult:
+        """Make one image and charge for it exactly once, or charge nothing and raise a DomainError.
+        `on_preview` gets each partial frame the engine streams (a small WebP), before the result."""
         report = _reporter(progress)
         started = time.perf_counter()
         timings: dict[str, int] = {}
@@ -172,10 +179,33 @@ class Studio(StudioGallery, StudioRecovery):
                 log.debug("user %s waited for a generation slot", user_id)
             timings["queue_ms"] = _ms(t)
             return await self._run(user_id=user_id, is_admin=is_admin, request=request, report=report,
-                                   timings=timings, started=started)
+                                   timings=timings, started=started, on_preview=on_preview)
+
+    def preview_frame(self, *, user_id: int, generation_id: str, index: int) -> bytes:
+        """A preview frame of the user's generation in progress (kept a few minutes); NotFound otherwise."""
+        frame = self.previews.get(user_id=user_id, generation_id=generation_id, index=index)
+        if frame is None:
+            raise NotFound("Preview not found.")
+        return frame
+
+    def _frames_to(self, on_preview: PreviewFn | None, *, user_id: int, gen_id: str, report, started: float):
+        """The engine's partial-frame callback: a small WebP, kept for its owner, handed to the UI."""
+        if on_preview is None:
+            return None
+        total = max(1, self.engine.partial_images)
+
+        async def on_partial(frame: PartialFrame) -> None:
+            webp, width, height = await self._in(self._cpu, preview_webp, frame)
+            self.previews.put(user_id=user_id, generation_id=gen_id, index=frame.index, webp=webp)
+            preview = Preview(generation_id=gen_id, index=frame.index, total=total, webp=webp, width=width,
+                              height=height, elapsed=time.perf_counter() - started)
+            report(0.15 + 0.6 * (frame.index + 1) / (total + 1), preview.stage)
+            on_preview(preview)
+
+        return on_partial
 
     async def _run(self, *, user_id: int, is_admin: bool, request: GenerationRequest, report, timings,
-                   started) -> GenerationResult:
+                   started, on_preview: PreviewFn | None = None) -> GenerationResult:
         plan = self.size_plan(request)
         opening = asyncio.ensure_future(self._in(
             self._io, self._open_job, user_id=user_id, is_admin=is_admin, request=request, plan=plan))
@@ -192,7 +222,9 @@ class Studio(StudioGallery, StudioRecovery):
             result = await asyncio.wait_for(
                 self.engine.generate(EngineRequest(prompt=request.styled_prompt, style=request.style,
                                                    width=plan.requested[0], height=plan.requested[1],
-                                                   user_id=user_id)),
+                                                   user_id=user_id),
+                                     self._frames_to(on_preview, user_id=user_id, gen_id=gen_id, report=report,
+                                                     started=started)),
                 timeout=self._engine_deadline,
             )
             timings["engine_ms"] = _ms(t)
@@ -218,6 +250,7 @@ class Studio(StudioGallery, StudioRecovery):
             # its own; anything earlier is released now (synchronously: we are being cancelled).
             if phase != "finishing":
                 self._fail(gen_id, hold, "The request was cancelled before the image was ready.", timings)
+                self.previews.drop(gen_id)
             raise
         except Exception as exc:
             error = _user_error(exc)

@@ -58,8 +58,8 @@ class Browser:
 
 def generate_in_browser(browser: Browser) -> tuple[str, str]:
     """Generate on the Generate tab; returns (the displayed image's URL, the generation id)."""
-    image, details, _ = browser.call(browser.fn_index(api_name="generate_ui"),
-                                     ["a private lighthouse", "cinematic", "16:9", "1K"])
+    image, details, *_ = browser.call(browser.fn_index(api_name="generate_ui"),
+                                      ["a private lighthouse", "cinematic", "16:9", "1K", None])
     generation_id = details.split("/images/", 1)[1].split("/png", 1)[0]
     return image["url"], generation_id
 

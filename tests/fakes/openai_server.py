@@ -3,23 +3,30 @@
 It speaks the real wire protocol, so the real `openai` SDK talks to it through `base_url`:
 
     POST /v1/images/generations   JSON  → {"created", "data": [{"b64_json"}], "usage", "size", ...}
+                                  with "stream": true, Server-Sent Events as the real API sends them:
+                                  `event: image_generation.partial_image` (b64_json, partial_image_index,
+                                  size, quality, background, output_format, created_at) once per
+                                  `partial_images`, then `event: image_generation.completed` (+ usage);
+                                  the latency is spread evenly over the frames
     POST /v1/images/edits         multipart → the same shape
     POST /v1/moderations          JSON  → {"id", "model", "results": [{"flagged", "categories", ...}]}
 
 Switchable behaviour: `latency` (seconds before answering), `fail(mode, times=None)` with mode one
 of "error_500", "rate_limit" (429), "moderation_blocked", "content_policy_violation",
-"garbage_base64", "not_an_image", "hang" (never answers in time), "no_data"; `moderation_fail`
+"garbage_base64", "not_an_image", "hang" (never answers in time), "no_data", "cut_stream" (a streamed
+request gets one partial frame, then the connection drops mid-body); `moderation_fail`
 makes /v1/moderations answer 500. Prompts containing any of `flag_words` are flagged by the
 moderation endpoint. Every request is recorded (`requests`, `calls(path)`), the greatest
 number of image requests in flight at once is kept in `max_in_flight`, and the order in which
 image requests start and end in `timeline`. `hold()` keeps image requests in flight until the
 test `release()`s them, and `wait_until(predicate)` waits for a state: overlap is then shown
-by counts and order, not by a latency and a stopwatch.
+by counts and order, not by a latency and a stopwatch. `partials_sent` records when each partial
+frame left (wall clock, request number, frame index), for the preview-latency benchmark.
 
 Run on its own (e.g. for benchmarks, so its CPU use is not the app's GIL's):
 `python -m tests.fakes.openai_server --image-kind photo` prints its base URL, then serves; it
 is steered over HTTP: `POST /_fake/config` {"latency", "fail", "times", "moderation_fail"},
-`POST /_fake/reset`, `GET /_fake/stats` → {"max_in_flight", "calls": {path: n}}.
+`POST /_fake/reset`, `GET /_fake/stats` → {"max_in_flight", "calls": {path: n}, "partials_sent"}.
 
 Sizes are checked as the real API does (independently of services/sizing.py): gpt-image-2 /
 2.5 take any WxH with both sides divisible by 16, ratio within 1:3..3:1, at most 3840x2160 pixels
@@ -45,7 +52,7 @@ from tests.fakes.base import JSONHandler, LoopbackServer
 FIXED_SIZES = {(1024, 1024), (1536, 1024), (1024, 1536)}
 FLEXIBLE_PREFIXES = ("gpt-image-2-", "gpt-image-2.5-")
 FAIL_MODES = ("error_500", "rate_limit", "moderation_blocked", "content_policy_violation", "garbage_base64",
-              "not_an_image", "hang", "no_data")
+              "not_an_image", "hang", "no_data", "cut_stream")
 MODERATION_CATEGORIES = (
     "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
     "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence",
@@ -124,7 +131,8 @@ class FakeOpenAI(LoopbackServer):
         self._changed = threading.Condition(self._lock)
         self._released = threading.Event()
         self._gate: threading.Semaphore | None = None
-        self._png_cache: dict[tuple[int, int, str], bytes] = {}
+        self._png_cache: dict[tuple, bytes] = {}
+        self.partials_sent: list[tuple[float, int, int]] = []  # (time.time(), request number, frame index)
 
     # Control ----------------------------------------------------------------------------------
 
@@ -189,6 +197,7 @@ class FakeOpenAI(LoopbackServer):
             self._mode = self._mode_left = None
             self.max_in_flight = self.in_flight
             self.timeline.clear()
+            self.partials_sent.clear()
         self.latency = 0.0
         self.moderation_fail = False
 
@@ -202,6 +211,22 @@ class FakeOpenAI(LoopbackServer):
             cached = self._png_cache.get(key)
         if cached is None:
             cached = render_png(width, height, self.image_kind)
+            with self._lock:
+                self._png_cache[key] = cached
+        return cached
+
+    def partial_png(self, width: int, height: int, index: int) -> bytes:
+        """A rough frame of the final picture: blocky, coarse first (index 0), finer after."""
+        key = (width, height, self.image_kind, "partial", index)
+        with self._lock:
+            cached = self._png_cache.get(key)
+        if cached is None:
+            final = Image.open(io.BytesIO(self.png(width, height)))
+            factor = max(2, 32 >> (2 * index))
+            rough = final.reduce(factor).resize((width, height), Image.NEAREST)
+            buf = io.BytesIO()
+            rough.save(buf, "PNG", compress_level=1)
+            cached = buf.getvalue()
             with self._lock:
                 self._png_cache[key] = cached
         return cached
@@ -249,6 +274,8 @@ class FakeOpenAI(LoopbackServer):
         if problem:
             return 400, _error(problem, "invalid_request_error", param="size", code="invalid_value"), {}
         mode = self._take_mode()
+        if _streamed(body) and mode in (None, "cut_stream", "garbage_base64", "not_an_image", "no_data"):
+            return 200, {"stream": mode}, {}  # the handler streams image_events(body, mode)
         if self.latency:
             time.sleep(self.latency)
         if mode == "hang":
@@ -276,6 +303,43 @@ class FakeOpenAI(LoopbackServer):
                  "output_tokens_details": {"image_tokens": w * h // 256, "text_tokens": 0}}
         return 200, {"created": int(time.time()), "data": data, "usage": usage, "size": f"{w}x{h}",
                      "output_format": "png", "quality": "medium", "background": "opaque"}, {}
+
+    def image_events(self, body: dict, mode: str | None):
+        """The SSE events of a streamed request, each yielded when it is due (the latency spread
+        over the frames); the generator's caller writes them. "cut_stream" stops after one frame."""
+        size = str(body.get("size") or "auto")
+        w, h = (1024, 1024) if size == "auto" else (int(p) for p in size.split("x"))
+        frames = min(max(int(body.get("partial_images") or 0), 0), 3)
+        common = {"size": f"{w}x{h}", "quality": "medium", "background": "opaque", "output_format": "png"}
+        step = self.latency / (frames + 1) if self.latency else 0.0
+        if mode in ("garbage_base64", "not_an_image", "no_data"):
+            frames = 0  # these are about the final image: straight to it
+        for index in range(frames):
+            if step:
+                time.sleep(step)
+            b64 = base64.b64encode(self.partial_png(w, h, index)).decode()
+            yield "image_generation.partial_image", {
+                "type": "image_generation.partial_image", "b64_json": b64, "partial_image_index": index,
+                "created_at": int(time.time()), **common}
+            if mode == "cut_stream":
+                return
+        if mode == "cut_stream":  # no partial frame asked for: cut before the final one
+            return
+        if step:
+            time.sleep(step)
+        if mode == "no_data":  # a completed event without the image
+            b64 = ""
+        elif mode == "garbage_base64":
+            b64 = "this is not base64 at all!!"
+        elif mode == "not_an_image":
+            b64 = base64.b64encode(b"\x00\x01 definitely not a picture " * 20).decode()
+        else:
+            b64 = base64.b64encode(self.png(w, h)).decode()
+        usage = {"input_tokens": 42, "input_tokens_details": {"image_tokens": 0, "text_tokens": 42},
+                 "output_tokens": w * h // 256, "total_tokens": 42 + w * h // 256}
+        yield "image_generation.completed", {
+            "type": "image_generation.completed", "b64_json": b64, "created_at": int(time.time()),
+            "usage": usage, **common}
 
     def moderation_response(self, body: dict) -> tuple[int, dict, dict]:
         if self.moderation_fail:
@@ -309,7 +373,8 @@ class _Handler(JSONHandler):
             calls: dict[str, int] = {}
             for r in fake.requests:
                 calls[r.path] = calls.get(r.path, 0) + 1
-            return self._send(200, {"max_in_flight": fake.max_in_flight, "calls": calls})
+            return self._send(200, {"max_in_flight": fake.max_in_flight, "calls": calls,
+                                    "partials_sent": list(fake.partials_sent)})
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         fake = self.fake
@@ -329,6 +394,9 @@ class _Handler(JSONHandler):
             number = fake._enter()
             try:
                 status, payload, headers = fake.image_response(body)
+                if status == 200 and _streamed(body):
+                    return self._stream(fake.image_events(body, payload["stream"]), number,
+                                        cut=payload["stream"] == "cut_stream")
             finally:
                 fake._leave(number)
         elif path.endswith("/moderations"):
@@ -354,11 +422,39 @@ class _Handler(JSONHandler):
             return self._send(404, _error("Unknown control path", "invalid_request_error"))
         self._send(200, {"ok": True})
 
+    def _stream(self, events, number: int, *, cut: bool) -> None:
+        """Server-Sent Events in chunked encoding, each written as soon as it is due. A cut
+        stream closes the connection without the final chunk (the client sees a broken body)."""
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream; charset=utf-8")
+            self.send_header("transfer-encoding", "chunked")
+            self.send_header("x-request-id", f"req_fake_stream_{number}")
+            self.end_headers()
+            for name, data in events:
+                chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+                if name.endswith(".partial_image"):
+                    with self.fake._lock:
+                        self.fake.partials_sent.append((time.time(), number, data["partial_image_index"]))
+            if cut:
+                self.close_connection = True
+                return
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up
+            self.close_connection = True
+
     def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
         self.send_json(status, payload, {"x-request-id": f"req_fake_{id(payload):x}", **(headers or {})})
 
 
 FakeOpenAI.handler = _Handler
+
+
+def _streamed(body: dict) -> bool:
+    return body.get("stream") in (True, "true", "True")
 
 
 def _multipart(content_type: str, raw: bytes) -> dict:

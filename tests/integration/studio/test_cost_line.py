@@ -33,7 +33,7 @@ def _cost_line(rig):
     [handler] = [b.fn for b in demo.fns.values() if b.fn.__name__ == "cost_line"]
 
     def line(user_id: int, resolution: str) -> str:
-        text, _buy = handler(resolution, gr.Request(username=str(user_id)))
+        text, _buy, _generate = handler(resolution, gr.Request(username=str(user_id)))
         return text
 
     return line
