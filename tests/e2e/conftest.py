@@ -8,6 +8,7 @@ fake-server URLs, limits, keys); it is stopped at the end of the test.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -146,3 +147,26 @@ def shop(serve_app, *, database_url: str, stripe_url: str, webhook_secret: str) 
                     STRIPE_API_BASE=stripe_url)
     app.services.billing.sync_catalog()
     return app
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where a browser test saves its screenshots: SCREENSHOT_DIR (.ci/run names it), else tmp."""
+    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def browser():
+    """Debian's chromium, headless, for one test."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.browser import ARGS, CHROMIUM
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -7,30 +7,17 @@ Screenshots go to SCREENSHOT_DIR (default: the test's tmp folder)."""
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
 import uuid
 import zipfile
-from pathlib import Path
 
 import pytest
 from gradio_client import Client
 from PIL import Image
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update"]
+from tests.e2e.browser import ARGS, CHROMIUM, needs_chromium
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian's chromium is not installed (.ci/run installs it)")
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+pytestmark = needs_chromium
 
 
 def make_images(app, email: str) -> dict[str, str]:

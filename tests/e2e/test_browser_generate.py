@@ -8,43 +8,19 @@ app. Desktop (1280x900) and phone (390x844). Screenshots go to SCREENSHOT_DIR (d
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update"]
+from tests.e2e.browser import needs_chromium
+
 VIEWPORTS = [{"width": 1280, "height": 900}, {"width": 390, "height": 844}]
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian's chromium is not installed (.ci/run installs it)")
+pytestmark = needs_chromium
 
 SHOWN = "(sel) => { const i = document.querySelector(sel); return !!i && i.complete && i.naturalWidth > 0; }"
 ERROR_BADGES = ".error, .toast-body.error, [data-testid='error']"
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def sign_up(page, app, email: str) -> None:

@@ -8,14 +8,11 @@ import os
 import uuid
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.test_browser import ARGS, CHROMIUM
+from tests.e2e.browser import ARGS, CHROMIUM, needs_chromium
 from tests.e2e.test_oidc import oidc_settings
 from tests.fakes.oidc_server import FakeOIDC
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian's chromium is not installed (.ci/run installs it)")
+pytestmark = needs_chromium
 
 
 def test_the_provider_button_signs_a_person_in(serve_app, tmp_path):

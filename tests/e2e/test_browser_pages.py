@@ -6,45 +6,20 @@ Screenshots go to SCREENSHOT_DIR (default: the test's tmp folder)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.browser import needs_chromium
 from tests.e2e.conftest import shop
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update"]
 VIEWPORTS = [pytest.param({"width": 1280, "height": 900}, id="desktop"),
              pytest.param({"width": 390, "height": 844}, id="phone")]
 TABS = ("Generate", "Gallery", "Pricing", "Account")
 PASSWORD = "correct horse battery"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian's chromium is not installed (.ci/run installs it)")
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+pytestmark = needs_chromium
 
 
 def open_page(browser, app, viewport):
