@@ -13,8 +13,8 @@ this script, a light asyncio + httpx load generator speaking Gradio's REST API (
 separate prober process that reads `/healthz` and `/theme.css` (neither touches the image flow;
 `/theme.css` does not touch the database either) every `--probe-interval` seconds.
 
-The same phases then run against the peer, a bare Gradio app (`bench/peer_gradio.py`: the same
-Gradio and queue settings, `/generate` calling the same fake engine through the SDK, `/balance`
+The same phases then run against the peer, a bare Gradio app (`bench/bare_space.py`: the same
+Gradio and queue concurrency, `/generate` calling the same fake engine through the SDK, `/balance`
 returning a number; no accounts, database, guards or post-processing), so what Gradio itself costs
 on this machine is printed beside what the studio costs (`--no-peer` skips it; its errors are
 printed, not counted in the exit code).
@@ -55,7 +55,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx  # noqa: E402
 
-from bench.served import FakeOpenAI, ServedApp  # noqa: E402
+from bench.served import BareSpace, FakeOpenAI, ServedApp  # noqa: E402
 from tests.databases import postgres_schema  # noqa: E402 - pytest-free
 from tests.fakes.base import free_port  # noqa: E402 - pytest-free
 
@@ -104,21 +104,28 @@ class App:
         self.url = self.served.url
         self.rss_mb, self.log_tail = self.served.rss_mb, self.served.log_tail
 
+    @staticmethod
+    def generate_data(prompt: str) -> list:
+        return [prompt, "photographic", "1:1", "1K"]
+
     def stop(self) -> None:
         self.served.stop(remove=True)
 
 
 class Peer:
-    """bench/peer_gradio.py on a free port, against the same fake engine; same interface as App."""
+    """bench/bare_space.py on a free port, against the same fake engine; same interface as App."""
 
     def __init__(self, fake: Fake, *, users: int, concurrency: int):
         self.data_dir = Path(tempfile.mkdtemp(prefix="load-peer-"))
-        env = {"GRADIO_SERVER_PORT": str(free_port()), "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.url,
-               "QUEUE_CONCURRENCY": str(max(64, concurrency)), "GRADIO_ANALYTICS_ENABLED": "False"}
         self.keys = [f"peer-{i}" for i in range(users)]  # sent as the app's keys are; the peer ignores them
-        self.served = ServedApp(env, data_dir=self.data_dir, script="bench/peer_gradio.py")
+        self.served = BareSpace(port=free_port(), openai_url=fake.url, data_dir=self.data_dir,
+                                concurrency=max(64, concurrency))
         self.url = self.served.url
         self.rss_mb, self.log_tail = self.served.rss_mb, self.served.log_tail
+
+    @staticmethod
+    def generate_data(prompt: str) -> list:
+        return [prompt]  # the peer's /generate takes the prompt alone
 
     def stop(self) -> None:
         self.served.stop(remove=True)
@@ -235,7 +242,7 @@ async def memory_phase(app: App, calls: int, concurrency: int = 8) -> dict:
     async with httpx.AsyncClient(base_url=app.url, timeout=120, limits=limits) as http:
         for key in app.keys[:4]:  # warm-up: imports, pools, caches
             await call(http, key, "balance", [], stats)
-            await call(http, key, "generate", ["warm up", "none", "1:1", "1K"], stats)
+            await call(http, key, "generate", app.generate_data("warm up"), stats)
         await asyncio.sleep(1)
         before = app.rss_mb()
         queue = iter(range(calls))
@@ -273,8 +280,8 @@ async def load_phase(app: App, fake: Fake, *, seconds: float, users: int, caller
         n = 0
         while not stop.is_set():
             n += 1
-            await call(http, keys[i % len(keys)], "generate", [f"load {i}.{n}: a lighthouse at dusk",
-                                                               "photographic", "1:1", "1K"], stats)
+            await call(http, keys[i % len(keys)], "generate", app.generate_data(f"load {i}.{n}: a lighthouse at dusk"),
+                       stats)
 
     async def balance(i: int):
         while not stop.is_set():

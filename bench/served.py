@@ -45,26 +45,27 @@ class FakeOpenAI:
 
 
 class ServedApp:
-    """`python app.py` (or `script`) with `env` (which names its port), logging to DATA_DIR/app.log;
-    started when this returns (its /healthz answered 200)."""
+    """`python app.py` (or another `command`) with `env` (which names its port), logging to
+    DATA_DIR/<log_name>; started when this returns (`ready_path` answered 200)."""
 
-    def __init__(self, env: dict[str, str], *, data_dir: Path, timeout: float = 120, script: str = "app.py"):
+    def __init__(self, env: dict[str, str], *, data_dir: Path, timeout: float = 120, command: list[str] | None = None,
+                 ready_path: str = "/healthz", log_name: str = "app.log"):
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{env['GRADIO_SERVER_PORT']}"
-        self.log_path = data_dir / "app.log"
+        self.log_path = data_dir / log_name
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, script], cwd=ROOT, env={**os.environ, **env},
+        self.proc = subprocess.Popen([sys.executable, *(command or ["app.py"])], cwd=ROOT, env={**os.environ, **env},
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}{ready_path}", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the app did not start:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"{' '.join(command or ['app.py'])} did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.2)
 
     def rss_mb(self) -> float:
@@ -91,25 +92,11 @@ class ServedApp:
 
 class BareSpace(ServedApp):
     """bench/bare_space.py (the peer: a Gradio app that only calls the engine) on `port`, against
-    the fake at `openai_url`; started when this returns (its page answered 200)."""
+    the fake at `openai_url`; started when this returns (its /healthz answered 200)."""
 
     def __init__(self, *, port: int, openai_url: str, data_dir: Path, concurrency: int = 64, timeout: float = 120):
-        self.data_dir = data_dir
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = data_dir / "bare_space.log"
-        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, "GRADIO_TEMP_DIR": str(data_dir / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False"}
-        self.proc = subprocess.Popen([sys.executable, "bench/bare_space.py", "--port", str(port), "--openai-base-url",
-                                      openai_url, "--concurrency", str(concurrency)],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.url}/config", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the bare Space did not start:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+        env = {"GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(data_dir / "gradio"),
+               "GRADIO_ANALYTICS_ENABLED": "False"}
+        super().__init__(env, data_dir=data_dir, timeout=timeout, log_name="bare_space.log",
+                         command=["bench/bare_space.py", "--port", str(port), "--openai-base-url", openai_url,
+                                  "--concurrency", str(concurrency)])
