@@ -37,7 +37,9 @@ SESSION_ENDED = "Your session ended - sign in again"
 SIGN_IN_AGAIN = "/login?next=/"
 TICK_SECONDS = 1.0  # how often the page's status line counts the seconds while it waits
 
-# Installed once per page by the notice component: Ctrl/Cmd+Enter in the prompt generates; on a
+# Installed once per page by the notice component: Ctrl/Cmd+Enter in the prompt generates; arrow
+# keys move within a choice group (Gradio 6.31 gives every radio input a name of its own, so the
+# browser's own arrow-key movement never happens); on a
 # phone, a new preview or image is brought to the top of the screen; any Gradio call answered 401 (the session ended:
 # signed out in another tab, expired, password reset) says so and goes to the sign-in page,
 # instead of Gradio's error.
@@ -72,6 +74,20 @@ if (!window.__studioGenerate) {
     event.preventDefault();
     const button = document.querySelector('#studio-generate');
     if (button && !button.disabled) button.click();
+  }, true);
+  document.addEventListener('keydown', (event) => {
+    const keys = {ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1};
+    const target = event.target;
+    if (!(event.key in keys) || !target.matches || !target.matches('input[type=radio]')) return;
+    const group = target.closest('.wrap');
+    if (!group) return;
+    const radios = [...group.querySelectorAll('input[type=radio]:not(:disabled)')];
+    const at = radios.indexOf(target);
+    if (at < 0 || radios.length < 2) return;
+    event.preventDefault();
+    const next = radios[(at + keys[event.key] + radios.length) %% radios.length];
+    next.focus();
+    next.click();
   }, true);
   let shownSrc = null;
   new MutationObserver(() => {

@@ -124,3 +124,24 @@ def test_a_session_ended_in_another_tab_sends_the_page_to_sign_in(serve_app, bro
     second.get_by_role("link", name="Sign in").first.wait_for(timeout=30_000)
     assert second.locator("#studio-generate").count() == 0
     context.close()
+
+
+def test_arrow_keys_move_within_a_choice_group(serve_app, browser):
+    """Gradio names every radio input apart, so the browser's own arrow keys did nothing: the page
+    moves the choice itself, and the cost line follows."""
+    app = serve_app()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_up(page, app, f"keys-{uuid.uuid4().hex[:8]}@example.com")
+    checked = "() => [...document.querySelectorAll('input[type=radio]:checked')].map(i => i.value)"
+    assert page.evaluate(checked) == ["1:1", "1K"]
+    page.get_by_label("1:1 Square").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"() => ({checked})().includes('4:3')", timeout=30_000)
+    page.get_by_label("1K · 10 credits").focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function(f"() => ({checked})().includes('2K')", timeout=30_000)
+    page.get_by_text("This image costs 20 credits").first.wait_for(timeout=30_000)
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"() => ({checked})().includes('1K')", timeout=30_000)
+    assert page.evaluate(checked) == ["4:3", "1K"]
+    page.close()
