@@ -126,11 +126,13 @@ def sign_in(app: ServedApp, email: str, password: str) -> tuple[httpx.Client, ht
     return client, client.post("/login", data={"email": email, "password": password, "csrf": csrf})
 
 
-def queue_event(http: httpx.Client, fn_index: int, data: list, *, session_hash: str) -> dict:
+def queue_event(http: httpx.Client, fn_index: int, data: list, *, session_hash: str,
+                event_data: dict | None = None) -> dict:
     """One UI event through Gradio's queue exactly as the page does (join, then the session's event
     stream); private events are not callable through gradio_client. Returns the final message."""
     joined = http.post("/gradio_api/queue/join", json={
-        "data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None, "trigger_id": None})
+        "data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": event_data,
+        "trigger_id": None})
     assert joined.status_code == 200, joined.text
     with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as events:
         for line in events.iter_lines():

@@ -19,7 +19,7 @@ from gradio_client import Client
 from PIL import Image
 
 from services.admin import OPERATOR
-from tests.e2e.conftest import shop, sign_up
+from tests.e2e.conftest import queue_event, shop, sign_up
 from tests.fakes.stripe_server import signed
 from ui.downloads import zip_stream
 
@@ -55,17 +55,7 @@ class Person:
 
     def event(self, fn: int, data: list, *, event_data: dict | None = None) -> dict:
         """One event through Gradio's queue as the page sends it; returns the final message."""
-        joined = self.http.post("/gradio_api/queue/join", json={
-            "data": data, "fn_index": fn, "session_hash": self.session_hash, "event_data": event_data,
-            "trigger_id": None})
-        assert joined.status_code == 200, joined.text
-        with self.http.stream("GET", "/gradio_api/queue/data", params={"session_hash": self.session_hash}) as events:
-            for line in events.iter_lines():
-                if line.startswith("data:"):
-                    message = json.loads(line[5:])
-                    if message.get("msg") == "process_completed":
-                        return message
-        raise AssertionError("the event stream ended without a result")
+        return queue_event(self.http, fn, data, session_hash=self.session_hash, event_data=event_data)
 
     def gallery(self, api_name: str, data: list, *, event_data: dict | None = None) -> tuple[str, str]:
         """A Gallery tab event; returns (the summary line's text, the grid's HTML)."""
