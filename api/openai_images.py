@@ -44,7 +44,7 @@ from api.common import (
 from services.catalog import AspectRatio, Catalog, Resolution
 from services.container import Services
 from services.errors import DomainError, InsufficientCredits, PermissionDenied, ValidationFailed
-from services.studio import GenerationResult
+from services.studio import GenerationResult, Preview
 
 MAX_IMAGES = 4
 QUALITIES = ("auto", "low", "medium", "high", "standard", "hd", "xhigh", "max")
@@ -221,6 +221,27 @@ def _usage(results: list[GenerationResult]) -> dict:
     return total
 
 
+def _param_of(err: DomainError) -> str | None:
+    return "resolution" if isinstance(err, PermissionDenied) else "prompt" if isinstance(err, ValidationFailed) else None
+
+
+def _sse(event: dict) -> str:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+
+def _encoded(webp: bytes, job: ImageJob) -> bytes:
+    """A preview frame (WebP) in the request's `output_format`."""
+    if job.output_format == "webp":
+        return webp
+    with Image.open(io.BytesIO(webp)) as image:
+        out = io.BytesIO()
+        if job.output_format == "jpeg":
+            image.convert("RGB").save(out, "JPEG", quality=job.output_compression or 90)
+        else:
+            image.save(out, "PNG", compress_level=1)
+        return out.getvalue()
+
+
 def _as_jpeg(png: bytes, quality: int | None) -> bytes:
     with Image.open(io.BytesIO(png)) as image:
         out = io.BytesIO()
@@ -284,59 +305,147 @@ class OpenAIImages:
         return JSONResponse(await self.response(job, caller, results, request),
                             headers={"Cache-Control": "no-store"})
 
-    async def stream(self, job: ImageJob, caller: Caller, request: Request):
-        """`stream: true`: OpenAI's server-sent events, one `image_generation.completed` per image.
+    async def stream(self, job: ImageJob, caller: Caller, request: Request, *, kind: str = "image_generation"):
+        """`stream: true`: OpenAI's server-sent events. For each image, `{kind}.partial_image` events
+        (the first `partial_images` preview frames the engine streams, as they arrive) and then one
+        `{kind}.completed`; an `error` event when no image could be made after the stream began.
 
-        The images are made first, through the same `generate` as without streaming, so a refusal
-        still gets its status code and error JSON. The engine sends no partial frames yet
-        (`partial_images` is accepted; zero frames is what OpenAI sends for 0 too); when it does,
-        `image_generation.partial_image` events go out here as they arrive, before the completed ones.
+        The stream begins with the first partial frame, or, without one, once every image is done;
+        so a refusal before the engine starts (invalid input, moderation, credits, rate limit) still
+        gets its status code and error JSON. Partial frames are the studio's previews (at most 640 px
+        on the long edge, re-encoded in `output_format`); they cost nothing. When some of the `n`
+        images fail, the last completed event lists them in `studio.failed` (not charged).
         """
-        outcome = await self.generate(job, caller)
-        body = await self.response(job, caller, outcome, request)
-        made, _ = outcome
-
-        async def events():
-            for entry, result in zip(body["data"], made, strict=True):
-                g = result.generation
-                b64 = entry.get("b64_json") or await anyio.to_thread.run_sync(self._b64, job, caller, result)
-                event = {
-                    "type": "image_generation.completed", "b64_json": b64, "background": body["background"],
-                    "created_at": body["created"], "output_format": job.output_format, "quality": body["quality"],
-                    "size": f"{g.width}x{g.height}", "usage": _usage([result]),
-                    "studio": {**body["studio"], "generation_id": g.id, "charged": g.cost},
-                }
-                if "url" in entry:
-                    event["url"] = entry["url"]
-                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-    async def generate(self, job: ImageJob, caller: Caller) -> tuple[list[GenerationResult], list[DomainError]]:
-        """`n` images, each one `Studio.generate` (its own hold and charge), run side by side (the
-        studio's per-user slots still apply). More than one image is refused up front, with nothing
-        charged, when the balance cannot pay for all of them."""
         if job.n > 1:
             await anyio.to_thread.run_sync(self._can_pay_for, job, caller)
+        events: asyncio.Queue[tuple[int, Preview | asyncio.Future]] = asyncio.Queue()
+        tasks = self._launch(job, caller, events if job.partial_images else None)
+        for index, task in enumerate(tasks):
+            task.add_done_callback(functools.partial(lambda i, t: events.put_nowait((i, t)), index))
+        early: list[tuple[int, Preview | asyncio.Future]] = []  # what came before the answer began
+        try:
+            done = 0
+            while done < job.n:
+                early.append(await events.get())
+                if isinstance(early[-1][1], Preview):
+                    break
+                done += 1
+            else:  # every image is done and no frame came: a refusal is answered with its status
+                self._settle([task.exception() or task.result() for task in tasks])
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        origin = self.origin(request)
 
-        async def one() -> GenerationResult:
-            return await self.services.studio.generate(
+        async def sse():
+            finished, made, failed, last = 0, [], [], None
+            try:
+                while finished < job.n:
+                    index, item = early.pop(0) if early else await events.get()
+                    if isinstance(item, Preview):
+                        if item.index < job.partial_images:
+                            yield _sse(await anyio.to_thread.run_sync(self._partial_event, job, item, index, kind))
+                        continue
+                    finished += 1
+                    err = item.exception()
+                    if err is not None:
+                        failed.append(err)
+                        continue
+                    made.append(item.result())
+                    if last is not None:
+                        yield _sse(last)
+                    last = await anyio.to_thread.run_sync(self._completed_event, job, caller, made, origin, kind)
+                if last is not None:
+                    if failed:
+                        last["studio"]["failed"] = [self._refusal(err).body()["error"] for err in failed]
+                    yield _sse(last)
+                else:
+                    yield _sse({"type": "error", **self._refusal(failed[0]).body()})
+            finally:
+                for task in tasks:
+                    task.cancel()  # the caller went away: the studio releases what it held
+
+        return StreamingResponse(sse(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    def _partial_event(self, job: ImageJob, preview: Preview, index: int, kind: str) -> dict:
+        return {
+            "type": f"{kind}.partial_image", "b64_json": base64.b64encode(_encoded(preview.webp, job)).decode(),
+            "background": "opaque", "created_at": int(time.time()), "output_format": job.output_format,
+            "partial_image_index": preview.index, "quality": self.services.settings.image_quality,
+            "size": f"{preview.width}x{preview.height}",
+            "studio": {"generation_id": preview.generation_id, "image_index": index},
+        }
+
+    def _completed_event(self, job: ImageJob, caller: Caller, made: list[GenerationResult], origin: str,
+                         kind: str) -> dict:
+        result = made[-1]
+        g = result.generation
+        entry = self._image_entry(job, caller, result, origin)
+        event = {
+            "type": f"{kind}.completed", "b64_json": entry.get("b64_json") or self._b64(job, caller, result),
+            "background": "opaque", "created_at": int(time.time()), "output_format": job.output_format,
+            "quality": self.services.settings.image_quality, "size": f"{g.width}x{g.height}",
+            "usage": _usage([result]),
+            "studio": {
+                "generation_id": g.id, "generation_ids": [r.id for r in made], "charged": g.cost,
+                "balance": self.services.ledger.balance(caller.user_id).total, "model": g.model,
+                "style": job.style, "aspect_ratio": job.aspect_ratio, "resolution": job.resolution,
+                "cost_per_image": job.cost,
+            },
+        }
+        if "url" in entry:
+            event["url"] = entry["url"]
+        if "revised_prompt" in entry:
+            event["revised_prompt"] = entry["revised_prompt"]
+        return event
+
+    @staticmethod
+    def _refusal(err: BaseException) -> Refusal:
+        if isinstance(err, ApiError):
+            return err.refusal
+        if isinstance(err, DomainError):
+            return refusal_for(err, param=_param_of(err))
+        return unexpected(err, "api.openai_images.stream")
+
+    def _launch(self, job: ImageJob, caller: Caller, previews: asyncio.Queue | None) -> list[asyncio.Future]:
+        """`n` images, each one `Studio.generate` (its own hold and charge), run side by side (the
+        studio's per-user slots still apply); each preview frame goes to `previews` as (image, frame)."""
+        def one(index: int) -> asyncio.Future:
+            on_preview = None if previews is None else functools.partial(
+                lambda i, frame: previews.put_nowait((i, frame)), index)
+            return asyncio.ensure_future(self.services.studio.generate(
                 user_id=caller.user_id, is_admin=caller.is_admin, prompt=job.prompt, style=job.style,
-                aspect_ratio=job.aspect_ratio, resolution=job.resolution)
+                aspect_ratio=job.aspect_ratio, resolution=job.resolution, on_preview=on_preview))
 
-        outcomes = await asyncio.gather(*(one() for _ in range(job.n)), return_exceptions=True)
+        return [one(index) for index in range(job.n)]
+
+    @staticmethod
+    def _settle(outcomes: list) -> tuple[list[GenerationResult], list[DomainError]]:
+        """The images made and the refusals; an unexpected error is raised, and so is the first
+        refusal when no image was made."""
         for outcome in outcomes:
             if isinstance(outcome, BaseException) and not isinstance(outcome, DomainError):
                 raise outcome
         made = [o for o in outcomes if isinstance(o, GenerationResult)]
         failed = [o for o in outcomes if isinstance(o, DomainError)]
         if not made:
-            err = failed[0]
-            param = "resolution" if isinstance(err, PermissionDenied) else \
-                "prompt" if isinstance(err, ValidationFailed) else None
-            raise ApiError(refusal_for(err, param=param))
+            raise ApiError(refusal_for(failed[0], param=_param_of(failed[0])))
         return made, failed
+
+    async def generate(self, job: ImageJob, caller: Caller) -> tuple[list[GenerationResult], list[DomainError]]:
+        """`n` images side by side. More than one image is refused up front, with nothing charged,
+        when the balance cannot pay for all of them."""
+        if job.n > 1:
+            await anyio.to_thread.run_sync(self._can_pay_for, job, caller)
+        tasks = self._launch(job, caller, None)
+        try:
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for task in tasks:
+                task.cancel()
+        return self._settle(outcomes)
 
     def _can_pay_for(self, job: ImageJob, caller: Caller) -> None:
         services = self.services

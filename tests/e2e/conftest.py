@@ -12,6 +12,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,24 @@ def serve_app(tmp_path, _sqlite_template):
     yield _serve
     for served in started:
         served.stop()
+
+
+def api_user(app: ServedApp, *, credits: int | None = None, name: str = "e2e") -> tuple[object, str]:
+    """A user (the 40 trial credits, or exactly `credits` when more) and a plaintext API key, for the
+    API doors (/v1, /mcp)."""
+    services = app.services
+    user = services.accounts.create_user(email=f"{name}-{uuid.uuid4().hex[:10]}@example.com",
+                                         password="correct horse battery")
+    have = services.ledger.balance(user.id).total
+    if credits is not None and credits > have:
+        services.ledger.grant(user_id=user.id, amount=credits - have, kind="admin",
+                              idempotency_key=f"e2e:{uuid.uuid4().hex}")
+    _, key = services.accounts.create_api_key(user_id=user.id, name=name)
+    return user, key
+
+
+def balance_of(app: ServedApp, user) -> int:
+    return app.services.ledger.balance(user.id).total
 
 
 def csrf_of(page: httpx.Response) -> str:

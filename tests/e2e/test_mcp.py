@@ -8,7 +8,6 @@ import asyncio
 import base64
 import io
 import json
-import uuid
 
 import httpx2
 import pytest
@@ -17,23 +16,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from PIL import Image
 
+from tests.e2e.conftest import api_user, balance_of
+
 TOOLS = {"generate_image", "get_balance", "list_styles"}
-
-
-def api_user(app, *, credits: int | None = None):
-    services = app.services
-    user = services.accounts.create_user(email=f"mcp-{uuid.uuid4().hex[:10]}@example.com",
-                                         password="correct horse battery")
-    have = services.ledger.balance(user.id).total
-    if credits is not None and credits > have:
-        services.ledger.grant(user_id=user.id, amount=credits - have, kind="admin",
-                              idempotency_key=f"e2e:{uuid.uuid4().hex}")
-    _, key = services.accounts.create_api_key(user_id=user.id, name="mcp")
-    return user, key
-
-
-def balance_of(app, user) -> int:
-    return app.services.ledger.balance(user.id).total
 
 
 async def session(app, key: str | None, work, *, mode: str = "auto"):

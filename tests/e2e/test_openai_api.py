@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,30 +17,13 @@ import pytest
 from openai import OpenAI
 from PIL import Image
 
-from tests.e2e.conftest import sign_up
+from tests.e2e.conftest import api_user, balance_of, sign_up
 from tests.fakes.openai_server import FakeOpenAI
-
-
-def api_user(app, *, credits: int | None = None) -> tuple[object, str]:
-    """A user (40 trial credits, or exactly `credits`) and a plaintext API key."""
-    services = app.services
-    user = services.accounts.create_user(email=f"v1-{uuid.uuid4().hex[:10]}@example.com",
-                                         password="correct horse battery")
-    have = services.ledger.balance(user.id).total
-    if credits is not None and credits > have:
-        services.ledger.grant(user_id=user.id, amount=credits - have, kind="admin",
-                              idempotency_key=f"e2e:{uuid.uuid4().hex}")
-    _, key = services.accounts.create_api_key(user_id=user.id, name="e2e")
-    return user, key
 
 
 def sdk(app, key: str) -> OpenAI:
     # No retries: a 429 or 502 must reach the test as it was answered.
     return OpenAI(base_url=f"{app.url}/v1", api_key=key, max_retries=0, timeout=120)
-
-
-def balance_of(app, user) -> int:
-    return app.services.ledger.balance(user.id).total
 
 
 def studio_of(response) -> dict:
@@ -243,8 +227,13 @@ def test_streaming_sends_openais_events_and_refuses_with_status(served_app):
     user, key = api_user(served_app, credits=100)
     client = sdk(served_app, key)
     events = list(client.images.generate(prompt="a lighthouse", stream=True, partial_images=2, size="1024x1536"))
-    assert [e.type for e in events] == ["image_generation.completed"]
-    done = events[0]
+    assert [e.type for e in events] == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+    assert [e.partial_image_index for e in events[:2]] == [0, 1]
+    for frame in events[:2]:  # the studio's previews: 640 px on the long edge, in the asked format
+        preview = decoded(frame.b64_json)
+        assert (preview.format, max(preview.size), frame.size) == ("PNG", 640, f"{preview.width}x{preview.height}")
+        assert frame.model_extra["studio"]["generation_id"] == events[-1].model_extra["studio"]["generation_id"]
+    done = events[-1]
     image = decoded(done.b64_json)
     assert (image.format, image.size, done.size, done.output_format) == ("PNG", (683, 1024), "683x1024", "png")
     studio = done.model_extra["studio"]
@@ -335,6 +324,73 @@ def test_through_gpt_image_moderation_and_provider_failures(openai_app, fake_ope
     sent = fake_openai.calls("/images/generations")[-1].body
     assert sent["prompt"] == "a harmless bird" and sent["model"] == "gpt-image-2"
     assert openai_app.services.ledger.reconcile(user.id) == []
+
+
+def test_streaming_through_gpt_image_sends_partial_frames_before_the_image(openai_app, fake_openai):
+    user, key = api_user(openai_app)
+    client = sdk(openai_app, key)
+    fake_openai.latency = 3.0  # spread over the provider's frames: each one leaves a second before the next
+    seen = []  # (event, seconds since the request, the user's held credits when it arrived)
+    started = time.monotonic()
+    for event in client.images.generate(prompt="a harmless lighthouse", stream=True, partial_images=2,
+                                        size="1536x1024", output_format="webp"):
+        seen.append((event, time.monotonic() - started, openai_app.services.ledger.balance(user.id).held))
+    assert [e.type for e, _, _ in seen] == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+    first, second, done = (e for e, _, _ in seen)
+    assert (first.partial_image_index, second.partial_image_index) == (0, 1)
+    assert seen[0][2] == 10, "the first frame arrived while the image was still being made (its credits held)"
+    assert seen[0][1] < seen[2][1] and seen[1][1] < seen[2][1]
+    preview, image = decoded(first.b64_json), decoded(done.b64_json)
+    assert (preview.format, first.output_format, first.size) == ("WEBP", "webp", f"{preview.width}x{preview.height}")
+    assert max(preview.size) == 640 and abs(preview.width / preview.height - 1.5) < 0.02
+    assert image.size == (1024, 683) and done.size == "1024x683" and done.model_extra["studio"]["charged"] == 10
+    assert seen[2][2] == 0 and balance_of(openai_app, user) == 30
+    assert fake_openai.calls("/images/generations")[-1].body["partial_images"] == 2
+
+    fake_openai.latency = 0.0
+    for asked, frames in ((1, 1), (0, 0)):  # at most what was asked for
+        events = list(client.images.generate(prompt="a harmless boat", stream=True, partial_images=asked))
+        assert [e.type for e in events] == ["image_generation.partial_image"] * frames + ["image_generation.completed"]
+    assert balance_of(openai_app, user) == 10
+    assert openai_app.services.ledger.reconcile(user.id) == []
+
+
+def test_a_stream_cut_after_a_partial_frame_is_an_error_event_and_charges_nothing(openai_app, fake_openai):
+    user, key = api_user(openai_app)
+    client = sdk(openai_app, key)
+    fake_openai.fail("cut_stream", times=1)  # one partial frame, then the provider's connection drops
+    got = []
+    with pytest.raises(openai.APIError) as broke:
+        for event in client.images.generate(prompt="a harmless cat", stream=True, partial_images=2):
+            got.append(event)
+    assert [e.type for e in got] == ["image_generation.partial_image"]
+    assert not isinstance(broke.value, openai.APIStatusError), "the 200 stream had begun: an error event"
+    assert set(broke.value.body) == {"message", "type", "param", "code"}
+    assert (broke.value.type, broke.value.code) == ("server_error", "provider_error")
+    assert "you were not charged" in broke.value.message
+    balance = openai_app.services.ledger.balance(user.id)
+    assert (balance.total, balance.held) == (40, 0)
+    assert openai_app.services.studio.gallery(user_id=user.id).total == 0
+    assert openai_app.services.ledger.reconcile(user.id) == []
+
+    with served_stream(openai_app, key, {"prompt": "a harmless dog", "stream": True, "partial_images": 1}) as lines:
+        assert lines[-2:] == ["event: image_generation.completed", lines[-1]]  # the wire format, as sent
+    assert balance_of(openai_app, user) == 30
+
+
+def served_stream(app, key: str, body: dict):
+    """The raw SSE lines of a streamed request (non-empty lines), for the wire format itself."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def reading():
+        with app.client(headers={"Authorization": f"Bearer {key}"}) as http, \
+                http.stream("POST", "/v1/images/generations", json=body) as answer:
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            yield [line for line in answer.iter_lines() if line]
+
+    return reading()
 
 
 # Concurrency ------------------------------------------------------------------------------------
