@@ -154,3 +154,27 @@ def test_no_key_is_refused(served_app):
         assert too_big.status_code == 413
     assert balance_of(served_app, user) == 40
     assert served_app.services.studio.gallery(user_id=user.id).total == 0
+
+
+def test_through_gpt_image_failures_are_refunded_and_limits_apply(serve_app, fake_openai, clock):
+    app = serve_app(IMAGE_PROVIDER="openai", OPENAI_API_KEY="sk-test-fake", OPENAI_BASE_URL=fake_openai.url,
+                    GENERATION_RATE_PER_MINUTE=2)
+    app.services.studio.clock = clock
+    user, key = api_user(app)
+    fake_openai.fail("error_500")  # every attempt, the engine's own retries included
+
+    async def failing(client):
+        return await client.call_tool("generate_image", {"prompt": "a harmless cat"})
+
+    failed = run(app, key, failing)
+    assert failed.is_error and failed.structured_content["error"]["code"] == "provider_error"
+    assert "you were not charged" in failed.content[0].text and balance_of(app, user) == 40
+    fake_openai.fail(None)
+
+    async def limited(client):
+        return [await client.call_tool("generate_image", {"prompt": "a harmless dog"}) for _ in range(2)]
+
+    made, refused = run(app, key, limited)  # the failed call counted towards the per-minute limit too
+    assert not made.is_error and made.structured_content["charged"] == 10
+    assert refused.is_error and refused.structured_content["error"]["code"] == "rate_limit_exceeded"
+    assert balance_of(app, user) == 30 and app.services.ledger.reconcile(user.id) == []

@@ -284,6 +284,20 @@ def test_when_some_of_n_images_are_refused_the_others_are_returned_and_only_they
     assert app.services.ledger.reconcile(user.id) == []
 
 
+def test_a_stream_of_n_images_where_one_is_refused_lists_it_on_the_last_image(serve_app, clock):
+    app = serve_app(GENERATION_RATE_PER_MINUTE=1)
+    app.services.studio.clock = clock
+    user, key = api_user(app)
+    events = list(sdk(app, key).images.generate(prompt="two kites", n=2, stream=True, partial_images=1))
+    assert [e.type for e in events] == ["image_generation.partial_image", "image_generation.completed"]
+    studio = events[-1].model_extra["studio"]
+    assert [f["code"] for f in studio["failed"]] == ["rate_limit_exceeded"]
+    assert (studio["charged"], studio["balance"]) == (10, 30) and balance_of(app, user) == 30
+    with pytest.raises(openai.RateLimitError):  # nothing left to make: the refusal keeps its status
+        list(sdk(app, key).images.generate(prompt="two more kites", n=2, stream=True, partial_images=1))
+    assert balance_of(app, user) == 30 and app.services.ledger.reconcile(user.id) == []
+
+
 # Through GPT Image (the fake OpenAI server): moderation and provider failures -----------------
 
 
