@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, Text
+from sqlalchemy import JSON, Boolean, Column, Text, false
 from sqlmodel import Field, SQLModel
 
 from models.base import utcnow
@@ -39,6 +39,10 @@ class Generation(SQLModel, table=True):
     # The process start (Boot.id) that opened the job: if that process is gone while the job is
     # pending, another one settles the job's hold without waiting for the hold to expire.
     boot_id: str | None = Field(default=None, max_length=32, index=True)
+    # Reference images the job was made from, in order (issue #11): [{"variant": "ref0.jpg", "name",
+    # "width", "height", "source": "upload" | a generation id}], stored under `image_key`; None: none.
+    reference_images: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    masked: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 class Boot(SQLModel, table=True):

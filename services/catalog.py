@@ -160,6 +160,8 @@ class CatalogFile(_File):
     aspect_ratios: list[AspectRatio] = Field(min_length=1)
     resolutions: list[Resolution] = Field(min_length=1)
     defaults: Defaults = Field(default_factory=Defaults)
+    # Credits per reference image, on top of the resolution's price (issue #11).
+    reference_surcharge: StrictInt = Field(default=0, ge=0, le=1_000_000)
 
     @field_validator("aspect_ratios")
     @classmethod
@@ -188,6 +190,7 @@ class Catalog:
     default_style: str
     default_aspect_ratio: str
     default_resolution: str
+    reference_surcharge: int = 0  # credits per reference image, on top of the resolution's price
 
     @classmethod
     def load(cls, assets_dir: str | Path) -> Catalog:
@@ -206,6 +209,7 @@ class Catalog:
             default_style=doc.defaults.style or styles[0].name,
             default_aspect_ratio=doc.defaults.aspect_ratio or doc.aspect_ratios[0].ratio,
             default_resolution=doc.defaults.resolution or doc.resolutions[0].key,
+            reference_surcharge=doc.reference_surcharge,
         )
         canonical = {}  # " Photographic" in the file → "photographic", as the choices spell it
         for name, lookup, spelling in (("style", catalog.style, "name"), ("aspect_ratio", catalog.aspect_ratio, "ratio"),
@@ -253,6 +257,7 @@ class Catalog:
             "resolutions": {r.key: r.price for r in self.resolutions},
             "aspect_ratios": [r.ratio for r in self.aspect_ratios],
             "styles": self.style_names,
+            "reference_surcharge": self.reference_surcharge,
         }
 
 

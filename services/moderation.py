@@ -4,6 +4,9 @@ moderation endpoint (`omni-moderation-latest`) when an API key is configured.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import io
 import logging
 import re
 import unicodedata
@@ -43,6 +46,10 @@ class Moderator(Protocol):
         """Flagged or not. Raises ProviderFailed when the check itself cannot be made."""
         ...
 
+    async def check_images(self, *, text: str, images: list[bytes]) -> Verdict:
+        """Reference images together with the prompt (a moderator without image checks: not flagged)."""
+        ...
+
 
 def _fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.casefold())
@@ -62,6 +69,9 @@ class LocalBlocklist:
 
     async def check(self, *, text: str) -> Verdict:
         return self.verdict(text)
+
+    async def check_images(self, *, text: str, images: list[bytes]) -> Verdict:
+        return self.verdict(text)  # no image model offline: the prompt's words only
 
 
 class OpenAIModerator:
@@ -94,6 +104,44 @@ class OpenAIModerator:
         categories = result.categories.model_dump(by_alias=True) if result.categories else {}
         return Verdict(flagged=True, source="moderation",
                        categories=sorted(name for name, hit in categories.items() if hit is True))
+
+
+    async def check_images(self, *, text: str, images: list[bytes]) -> Verdict:
+        """Each reference image with the prompt, one moderation request per image (at once), the
+        image sent as a small JPEG data URL. Flagged when any is; ProviderFailed when a check fails."""
+        local = self.blocklist.verdict(text)
+        if local.flagged or not images:
+            return local
+        urls = await asyncio.gather(*(asyncio.to_thread(_data_url, image) for image in images))
+        try:
+            responses = await asyncio.gather(*(self.client().moderations.create(
+                model=MODERATION_MODEL,
+                input=[{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}],
+            ) for url in urls))
+        except Exception as exc:
+            log.warning("image moderation check failed: %s", type(exc).__name__)
+            raise ProviderFailed(
+                "We could not check these reference images right now. Please try again in a minute."
+            ) from exc
+        flagged, hits = False, set()
+        for result in (r for response in responses for r in response.results or []):
+            if result.flagged:
+                flagged = True
+                categories = result.categories.model_dump(by_alias=True) if result.categories else {}
+                hits.update(name for name, hit in categories.items() if hit is True)
+        return Verdict(flagged=True, source="moderation", categories=sorted(hits)) if flagged else Verdict(flagged=False)
+
+
+def _data_url(image: bytes, edge: int = 512) -> str:
+    """A reference as the moderation endpoint takes it: a JPEG data URL, at most `edge` pixels."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(image)) as source:
+        small = source.convert("RGB")
+        small.thumbnail((edge, edge))
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 def make_moderator(settings: Settings) -> Moderator:

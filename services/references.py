@@ -134,6 +134,45 @@ class ReferenceRules:
                 raise ReferenceRefused(name, "the file is damaged or incomplete and cannot be read.") from None
         return self._encode(name, cleaned)
 
+    def prepare_mask(self, name: str, source: bytes | str | os.PathLike, first: Reference) -> bytes:
+        """A mask for the first reference → a PNG of exactly its size whose alpha is 0 where the
+        image is to change (what `images.edit` takes). The mask must have transparency, mark some
+        region, and have the first reference's shape (it is scaled to its cleaned size)."""
+        name = _shown_name(name)
+        data = self._read(name, source)
+        try:
+            image = Image.open(io.BytesIO(data), formats=("PNG", "WEBP"))
+        except UnidentifiedImageError:
+            raise ReferenceRefused(name, "a mask must be a PNG or WebP image with transparency.") from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            raise ReferenceRefused(name, "the mask is damaged and cannot be read.") from None
+        with image:
+            width, height = image.size
+            if width * height > self.max_pixels:
+                raise ReferenceRefused(name, f"the mask has {width * height / 1e6:.0f} megapixels; "
+                                             f"at most {self.max_pixels / 1e6:.0f} megapixels.")
+            if abs(width / height - first.width / first.height) > 0.02 * (first.width / first.height):
+                raise ReferenceRefused(name, f"the mask is {width}×{height} but the first reference is "
+                                             f"{first.width}×{first.height}; paint the mask on the first reference.")
+            try:
+                image.load()
+                has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+                if not has_alpha:
+                    raise ReferenceRefused(name, "the mask has no transparency; its transparent area marks "
+                                                 "what to change.")
+                alpha = image.convert("RGBA").getchannel("A")
+            except (OSError, ValueError, SyntaxError):
+                raise ReferenceRefused(name, "the mask is damaged or incomplete and cannot be read.") from None
+        if alpha.size != (first.width, first.height):
+            alpha = alpha.resize((first.width, first.height), Image.Resampling.NEAREST)
+        if alpha.getextrema()[0] > 0:
+            raise ReferenceRefused(name, "the mask marks no region: paint the area to change.")
+        mask = Image.new("RGBA", alpha.size, (0, 0, 0, 255))
+        mask.putalpha(alpha)
+        out = io.BytesIO()
+        mask.save(out, "PNG", optimize=False, compress_level=6)
+        return out.getvalue()
+
     def _read(self, name: str, source) -> bytes:
         if isinstance(source, bytes | bytearray | memoryview):
             size = len(source)

@@ -80,7 +80,7 @@ class S3ImageStore:
         unknown = set(files) - set(VARIANTS)
         if unknown:
             raise ValueError(f"unknown variants: {sorted(unknown)}")
-        for variant in sorted(files, key=lambda v: WRITE_ORDER.index(v)):
+        for variant in sorted(files, key=lambda v: WRITE_ORDER.index(v) if v in WRITE_ORDER else -1):  # refs first
             self.put(key, variant, files[variant])
 
     def put(self, key: str, variant: str, data: bytes) -> None:

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     generation_rate_per_minute: int = Field(default=20, ge=1, alias="GENERATION_RATE_PER_MINUTE")
     generation_max_concurrent: int = Field(default=4, ge=1, alias="GENERATION_MAX_CONCURRENT")
     hold_ttl_seconds: int = Field(default=900, ge=30, alias="HOLD_TTL_SECONDS")
+    # Reference images per job (the model takes 16) and bytes per uploaded image (issue #11).
+    reference_max_images: int = Field(default=8, ge=1, le=16, alias="REFERENCE_MAX_IMAGES")
+    reference_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, le=50 * 1024 * 1024,
+                                     alias="REFERENCE_MAX_BYTES")
 
     stripe_secret_key: str | None = Field(default=None, alias="STRIPE_SECRET_KEY")
     stripe_webhook_secret: str | None = Field(default=None, alias="STRIPE_WEBHOOK_SECRET")

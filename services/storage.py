@@ -22,6 +22,17 @@ VARIANTS = {
     "webp": ("display.webp", "image/webp"),
     "thumb": ("thumb.webp", "image/webp"),
 }
+# A generation's reference images (issue #11), stored under its key as cleaned: ref0.jpg … ref15.png.
+MAX_REFERENCES = 16
+for _i in range(MAX_REFERENCES):
+    VARIANTS[f"ref{_i}.jpg"] = (f"reference-{_i:02d}.jpg", "image/jpeg")
+    VARIANTS[f"ref{_i}.png"] = (f"reference-{_i:02d}.png", "image/png")
+del _i
+
+
+def reference_variant(index: int, extension: str) -> str:
+    """The store variant of a generation's `index`-th reference image ("jpg" or "png")."""
+    return f"ref{index}.{extension}"
 KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from services import sizing
 from services.catalog import Style
+from services.references import Reference
 
 log = logging.getLogger("studio.engines")
 
@@ -23,6 +24,10 @@ class EngineRequest:
     width: int  # the size asked of the engine (see services.sizing)
     height: int
     user_id: int
+    # Reference images (checked and cleaned: services.references), in order; with any, the job is
+    # an edit (`images.edit`). The mask (PNG, alpha 0 where to change) has the first one's size.
+    references: tuple[Reference, ...] = ()
+    mask: bytes | None = None
 
 
 @dataclass

@@ -8,9 +8,10 @@ a few full-resolution touches (grain, scanlines) and the "offline preview" mark 
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from services.catalog import Style
 
@@ -61,6 +62,33 @@ def render_preview(*, prompt: str, style: Style, width: int, height: int, detail
     elif texture == "scanlines":
         image = _scanlines(image)
     return _mark(image)
+
+
+def render_blend(*, references: list[bytes], style: Style, width: int, height: int, mask: bytes | None = None,
+                 detail: int | None = None) -> Image.Image:
+    """The offline engine's edit: the references (each cropped to fill the frame) averaged, then
+    mixed with the same picture mapped onto the style's palette, so the result is visibly made of
+    them and in the style's colours. With a mask (transparent where to change, the first
+    reference's shape), only that region of the first reference is replaced. `detail`: a draft
+    that small (partial frames); the full image carries the "offline preview" mark."""
+    look = style.preview or {}
+    palette = np.array([_rgb(c) for c in (look.get("palette") or DEFAULT_PALETTE)], dtype=np.float32)
+    scale = 1.0 if detail is None else min(1.0, max(8, detail) / max(width, height))
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    layers = []
+    for data in references:
+        with Image.open(io.BytesIO(data)) as source:
+            layers.append(np.asarray(ImageOps.fit(source.convert("RGB"), size, Image.BICUBIC), dtype=np.float32))
+    mean = np.mean(layers, axis=0)
+    light = (mean @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) / 255.0
+    blended = 0.55 * mean + 0.45 * _gradient(light, palette)
+    if mask is not None:
+        with Image.open(io.BytesIO(mask)) as painted:
+            alpha = ImageOps.fit(painted.convert("RGBA").getchannel("A"), size, Image.NEAREST)
+        keep = (np.asarray(alpha, dtype=np.float32) / 255.0)[..., None]  # 1 where the mask is opaque
+        blended = keep * layers[0] + (1.0 - keep) * blended
+    image = Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), "RGB")
+    return image if detail is not None else _mark(image)
 
 
 def _gradient(field: np.ndarray, palette: np.ndarray) -> np.ndarray:

@@ -27,7 +27,8 @@ def safety_identifier(user_id: int, key: str = "") -> str:
 
 class OpenAIEngine:
     """GPT Image through `AsyncOpenAI` (any OpenAI-compatible gateway via base_url), streamed:
-    `partial_image` events go to the caller as they arrive, the `completed` event is the result."""
+    `partial_image` events go to the caller as they arrive, the `completed` event is the result.
+    A request with reference images goes to `images.edit` (`_edit_stream`), read the same way."""
 
     name = "openai"
 
@@ -43,12 +44,12 @@ class OpenAIEngine:
 
     async def generate(self, request: EngineRequest, on_partial: PartialFn | None = None) -> EngineImage:
         try:
-            stream = await self.client().images.generate(
+            stream = await (self._edit_stream(request) if request.references else self.client().images.generate(
                 model=self.model, prompt=request.prompt, size=f"{request.width}x{request.height}",
                 quality=self.quality, n=1, output_format="png",
                 safety_identifier=safety_identifier(request.user_id, self.identity_key),
                 stream=True, partial_images=self.partial_images,
-            )
+            ))
         except Exception as exc:
             raise provider_error(exc) from exc
         completed = None
@@ -75,6 +76,18 @@ class OpenAIEngine:
             raise ProviderFailed("The image provider answered without an image.")
         usage = completed.usage.model_dump(exclude_none=True) if completed.usage else None
         return EngineImage(model=self.model, data=_decoded(completed.b64_json), usage=usage)
+
+    def _edit_stream(self, request: EngineRequest):
+        """`images.edit` with the references (in order) and the mask, streamed like a generation
+        (`image_edit.partial_image` … `image_edit.completed`; `generate` reads the stream)."""
+        images = [(f"reference-{i}.{ref.extension}", ref.data, ref.mime) for i, ref in enumerate(request.references)]
+        extra = {"mask": ("mask.png", request.mask, "image/png")} if request.mask is not None else {}
+        return self.client().images.edit(
+            model=self.model, image=images, prompt=request.prompt, size=f"{request.width}x{request.height}",
+            quality=self.quality, n=1, output_format="png",
+            safety_identifier=safety_identifier(request.user_id, self.identity_key),
+            stream=True, partial_images=self.partial_images, **extra,
+        )
 
 
 def _decoded(b64: str) -> bytes:

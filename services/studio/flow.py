@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import logging
 import os
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -46,14 +47,15 @@ from services.errors import (
 )
 from services.maintenance import current_boot
 from services.moderation import Moderator
+from services.references import Reference, ReferenceRefused, ReferenceRules
 from services.settings import Settings
-from services.storage import ImageStore
+from services.storage import ImageMissing, ImageStore, reference_variant
 from services.studio.gallery import StudioGallery
 from services.studio.limits import UserSlots, check_rate
 from services.studio.postprocess import Rendered, postprocess
 from services.studio.previews import Preview, PreviewFrames, preview_webp
 from services.studio.recovery import StudioRecovery
-from services.studio.types import GenerationRequest, GenerationResult
+from services.studio.types import GalleryImage, GenerationRequest, GenerationResult
 
 log = logging.getLogger("studio.generate")
 
@@ -62,6 +64,11 @@ NOT_CHARGED = "Generation failed — you were not charged."
 
 ProgressFn = Callable[[float, str], None]
 PreviewFn = Callable[[Preview], None]  # called on the event loop, must not block
+# A reference image: an upload (its name, and its bytes or a server-side path the caller made,
+# never one a user typed) or one of the user's stored images. A mask is an upload.
+Upload = tuple[str, bytes | str | os.PathLike]
+ReferenceInput = Upload | GalleryImage
+GALLERY_MAX_BYTES = 200 * 1024 * 1024  # our own stored files: no upload cap (the pixel and edge rules hold)
 
 
 class Studio(StudioGallery, StudioRecovery):
@@ -147,9 +154,16 @@ class Studio(StudioGallery, StudioRecovery):
 
     async def generate(self, *, user_id: int, is_admin: bool, prompt: str, style: str, aspect_ratio: str,
                        resolution: str, progress: ProgressFn | None = None,
-                       on_preview: PreviewFn | None = None) -> GenerationResult:
+                       on_preview: PreviewFn | None = None, references: Sequence[ReferenceInput] = (),
+                       mask: Upload | None = None) -> GenerationResult:
         """Make one image and charge for it exactly once, or charge nothing and raise a DomainError.
-        `on_preview` gets each partial frame the engine streams (a small WebP), before the result."""
+        `on_preview` gets each partial frame the engine streams (a small WebP), before the result.
+
+        With `references` (uploads `(name, bytes or path)` and/or `GalleryImage`s of the user's
+        own images, in order) the job is an edit: each is checked and cleaned before anything is
+        held (a refusal names the file), moderated with the prompt, priced at the catalog's
+        `reference_surcharge` each on top of the resolution, sent to the engine and stored with
+        the generation. `mask` (an upload; alpha 0 where to change) applies to the first reference."""
         report = _reporter(progress)
         started = time.perf_counter()
         timings: dict[str, int] = {}
@@ -159,6 +173,11 @@ class Studio(StudioGallery, StudioRecovery):
                                                    resolution=request.resolution.key)
         if block:
             raise PermissionDenied(block)
+        if references or mask is not None:
+            t = time.perf_counter()
+            request = await self._in(self._cpu, self.with_references, request, user_id=user_id,
+                                     references=references, mask=mask)
+            timings["references_ms"] = _ms(t)
         if not is_admin:
             await self._in(self._io, self._check_rate, user_id)
 
@@ -172,6 +191,18 @@ class Studio(StudioGallery, StudioRecovery):
             raise ContentRejected(
                 "This prompt was refused by our content rules, so nothing was made and nothing was charged."
             )
+        if request.references:
+            report(0.1, "Checking the reference images")
+            t = time.perf_counter()
+            verdict = await self.moderator.check_images(text=request.styled_prompt,
+                                                        images=[r.data for r in request.references])
+            timings["moderation_ms"] += _ms(t)
+            if verdict.flagged:
+                await self._in(self._io, self._record_rejection, user_id,
+                               f"{request.prompt} [with {len(request.references)} reference image(s)]",
+                               verdict.source, verdict.categories)
+                raise ContentRejected("These reference images were refused by our content rules, so nothing "
+                                      "was made and nothing was charged.")
 
         t = time.perf_counter()
         async with self._slots.slot(user_id, exempt=is_admin) as waited:
@@ -180,6 +211,76 @@ class Studio(StudioGallery, StudioRecovery):
             timings["queue_ms"] = _ms(t)
             return await self._run(user_id=user_id, is_admin=is_admin, request=request, report=report,
                                    timings=timings, started=started, on_preview=on_preview)
+
+    # Reference images ---------------------------------------------------------------------------
+
+    @property
+    def reference_rules(self) -> ReferenceRules:
+        return ReferenceRules(max_images=self.settings.reference_max_images,
+                              max_bytes=self.settings.reference_max_bytes)
+
+    def reference_cost(self, *, resolution: str, references: int) -> int:
+        """What a job costs with `references` reference images (the cost line before generating)."""
+        return self.catalog.resolution(resolution).price + self.catalog.reference_surcharge * max(0, references)
+
+    def with_references(self, request: GenerationRequest, *, user_id: int, references: Sequence[ReferenceInput],
+                        mask: Upload | None) -> GenerationRequest:
+        """The request with its references checked and cleaned (in a worker thread, before any
+        hold). ReferenceRefused names the file; another user's image is NotFound."""
+        rules = self.reference_rules
+        references = list(references or ())
+        if not references:
+            raise ValidationFailed("A mask needs a reference image to edit: add the image first.")
+        if len(references) > rules.max_images:
+            raise ReferenceRefused(None, f"{len(references)} reference images: at most {rules.max_images} per image.")
+        uploads, stored, sources = [], {}, []
+        for position, item in enumerate(references):
+            if isinstance(item, GalleryImage):
+                name, data = self._stored_reference(user_id, item)
+                stored[position] = (name, data)
+                sources.append(item.generation_id)
+            elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str | None):
+                uploads.append((position, item))
+                sources.append("upload")
+            else:
+                raise ValidationFailed("A reference image must be an uploaded file or one of your images.")
+        prepared: dict[int, Reference] = {}
+        if uploads:
+            cleaned = rules.prepare([item for _, item in uploads])  # four at a time, the first refusal in order
+            prepared.update({position: ref for (position, _), ref in zip(uploads, cleaned, strict=True)})
+        own = ReferenceRules(max_images=rules.max_images, max_bytes=GALLERY_MAX_BYTES)
+        for position, (name, data) in stored.items():
+            prepared[position] = own.prepare_one(name, data)
+        refs = tuple(prepared[i] for i in range(len(references)))
+        mask_png = None
+        if mask is not None:
+            if not (isinstance(mask, tuple) and len(mask) == 2):
+                raise ValidationFailed("The mask must be an uploaded image.")
+            mask_png = rules.prepare_mask(mask[0] or "mask", mask[1], refs[0])
+        return dataclasses.replace(request, references=refs, sources=tuple(sources), mask=mask_png,
+                                   surcharge=self.catalog.reference_surcharge)
+
+    def _stored_reference(self, user_id: int, item: GalleryImage) -> tuple[str, bytes]:
+        generation = self.get(user_id=user_id, generation_id=item.generation_id)  # NotFound if not theirs
+        if generation.image_key is None or generation.status == "failed":
+            raise NotFound("Image not found.")
+        if item.reference is None:
+            variant, name = "png", f"image-{generation.id[:12]}.png"
+        else:
+            stored = generation.reference_images or []
+            if not isinstance(item.reference, int) or not 0 <= item.reference < len(stored):
+                raise NotFound("Reference image not found.")
+            variant, name = stored[item.reference]["variant"], stored[item.reference]["name"]
+        try:
+            return name, self._read_variant(generation.image_key, variant)
+        except ImageMissing:
+            raise NotFound("Image not found.") from None
+
+    def references_of(self, *, user_id: int, generation_id: str) -> list[dict]:
+        """The reference images a generation of the user's was made from, in order (gallery
+        details, "Reuse settings"): variant (for /images/{id}/{variant}), name, width, height, source."""
+        generation = self.get(user_id=user_id, generation_id=generation_id)
+        return [dict(item) for item in generation.reference_images or []]
 
     def preview_frame(self, *, user_id: int, generation_id: str, index: int) -> bytes:
         """A preview frame of the user's generation in progress (kept a few minutes); NotFound otherwise."""
@@ -222,7 +323,8 @@ class Studio(StudioGallery, StudioRecovery):
             result = await asyncio.wait_for(
                 self.engine.generate(EngineRequest(prompt=request.styled_prompt, style=request.style,
                                                    width=plan.requested[0], height=plan.requested[1],
-                                                   user_id=user_id),
+                                                   user_id=user_id, references=request.references,
+                                                   mask=request.mask),
                                      self._frames_to(on_preview, user_id=user_id, gen_id=gen_id, report=report,
                                                      started=started)),
                 timeout=self._engine_deadline,
@@ -238,7 +340,9 @@ class Studio(StudioGallery, StudioRecovery):
             phase = "storing"
             t = time.perf_counter()
             await self._in(self._io, self.store.save, gen_id,
-                                    {"png": rendered.png, "webp": rendered.webp, "thumb": rendered.thumb})
+                           {"png": rendered.png, "webp": rendered.webp, "thumb": rendered.thumb,
+                            **{reference_variant(i, ref.extension): ref.data
+                               for i, ref in enumerate(request.references)}})
             timings["store_ms"] = _ms(t)
             await self._in(self._io, self._mark_stored, gen_id, rendered=rendered, result=result)
 
@@ -271,8 +375,13 @@ class Studio(StudioGallery, StudioRecovery):
                       request: GenerationRequest) -> GenerationResult:
         balance = await self._in(self._io, self.ledger.balance, user_id)
         what = "offline preview" if generation.engine == "offline" else "image"
+        made_from = ""
+        if request.references:
+            count = len(request.references)
+            made_from = f" from {count} reference image{'s' if count != 1 else ''}"
+            made_from += " (a painted region changed)" if request.mask is not None else ""
         message = (f"Done: a {generation.width}×{generation.height} {request.resolution.key} {what} in the "
-                   f"{request.style.name} style. {generation.cost} credits charged.")
+                   f"{request.style.name} style{made_from}. {generation.cost} credits charged.")
         return GenerationResult(generation=generation, display_webp=webp, message=message, balance=balance.total)
 
     # Steps that write (each one short transaction) ----------------------------------------------
@@ -289,7 +398,12 @@ class Studio(StudioGallery, StudioRecovery):
                 style=request.style.name, aspect_ratio=request.aspect.ratio, resolution=request.resolution.key,
                 requested_width=plan.requested[0], requested_height=plan.requested[1],
                 engine=self.engine.name, model=self.engine.model, cost=request.cost, status="pending",
-                boot_id=self.boot_id, created_at=self.clock(),
+                boot_id=self.boot_id, created_at=self.clock(), masked=request.mask is not None,
+                reference_images=[
+                    {"variant": reference_variant(i, ref.extension), "name": ref.name, "width": ref.width,
+                     "height": ref.height, "source": source}
+                    for i, (ref, source) in enumerate(zip(request.references, request.sources, strict=True))
+                ] or None,
             )
             s.add(generation)
             s.flush()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from models.generation import Generation
 from services.catalog import AspectRatio, Resolution, Style
+from services.references import Reference
 
 
 @dataclass(frozen=True)
@@ -18,10 +19,27 @@ class GenerationRequest:
     aspect: AspectRatio
     resolution: Resolution
     styled_prompt: str
+    # With reference images (issue #11): checked and cleaned, in order; where each came from
+    # ("upload" or the id of the user's generation); the mask (PNG, the first one's size); and
+    # the catalog's surcharge per reference.
+    references: tuple[Reference, ...] = ()
+    sources: tuple[str, ...] = ()
+    mask: bytes | None = None
+    surcharge: int = 0
 
     @property
     def cost(self) -> int:
-        return self.resolution.price
+        return self.resolution.price + self.surcharge * len(self.references)
+
+
+@dataclass(frozen=True)
+class GalleryImage:
+    """One of the user's own stored images given as a reference, without uploading it again: the
+    generation's PNG original (`reference` None) or its `reference`-th stored reference image.
+    Another user's id (or a deleted image) is NotFound."""
+
+    generation_id: str
+    reference: int | None = None
 
 
 @dataclass

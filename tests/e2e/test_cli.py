@@ -75,3 +75,4 @@ def test_catalog(cli):
     assert any("16:9" in str(a) for a in out["aspect_ratios"])
     assert len(out["styles"]) >= 16
     assert isinstance(out["products"], dict)
+    assert out["reference_surcharge"] == 0  # credits per reference image (assets/catalog.json)

@@ -8,7 +8,11 @@ It speaks the real wire protocol, so the real `openai` SDK talks to it through `
                                   size, quality, background, output_format, created_at) once per
                                   `partial_images`, then `event: image_generation.completed` (+ usage);
                                   the latency is spread evenly over the frames
-    POST /v1/images/edits         multipart → the same shape
+    POST /v1/images/edits         multipart (`image[]` 1..16 PNG/JPEG/WebP files under 50 MB each, an
+                                  optional PNG `mask` with an alpha channel and the first image's size,
+                                  checked as the real API does: 400 invalid_request_error otherwise) →
+                                  the same shape; streamed with `image_edit.partial_image` / `.completed`.
+                                  What arrived is kept in `edits` (the images' and mask's bytes, in order)
     POST /v1/moderations          JSON  → {"id", "model", "results": [{"flagged", "categories", ...}]}
 
 Switchable behaviour: `latency` (seconds before answering), `fail(mode, times=None)` with mode one
@@ -50,6 +54,8 @@ from PIL import Image
 from tests.fakes.base import JSONHandler, LoopbackServer
 
 FIXED_SIZES = {(1024, 1024), (1536, 1024), (1024, 1536)}
+EDIT_MAX_IMAGES = 16
+EDIT_MAX_BYTES = 50 * 1024 * 1024
 FLEXIBLE_PREFIXES = ("gpt-image-2-", "gpt-image-2.5-")
 FAIL_MODES = ("error_500", "rate_limit", "moderation_blocked", "content_policy_violation", "garbage_base64",
               "not_an_image", "hang", "no_data", "cut_stream")
@@ -67,6 +73,17 @@ class Recorded:
     headers: dict
     body: dict = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
+    files: dict = field(default_factory=dict)  # multipart field → [(filename, content type, bytes)]
+
+
+@dataclass
+class ReceivedEdit:
+    """What one /v1/images/edits request carried: the images' bytes in order, the mask's, the fields."""
+
+    images: list[bytes]
+    mask: bytes | None
+    fields: dict
+    names: list[str] = field(default_factory=list)
 
 
 def size_error(model: str, size: str) -> str | None:
@@ -87,6 +104,38 @@ def size_error(model: str, size: str) -> str | None:
         return None
     if (w, h) not in FIXED_SIZES:
         return f"Invalid size '{size}' for {model}: supported sizes are 1024x1024, 1536x1024, 1024x1536 and auto."
+    return None
+
+
+def edit_problem(files: dict) -> tuple[str, str] | None:
+    """(message, param) when the real API would refuse these edit uploads, else None."""
+    images = files.get("image[]", []) + files.get("image", [])
+    if not images:
+        return "image is required", "image"
+    if len(images) > EDIT_MAX_IMAGES:
+        return f"Too many images: {len(images)}; at most {EDIT_MAX_IMAGES}.", "image"
+    sizes = []
+    for index, (_, _, data) in enumerate(images):
+        if len(data) > EDIT_MAX_BYTES:
+            return f"image[{index}] is larger than 50 MB.", "image"
+        try:
+            with Image.open(io.BytesIO(data), formats=("PNG", "JPEG", "WEBP")) as image:
+                image.load()
+                sizes.append(image.size)
+        except Exception:  # noqa: BLE001 - anything unreadable is what the API refuses
+            return f"Invalid image file for image[{index}]: use PNG, JPEG or WebP.", "image"
+    masks = files.get("mask", [])
+    if masks:
+        try:
+            with Image.open(io.BytesIO(masks[0][2]), formats=("PNG",)) as mask:
+                mask.load()
+                if mask.mode not in ("RGBA", "LA", "PA") and "transparency" not in mask.info:
+                    return "Invalid mask: the mask must have an alpha channel.", "mask"
+                if mask.size != sizes[0]:
+                    return (f"Invalid mask: its size {mask.size[0]}x{mask.size[1]} must match the first image's "
+                            f"{sizes[0][0]}x{sizes[0][1]}."), "mask"
+        except Exception:  # noqa: BLE001
+            return "Invalid mask: it must be a PNG image.", "mask"
     return None
 
 
@@ -133,6 +182,7 @@ class FakeOpenAI(LoopbackServer):
         self._gate: threading.Semaphore | None = None
         self._png_cache: dict[tuple, bytes] = {}
         self.partials_sent: list[tuple[float, int, int]] = []  # (time.time(), request number, frame index)
+        self.edits: list[ReceivedEdit] = []  # what each /v1/images/edits request carried
 
     # Control ----------------------------------------------------------------------------------
 
@@ -198,6 +248,7 @@ class FakeOpenAI(LoopbackServer):
             self.max_in_flight = self.in_flight
             self.timeline.clear()
             self.partials_sent.clear()
+            self.edits.clear()
         self.latency = 0.0
         self.moderation_fail = False
 
@@ -304,9 +355,10 @@ class FakeOpenAI(LoopbackServer):
         return 200, {"created": int(time.time()), "data": data, "usage": usage, "size": f"{w}x{h}",
                      "output_format": "png", "quality": "medium", "background": "opaque"}, {}
 
-    def image_events(self, body: dict, mode: str | None):
+    def image_events(self, body: dict, mode: str | None, kind: str = "image_generation"):
         """The SSE events of a streamed request, each yielded when it is due (the latency spread
-        over the frames); the generator's caller writes them. "cut_stream" stops after one frame."""
+        over the frames); the generator's caller writes them. "cut_stream" stops after one frame.
+        `kind`: "image_generation" or "image_edit" (the events' type prefix)."""
         size = str(body.get("size") or "auto")
         w, h = (1024, 1024) if size == "auto" else (int(p) for p in size.split("x"))
         frames = min(max(int(body.get("partial_images") or 0), 0), 3)
@@ -318,8 +370,8 @@ class FakeOpenAI(LoopbackServer):
             if step:
                 time.sleep(step)
             b64 = base64.b64encode(self.partial_png(w, h, index)).decode()
-            yield "image_generation.partial_image", {
-                "type": "image_generation.partial_image", "b64_json": b64, "partial_image_index": index,
+            yield f"{kind}.partial_image", {
+                "type": f"{kind}.partial_image", "b64_json": b64, "partial_image_index": index,
                 "created_at": int(time.time()), **common}
             if mode == "cut_stream":
                 return
@@ -337,14 +389,16 @@ class FakeOpenAI(LoopbackServer):
             b64 = base64.b64encode(self.png(w, h)).decode()
         usage = {"input_tokens": 42, "input_tokens_details": {"image_tokens": 0, "text_tokens": 42},
                  "output_tokens": w * h // 256, "total_tokens": 42 + w * h // 256}
-        yield "image_generation.completed", {
-            "type": "image_generation.completed", "b64_json": b64, "created_at": int(time.time()),
+        yield f"{kind}.completed", {
+            "type": f"{kind}.completed", "b64_json": b64, "created_at": int(time.time()),
             "usage": usage, **common}
 
     def moderation_response(self, body: dict) -> tuple[int, dict, dict]:
         if self.moderation_fail:
             return 500, _error("moderation is down", "server_error"), {"retry-after-ms": "10"}
         items = body.get("input")
+        if isinstance(items, list) and items and all(isinstance(i, dict) for i in items):
+            return 200, self.multimodal_moderation(body, items), {}
         texts = items if isinstance(items, list) else [items]
         results = []
         for text in texts:
@@ -356,6 +410,31 @@ class FakeOpenAI(LoopbackServer):
                             "category_applied_input_types": {c: ["text"] for c in MODERATION_CATEGORIES}})
         return 200, {"id": f"modr-{len(self.requests)}", "model": body.get("model") or "omni-moderation-latest",
                      "results": results}, {}
+
+
+    def multimodal_moderation(self, body: dict, items: list[dict]) -> dict:
+        """Text and images in one input (one result, as the real API answers): flagged when the
+        text has a flag word or an image is almost entirely pure red (the tests' "bad picture")."""
+        text_hit = any(w in str(i.get("text", "")).lower() for i in items if i.get("type") == "text" for w in self.flag_words)
+        image_hit = False
+        for item in items:
+            if item.get("type") != "image_url":
+                continue
+            url = str((item.get("image_url") or {}).get("url", ""))
+            header, _, b64 = url.partition(",")
+            if not header.startswith("data:image/") or not b64:
+                return {"error": "bad image url"}  # never reached by our client; visible if it were
+            with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
+                r, g, b = (float(c) for c in np.asarray(image.convert("RGB"), dtype=np.float32).mean(axis=(0, 1)))
+            image_hit = image_hit or (r > 230 and g < 25 and b < 25)
+        categories = {c: (c == "violence" and text_hit) or (c == "violence/graphic" and image_hit)
+                      for c in MODERATION_CATEGORIES}
+        scores = {c: (0.97 if categories[c] else 0.001) for c in MODERATION_CATEGORIES}
+        applied = {c: ["text", "image"] if c in ("violence", "violence/graphic", "sexual", "self-harm") else ["text"]
+                   for c in MODERATION_CATEGORIES}
+        return {"id": f"modr-{len(self.requests)}", "model": body.get("model") or "omni-moderation-latest",
+                "results": [{"flagged": text_hit or image_hit, "categories": categories,
+                             "category_scores": scores, "category_applied_input_types": applied}]}
 
 
 def _error(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict:
@@ -385,18 +464,34 @@ class _Handler(JSONHandler):
         if not (self.headers.get("authorization") or "").startswith("Bearer "):
             return self._send(401, _error("Missing API key.", "invalid_request_error", code="invalid_api_key"))
         content_type = self.headers.get("content-type") or ""
+        files: dict = {}
         try:
-            body = _multipart(content_type, raw) if content_type.startswith("multipart/") else json.loads(raw or b"{}")
+            if content_type.startswith("multipart/"):
+                body, files = _multipart(content_type, raw)
+            else:
+                body = json.loads(raw or b"{}")
         except (ValueError, UnicodeDecodeError):
             return self._send(400, _error("Could not parse the request body.", "invalid_request_error"))
-        fake._record(Recorded(method="POST", path=path, headers=dict(self.headers.items()), body=body))
-        if path.endswith("/images/generations") or path.endswith("/images/edits"):
+        fake._record(Recorded(method="POST", path=path, headers=dict(self.headers.items()), body=body, files=files))
+        edit = path.endswith("/images/edits")
+        if edit:
+            problem = edit_problem(files)
+            if problem:
+                return self._send(400, _error(problem[0], "invalid_request_error", param=problem[1],
+                                              code="invalid_value"))
+            images = files.get("image[]", []) + files.get("image", [])
+            with fake._lock:
+                fake.edits.append(ReceivedEdit(images=[data for _, _, data in images],
+                                               mask=files["mask"][0][2] if files.get("mask") else None,
+                                               fields=dict(body), names=[name for name, _, _ in images]))
+        if path.endswith("/images/generations") or edit:
             number = fake._enter()
             try:
                 status, payload, headers = fake.image_response(body)
                 if status == 200 and _streamed(body):
-                    return self._stream(fake.image_events(body, payload["stream"]), number,
-                                        cut=payload["stream"] == "cut_stream")
+                    return self._stream(fake.image_events(body, payload["stream"],
+                                                          "image_edit" if edit else "image_generation"),
+                                        number, cut=payload["stream"] == "cut_stream")
             finally:
                 fake._leave(number)
         elif path.endswith("/moderations"):
@@ -457,18 +552,23 @@ def _streamed(body: dict) -> bool:
     return body.get("stream") in (True, "true", "True")
 
 
-def _multipart(content_type: str, raw: bytes) -> dict:
+def _multipart(content_type: str, raw: bytes) -> tuple[dict, dict]:
+    """(fields: text values, and each file field as a list of byte lengths; files: each file
+    field → [(filename, content type, bytes)], in the order sent)."""
     message = BytesParser(policy=HTTP).parsebytes(
         b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw
     )
     fields: dict = {}
+    files: dict = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if part.get_filename():
-            fields.setdefault(name, []).append(len(part.get_payload(decode=True) or b""))
+            data = part.get_payload(decode=True) or b""
+            fields.setdefault(name, []).append(len(data))
+            files.setdefault(name, []).append((part.get_filename(), part.get_content_type(), data))
         else:
             fields[name] = (part.get_payload(decode=True) or b"").decode()
-    return fields
+    return fields, files
 
 
 def start_fake_openai(**kwargs) -> FakeOpenAI:
