@@ -1,8 +1,8 @@
 """The studio as an MCP server (the official `mcp` SDK, streamable HTTP) at /mcp, for agents and
 MCP clients (Claude Desktop, Claude Code, Cursor, …).
 
-Tools: `generate_image` (charged like the Generate tab), `get_balance`, `list_styles`.
-(`edit_image` follows when reference-image edits land, issue #11.)
+Tools: `generate_image` (charged like the Generate tab), `edit_image` (the same with reference
+images: base64 data or the caller's own generation ids), `get_balance`, `list_styles`.
 
 Every request must carry a studio API key (`Authorization: Bearer sk_studio_…`); without a valid
 one it is refused with 401 before the SDK sees it. The caller is read from that key on the server
@@ -14,8 +14,10 @@ stands alone), so any replica can answer any request.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
+import re
 
 import anyio
 from fastapi import Request
@@ -25,20 +27,25 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 
 from api.common import MISSING_KEY, Caller, caller_for, refusal_for, unexpected
-from api.openai_images import default_style
+from api.openai_images import closest_aspect, default_style, image_shape
 from services.container import Services
-from services.errors import DomainError
+from services.errors import DomainError, ValidationFailed
+from services.studio import GalleryImage
 
 log = logging.getLogger("studio.mcp")
 
 MCP_PATH = "/mcp"
-MCP_BODY_LIMIT = 256 * 1024  # a tool call carries at most a 4,000-character prompt (see ui/guards/body_limit.py)
+# edit_image carries its images as base64 (see ui/guards/body_limit.py: the same ceiling as /v1/images/edits)
+MCP_BODY_LIMIT = 32 * 1024 * 1024
 CALLER = "studio.caller"  # the scope key the endpoint puts the authenticated caller under
+GENERATION_ID = re.compile(r"^[0-9a-f]{32}$")
+DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,", re.IGNORECASE)
 
 INSTRUCTIONS = """Image Studio makes images from text prompts and bills them in the studio's credits.
 Call list_styles first to see the styles, aspect ratios and what each resolution costs; call
 get_balance to see what the key's owner can spend. generate_image charges the resolution's price
-once the image is made; a refused or failed request is never charged."""
+once the image is made; edit_image changes or combines images (yours by generation_id, or base64)
+for that price plus a surcharge per image. A refused or failed request is never charged."""
 
 
 class StudioMCP:
@@ -99,6 +106,34 @@ class StudioMCP:
             "width, height, aspect_ratio, resolution, style, model, and png_url (the full-resolution PNG, "
             "downloadable with the same API key).")
 
+        surcharge = catalog.reference_surcharge
+        most = self.services.settings.reference_max_images
+
+        async def edit_image(prompt: str, images: list[str], ctx: Context, mask: str | None = None,
+                             style: str = style, aspect_ratio: str | None = None,
+                             resolution: str = catalog.default_resolution) -> CallToolResult:
+            return await self._tool(ctx, "edit_image", lambda caller: self._edit(
+                caller, ctx, prompt=prompt, images=images, mask=mask, style=style, aspect_ratio=aspect_ratio,
+                resolution=resolution))
+
+        edit_image.__doc__ = (
+            "Make one image from reference images and a prompt (edit a picture, or combine several) and "
+            "charge its price in credits to the API key's owner.\n\n"
+            f"Arguments: prompt (what to make of the images, at most 4,000 characters); images (1 to {most} "
+            "items, in order, each either the generation_id of one of your own images, as generate_image and "
+            "edit_image return it, or a PNG, JPEG or WebP file as base64, a data: URL also accepted; the first "
+            "is the one edited); mask (optional, base64 PNG with the first image's shape: its transparent "
+            "pixels mark the area to change, the rest is kept); style, resolution as for generate_image; "
+            "aspect_ratio (one of "
+            f"{ratios}; default: the one closest to the first image).\n"
+            f"Cost: the resolution's price ({prices})"
+            + (f" plus {surcharge} credits per image given" if surcharge else "; the images add nothing") + ". "
+            "Charged once the image is stored; a refused image or prompt, missing credits, the rate limit or an "
+            "engine failure charge nothing.\n"
+            "Returns the image (WebP) and a JSON summary as generate_image does (generation_id, charged, "
+            "balance, width, height, aspect_ratio, resolution, style, model, png_url), plus references (how "
+            "many images it was made from). The new generation_id can be passed to edit_image again.")
+
         async def get_balance(ctx: Context) -> CallToolResult:
             """The API key owner's credits. Free.
 
@@ -117,6 +152,10 @@ class StudioMCP:
         free = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                                open_world_hint=False)
         self.server.add_tool(generate_image, title="Generate an image (charged in credits)",
+                             annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
+                                                         idempotent_hint=False, open_world_hint=True),
+                             structured_output=False)
+        self.server.add_tool(edit_image, title="Edit or combine images (charged in credits)",
                              annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
                                                          idempotent_hint=False, open_world_hint=True),
                              structured_output=False)
@@ -139,6 +178,26 @@ class StudioMCP:
         except Exception as err:  # noqa: BLE001 - a reference id, details in the log
             return _error(unexpected(err, f"mcp tool {name}").body()["error"])
 
+    async def _edit(self, caller: Caller, ctx: Context, *, images: list[str], mask: str | None,
+                    aspect_ratio: str | None, **choice) -> CallToolResult:
+        references = [_reference(index, item) for index, item in enumerate(images or [])]
+        if not references:
+            raise ValidationFailed("Give at least one image to edit: a generation_id of yours or base64 data.")
+        mask_upload = ("mask.png", _decoded(mask, "mask")) if mask else None
+        if aspect_ratio is None:
+            shape = await anyio.to_thread.run_sync(self._shape, caller, references[0])
+            catalog = self.services.catalog
+            aspect_ratio = (closest_aspect(*shape, catalog.aspect_ratios).ratio if shape
+                            else catalog.default_aspect_ratio)
+        return await self._generate(caller, ctx, aspect_ratio=aspect_ratio, references=references,
+                                    mask=mask_upload, **choice)
+
+    def _shape(self, caller: Caller, reference) -> tuple[int, int] | None:
+        if isinstance(reference, GalleryImage):  # NotFound unless it is the caller's
+            g = self.services.studio.get(user_id=caller.user_id, generation_id=reference.generation_id)
+            return (g.width, g.height) if g.width and g.height else None
+        return image_shape(reference[1])
+
     async def _generate(self, caller: Caller, ctx: Context, **choice) -> CallToolResult:
         result = await self.services.studio.generate(user_id=caller.user_id, is_admin=caller.is_admin, **choice)
         g = result.generation
@@ -149,6 +208,8 @@ class StudioMCP:
             "height": g.height, "aspect_ratio": g.aspect_ratio, "resolution": g.resolution, "style": g.style,
             "model": g.model, "png_url": f"{origin}/images/{g.id}/png", "message": result.message,
         }
+        if choice.get("references"):
+            summary["references"] = len(choice["references"])
         image = ImageContent(type="image", data=base64.b64encode(result.display_webp).decode(),
                              mime_type="image/webp")
         return CallToolResult(content=[image, TextContent(type="text", text=json.dumps(summary))],
@@ -168,6 +229,24 @@ class StudioMCP:
             "defaults": {"style": default_style(catalog), "aspect_ratio": catalog.default_aspect_ratio,
                          "resolution": catalog.default_resolution},
         })
+
+
+def _reference(index: int, item: object):
+    """One of edit_image's images: the caller's own generation (by id) or base64 data."""
+    if not isinstance(item, str) or not item.strip():
+        raise ValidationFailed(f"images[{index}] is empty: give a generation_id of yours or base64 image data.")
+    item = item.strip()
+    if GENERATION_ID.match(item):
+        return GalleryImage(generation_id=item)
+    return (f"image-{index + 1}", _decoded(item, f"images[{index}]"))
+
+
+def _decoded(data: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(DATA_URL.sub("", data.strip(), count=1), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed(f"{what} is not valid base64 image data"
+                               + (" (nor a generation_id of yours)." if what != "mask" else ".")) from None
 
 
 def _ok(payload: dict) -> CallToolResult:

@@ -3,7 +3,8 @@ LibreChat, LobeChat, the `openai` SDK, scripts):
 
     POST /v1/images/generations   JSON, OpenAI's request and response shapes, plus `studio: {…}`;
                                   `stream: true` answers OpenAI's server-sent events
-    POST /v1/images/edits         refused with a clear error until reference-image edits land (#11)
+    POST /v1/images/edits         multipart (`image[]` or `image` files, `mask`, the other fields as
+                                  text): the same flow with the images as references; `image_edit.*` events
     GET  /v1/models               the one image model this instance serves (and /v1/models/{id})
 
 Authenticated by the studio's API keys (`Authorization: Bearer sk_studio_…`). Each of the `n`
@@ -27,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 
 from api.common import (
     ApiError,
@@ -43,7 +46,8 @@ from api.common import (
 )
 from services.catalog import AspectRatio, Catalog, Resolution
 from services.container import Services
-from services.errors import DomainError, InsufficientCredits, PermissionDenied, ValidationFailed
+from services.errors import DomainError, InsufficientCredits, NotFound, PermissionDenied, ValidationFailed
+from services.references import ReferenceRefused
 from services.studio import GenerationResult, Preview
 
 MAX_IMAGES = 4
@@ -52,6 +56,8 @@ RESPONSE_FORMATS = ("b64_json", "url")
 OUTPUT_FORMATS = ("png", "webp", "jpeg")
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
 MAX_SIDE = 16384
+MAX_EDIT_FILES = 17  # the model's 16 images and a mask; the instance's REFERENCE_MAX_IMAGES is checked by the flow
+FORM_INTEGERS = ("n", "partial_images", "output_compression")
 OWNER = "image-studio"
 
 
@@ -74,6 +80,10 @@ class ImageJob:
     quality: str | None  # accepted; the instance's IMAGE_QUALITY is what the engine uses
     stream: bool
     partial_images: int
+    # Edits: the images (uploads `(name, bytes)` or the caller's own `GalleryImage`s, the first one
+    # edited) and the mask `(name, bytes)` for the first; the cost above includes their surcharge.
+    references: tuple = ()
+    mask: tuple[str, bytes] | None = None
 
 
 def default_style(catalog: Catalog) -> str:
@@ -133,8 +143,9 @@ def _field(param: str, lookup):
         raise ApiError(refusal_for(err, param=param)) from None
 
 
-def read_job(body: object, services: Services) -> ImageJob:
-    """Check a generations request against OpenAI's rules and the studio's catalog."""
+def read_job(body: object, services: Services, *, shape: tuple[int, int] | None = None) -> ImageJob:
+    """Check a generations (or edits) request against OpenAI's rules and the studio's catalog.
+    `shape`: the first image of an edit (width, height), whose ratio `size: auto` keeps."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", param=None, code="invalid_json")
     catalog, studio = services.catalog, services.studio
@@ -142,7 +153,9 @@ def read_job(body: object, services: Services) -> ImageJob:
     style = _field("style", lambda: catalog.style(_text(body, "style") or default_style(catalog)))
 
     size = (_text(body, "size") or "auto").strip().lower()
-    if size == "auto":
+    if size == "auto" and shape is not None:
+        aspect, tier = closest_aspect(*shape, catalog.aspect_ratios), None
+    elif size == "auto":
         aspect, tier = catalog.aspect_ratio(catalog.default_aspect_ratio), None
     else:
         match = SIZE_RE.match(size)
@@ -178,6 +191,75 @@ def read_job(body: object, services: Services) -> ImageJob:
     request = _field("prompt", lambda: studio.validate(prompt=job.prompt, style=job.style,
                                                         aspect_ratio=job.aspect_ratio, resolution=job.resolution))
     return dataclasses.replace(job, prompt=request.prompt)
+
+
+async def read_edit_form(request: Request, *, max_files: int) -> tuple[dict, list[tuple[str, bytes]],
+                                                                      tuple[str, bytes] | None]:
+    """An edits request (multipart, as OpenAI's SDK sends it): the text fields as a generations body
+    (numbers and `stream` parsed), the images (`image[]` or `image`, in order) and the mask."""
+    if not (request.headers.get("content-type") or "").lower().startswith("multipart/form-data"):
+        raise invalid("Send the edit as multipart/form-data: the images as `image[]` (or `image`) files, the "
+                      "mask as `mask`, the other fields as text.", param=None, code="invalid_content_type")
+    try:
+        form = await request.form(max_files=max_files, max_fields=100)
+    except (MultiPartException, HTTPException) as err:
+        detail = getattr(err, "message", None) or getattr(err, "detail", "")
+        raise invalid(f"The multipart body could not be read: {detail}", param=None,
+                      code="invalid_multipart") from None
+    body: dict = {}
+    images: list[tuple[str, bytes]] = []
+    mask: tuple[str, bytes] | None = None
+    try:
+        for name, value in form.multi_items():
+            if name in ("image", "image[]", "mask"):
+                if not isinstance(value, UploadFile):
+                    raise invalid(f"`{name}` must be an uploaded file (PNG, JPEG or WebP).", param=name.rstrip("[]"),
+                                  code="invalid_type")
+                if name == "mask" and mask is not None:
+                    raise invalid("Send one `mask`: it applies to the first image.", param="mask")
+                item = (value.filename or ("mask.png" if name == "mask" else f"image-{len(images) + 1}"),
+                        await value.read())
+                if name == "mask":
+                    mask = item
+                else:
+                    images.append(item)
+            elif isinstance(value, UploadFile):
+                raise invalid(f"`{name}` must be a text field, not a file.", param=name, code="invalid_type")
+            else:
+                body[name] = value
+    finally:
+        await form.close()
+    if not images:
+        raise invalid("Add the image to edit: one or more files as `image[]` (or `image`).", param="image",
+                      code="missing_required_parameter")
+    for name in [n for n, v in body.items() if v.strip() == ""]:
+        del body[name]  # an empty field is an omitted one
+    for name in FORM_INTEGERS:
+        if name in body:
+            try:
+                body[name] = int(body[name].strip())
+            except ValueError:
+                raise invalid(f"`{name}` must be an integer.", param=name, code="invalid_type") from None
+    if "stream" in body:
+        flag = body["stream"].strip().lower()
+        if flag not in ("true", "false"):
+            raise invalid("`stream` must be true or false.", param="stream", code="invalid_type")
+        body["stream"] = flag == "true"
+    return body, images, mask
+
+
+def image_shape(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of an image as it will stand upright, from its header; None when it cannot be
+    read (the studio's reference check then refuses it with its own message)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation: a quarter turn
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    if width <= 0 or height <= 0:
+        return None
+    return (height, width) if turned else (width, height)
 
 
 # Answering ------------------------------------------------------------------------------------
@@ -222,6 +304,11 @@ def _usage(results: list[GenerationResult]) -> dict:
 
 
 def _param_of(err: DomainError) -> str | None:
+    """The request parameter a refusal is about (a refused reference image names its file)."""
+    if isinstance(err, ReferenceRefused):
+        return "mask" if "mask" in err.reason else "image"
+    if isinstance(err, NotFound):
+        return "image"  # only an edit's reference can be missing
     return "resolution" if isinstance(err, PermissionDenied) else "prompt" if isinstance(err, ValidationFailed) else None
 
 
@@ -286,10 +373,20 @@ class OpenAIImages:
 
     @openai_errors
     async def edits(self, request: Request):
-        await self.caller(request)
-        # 400, not 501: the SDKs retry any 5xx, and nothing here would change on a retry.
-        raise invalid("Image edits are not available on this instance yet: use /v1/images/generations. "
-                      "Nothing was charged.", param="image", code="unsupported_endpoint")
+        """Edits: the images are references of the studio's flow (checked, cleaned, moderated with
+        the prompt, stored with the generation), the mask applies to the first; priced at the
+        resolution plus the catalog's surcharge per image."""
+        caller = await self.caller(request)
+        body, images, mask = await read_edit_form(request, max_files=MAX_EDIT_FILES)
+        shape = await anyio.to_thread.run_sync(image_shape, images[0][1])
+        job = read_job(body, self.services, shape=shape)
+        cost = self.services.studio.reference_cost(resolution=job.resolution, references=len(images))
+        job = dataclasses.replace(job, references=tuple(images), mask=mask, cost=cost)
+        if job.stream:
+            return await self.stream(job, caller, request, kind="image_edit")
+        results = await self.generate(job, caller)
+        return JSONResponse(await self.response(job, caller, results, request),
+                            headers={"Cache-Control": "no-store"})
 
     @openai_errors
     async def generations(self, request: Request):
@@ -392,7 +489,7 @@ class OpenAIImages:
                 "generation_id": g.id, "generation_ids": [r.id for r in made], "charged": g.cost,
                 "balance": self.services.ledger.balance(caller.user_id).total, "model": g.model,
                 "style": job.style, "aspect_ratio": job.aspect_ratio, "resolution": job.resolution,
-                "cost_per_image": job.cost,
+                "cost_per_image": job.cost, **({"references": len(job.references)} if job.references else {}),
             },
         }
         if "url" in entry:
@@ -415,9 +512,10 @@ class OpenAIImages:
         def one(index: int) -> asyncio.Future:
             on_preview = None if previews is None else functools.partial(
                 lambda i, frame: previews.put_nowait((i, frame)), index)
+            edit = {"references": job.references, "mask": job.mask} if job.references else {}
             return asyncio.ensure_future(self.services.studio.generate(
                 user_id=caller.user_id, is_admin=caller.is_admin, prompt=job.prompt, style=job.style,
-                aspect_ratio=job.aspect_ratio, resolution=job.resolution, on_preview=on_preview))
+                aspect_ratio=job.aspect_ratio, resolution=job.resolution, on_preview=on_preview, **edit))
 
         return [one(index) for index in range(job.n)]
 
@@ -471,6 +569,8 @@ class OpenAIImages:
             "balance": balance.total, "model": first.model, "style": job.style, "aspect_ratio": job.aspect_ratio,
             "resolution": job.resolution, "cost_per_image": job.cost,
         }
+        if job.references:
+            studio["references"] = len(job.references)
         if failed:  # some of the n images were refused or failed: those were not charged
             studio["failed"] = [refusal_for(err).body()["error"] for err in failed]
         return {

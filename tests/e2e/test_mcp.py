@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import socket
 
 import httpx2
 import pytest
@@ -17,8 +18,9 @@ from mcp.shared.exceptions import MCPError
 from PIL import Image
 
 from tests.e2e.conftest import api_user, balance_of
+from tests.pictures import mask, picture
 
-TOOLS = {"generate_image", "get_balance", "list_styles"}
+TOOLS = {"generate_image", "edit_image", "get_balance", "list_styles"}
 
 
 async def session(app, key: str | None, work, *, mode: str = "auto"):
@@ -48,6 +50,11 @@ def test_tools_are_listed_and_documented(served_app, mode):
     for says in ("1K (1024 px long edge) costs 10 credits", "4K", "charge nothing", "balance", "png_url"):
         assert says in generate.description
     assert generate.annotations.read_only_hint is False
+    edit = tools["edit_image"]
+    assert edit.input_schema["required"] == ["prompt", "images"]
+    assert set(edit.input_schema["properties"]) == {"prompt", "images", "mask", "style", "aspect_ratio", "resolution"}
+    for says in ("generation_id", "base64", "transparent", "costs 10 credits", "charge nothing", "references"):
+        assert says in edit.description
     assert "Free" in tools["get_balance"].description and tools["get_balance"].annotations.read_only_hint
     assert "price" in tools["list_styles"].description
 
@@ -129,6 +136,16 @@ def _leaves(group: BaseException) -> list[BaseException]:
     return [group]
 
 
+def declared_too_big(app, path: str, length: int) -> int:
+    """The status answered to a POST that declares a body of `length` bytes (none is sent)."""
+    port = int(app.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode())
+        head = sock.recv(4096)
+    return int(head.split(b" ", 2)[1])
+
+
 def test_no_key_is_refused(served_app):
     user, key = api_user(served_app)
 
@@ -148,10 +165,7 @@ def test_no_key_is_refused(served_app):
                                                              **headers})
             assert answer.status_code == 401 and answer.json()["error"] == "invalid_token"
             assert answer.headers["www-authenticate"].startswith("Bearer")
-        too_big = http.post("/mcp", json={**message, "params": {"name": "generate_image",
-                                                                  "arguments": {"prompt": "x" * 300_000}}},
-                            headers={"Authorization": f"Bearer {key}"})
-        assert too_big.status_code == 413
+    assert declared_too_big(served_app, "/mcp", 33 * 1024 * 1024) == 413
     assert balance_of(served_app, user) == 40
     assert served_app.services.studio.gallery(user_id=user.id).total == 0
 
@@ -178,3 +192,43 @@ def test_through_gpt_image_failures_are_refunded_and_limits_apply(serve_app, fak
     assert not made.is_error and made.structured_content["charged"] == 10
     assert refused.is_error and refused.structured_content["error"]["code"] == "rate_limit_exceeded"
     assert balance_of(app, user) == 30 and app.services.ledger.reconcile(user.id) == []
+
+
+def test_edit_image_from_base64_and_from_an_own_generation(served_app):
+    user, key = api_user(served_app, credits=100)
+    other, other_key = api_user(served_app)
+    photo = base64.b64encode(picture(320, 240, fmt="PNG")).decode()
+
+    async def work(client):
+        made = await client.call_tool("edit_image", {
+            "prompt": "make it dusk", "images": [f"data:image/png;base64,{photo}"],
+            "mask": base64.b64encode(mask(320, 240, (0, 0, 160, 120))).decode()})
+        again = await client.call_tool("edit_image", {
+            "prompt": "add a moon", "images": [made.structured_content["generation_id"], photo],
+            "aspect_ratio": "1:1"})
+        return made, again
+
+    made, again = run(served_app, key, work)
+    assert not made.is_error and not again.is_error, (made.content, again.content)
+    first = made.structured_content
+    assert (first["aspect_ratio"], first["references"], first["charged"], first["balance"]) == ("4:3", 1, 10, 90)
+    image = Image.open(io.BytesIO(base64.b64decode(next(b for b in made.content if b.type == "image").data)))
+    assert image.format == "WEBP" and abs(image.width / image.height - 4 / 3) < 0.01
+    second = again.structured_content
+    assert (second["aspect_ratio"], second["references"], second["balance"]) == ("1:1", 2, 80)
+    kept = served_app.services.studio.references_of(user_id=user.id, generation_id=second["generation_id"])
+    assert [r["source"] for r in kept] == [first["generation_id"], "upload"]
+    assert balance_of(served_app, user) == 80
+
+    async def steal(client):  # another key cannot use this user's image, even by its id
+        return [await client.call_tool("edit_image", {"prompt": "mine now", "images": [first["generation_id"]]}),
+                await client.call_tool("edit_image", {"prompt": "x", "images": ["not base64 at all!"]}),
+                await client.call_tool("edit_image", {"prompt": "x", "images": []}),
+                await client.call_tool("edit_image", {"prompt": "x", "images": [photo], "mask": photo})]
+
+    stolen, garbage, empty, no_alpha = run(served_app, other_key, steal)
+    assert stolen.is_error and stolen.structured_content["error"]["code"] == "not_found"
+    assert garbage.is_error and "images[0] is not valid base64" in garbage.content[0].text
+    assert empty.is_error and "at least one image" in empty.content[0].text
+    assert no_alpha.is_error and "transparency" in no_alpha.content[0].text
+    assert balance_of(served_app, other) == 40 and served_app.services.studio.gallery(user_id=other.id).total == 0

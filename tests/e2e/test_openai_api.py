@@ -6,6 +6,7 @@ one key with credit for 10."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import threading
 import time
@@ -19,6 +20,7 @@ from PIL import Image
 
 from tests.e2e.conftest import api_user, balance_of, sign_up
 from tests.fakes.openai_server import FakeOpenAI
+from tests.pictures import mask, picture
 
 
 def sdk(app, key: str) -> OpenAI:
@@ -205,24 +207,6 @@ def test_blocked_prompt_is_400_moderation_blocked(served_app):
     assert balance_of(served_app, user) == 40
 
 
-def test_edits_are_refused_clearly(served_app):
-    user, key = api_user(served_app)
-    client = sdk(served_app, key)
-    png = io.BytesIO()
-    Image.new("RGB", (64, 64), "white").save(png, "PNG")
-    with pytest.raises(openai.BadRequestError) as refused:
-        client.images.edit(image=[("a.png", png.getvalue(), "image/png")], prompt="make it blue")
-    assert_error(refused.value, 400, type_="invalid_request_error", code="unsupported_endpoint", param="image",
-                 says="edits are not available on this instance yet")
-    photo = png.getvalue() + bytes(3 * 1024 * 1024)  # a photo-sized upload still gets that answer, not a 413
-    with pytest.raises(openai.BadRequestError) as refused:
-        client.images.edit(image=[("a.png", photo, "image/png")], mask=("m.png", png.getvalue(), "image/png"),
-                           prompt="make it blue")
-    assert refused.value.code == "unsupported_endpoint"
-    assert balance_of(served_app, user) == 40
-    assert served_app.services.studio.gallery(user_id=user.id).total == 0
-
-
 def test_streaming_sends_openais_events_and_refuses_with_status(served_app):
     user, key = api_user(served_app, credits=100)
     client = sdk(served_app, key)
@@ -296,6 +280,103 @@ def test_a_stream_of_n_images_where_one_is_refused_lists_it_on_the_last_image(se
     with pytest.raises(openai.RateLimitError):  # nothing left to make: the refusal keeps its status
         list(sdk(app, key).images.generate(prompt="two more kites", n=2, stream=True, partial_images=1))
     assert balance_of(app, user) == 30 and app.services.ledger.reconcile(user.id) == []
+
+
+# Edits ----------------------------------------------------------------------------------------
+
+
+def test_edit_with_images_and_a_mask(served_app):
+    user, key = api_user(served_app, credits=100)
+    client = sdk(served_app, key)
+    first, second = picture(300, 200, fmt="PNG"), picture(200, 200, colour=(200, 60, 40), seed=2)
+    response = client.images.edit(image=[("room.png", first, "image/png"), ("chair.jpg", second, "image/jpeg")],
+                                  mask=("mask.png", mask(300, 200, (50, 50, 150, 150)), "image/png"),
+                                  prompt="put the red chair in the room", model="gpt-image-2")
+    studio = studio_of(response)
+    assert (studio["aspect_ratio"], studio["resolution"], studio["references"]) == ("3:2", "1K", 2), \
+        "size auto keeps the first image's shape"
+    assert studio["charged"] == 10 and studio["balance"] == 90 == balance_of(served_app, user)
+    image = decoded(response.data[0].b64_json)
+    assert image.format == "PNG" and abs(image.width / image.height - 1.5) < 0.01
+    gen_id = studio["generation_ids"][0]
+    kept = served_app.services.studio.references_of(user_id=user.id, generation_id=gen_id)
+    assert [r["name"] for r in kept] == ["room.png", "chair.jpg"]
+
+    one = client.images.edit(image=("photo.jpg", picture(240, 320), "image/jpeg"), prompt="make it dusk",
+                             size="1024x1024", n=2, response_format="url")  # a single `image`, n charged each
+    assert studio_of(one)["aspect_ratio"] == "1:1" and studio_of(one)["charged"] == 20
+    assert all(d.url.startswith(f"{served_app.url}/images/") for d in one.data) and len(one.data) == 2
+    assert balance_of(served_app, user) == 70
+    assert served_app.services.studio.gallery(user_id=user.id).total == 3
+    assert served_app.services.ledger.reconcile(user.id) == []
+
+
+def test_edit_refusals_name_the_parameter_and_charge_nothing(served_app):
+    user, key = api_user(served_app)  # 40 trial credits
+    client = sdk(served_app, key)
+    photo = ("photo.png", picture(300, 200, fmt="PNG"), "image/png")
+    cases = [
+        (dict(image=[("notes.png", b"just some text, not a picture", "image/png")], prompt="x"), "image", "notes.png"),
+        (dict(image=[photo], mask=("mask.png", picture(300, 200, fmt="PNG"), "image/png"), prompt="x"), "mask",
+         "transparency"),
+        (dict(image=[photo], mask=("mask.png", mask(100, 300, (0, 0, 10, 10)), "image/png"), prompt="x"), "mask",
+         "first reference"),
+        (dict(image=[photo], prompt=""), "prompt", "Please enter a prompt"),
+        (dict(image=[photo], prompt="x", n=7), "n", "between 1 and 4"),
+        (dict(image=[photo], prompt="x", size="big"), "size", "WIDTHxHEIGHT"),
+    ]
+    for kwargs, param, says in cases:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.images.edit(**kwargs)
+        error = refused.value.response.json()["error"]
+        assert (error["param"], error["type"]) == (param, "invalid_request_error"), error
+        assert says in error["message"], error
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.images.edit(image=[photo], prompt="child porn")
+    assert_error(refused.value, 400, type_="image_generation_user_error", code="moderation_blocked", param="prompt",
+                 says="refused by our content rules")
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.images.edit(image=[photo], prompt="a cat", n=3, extra_body={"resolution": "2K"})
+    assert_error(refused.value, 402, type_="insufficient_credits", code="insufficient_credits", param=None,
+                 says="need 60 credits and you have 40")
+    with served_app.client(headers={"Authorization": f"Bearer {key}"}) as http:
+        no_image = http.post("/v1/images/edits", data={"prompt": "a cat"}, files={"other": ("a.txt", b"x")})
+        assert no_image.status_code == 400 and no_image.json()["error"]["param"] == "other"
+        no_image = http.post("/v1/images/edits", data={"prompt": "a cat"}, files={"mask": ("m.png", b"x")})
+        assert no_image.status_code == 400 and no_image.json()["error"]["param"] == "image"
+        as_json = http.post("/v1/images/edits", json={"prompt": "a cat", "image": "x"})
+        assert as_json.status_code == 400 and as_json.json()["error"]["code"] == "invalid_content_type"
+        bad_n = http.post("/v1/images/edits", data={"prompt": "a cat", "n": "two"}, files={"image": photo})
+        assert bad_n.status_code == 400 and bad_n.json()["error"]["param"] == "n"
+    with pytest.raises(openai.AuthenticationError):
+        sdk(served_app, "sk_studio_nope").images.edit(image=[photo], prompt="a cat")
+    assert balance_of(served_app, user) == 40
+    assert served_app.services.studio.gallery(user_id=user.id).total == 0
+
+
+def test_edit_price_includes_the_reference_surcharge(serve_app):
+    app = serve_app()
+    studio = app.services.studio
+    studio.catalog = dataclasses.replace(studio.catalog, reference_surcharge=5)  # as assets/catalog.json may say
+    user, key = api_user(app)  # 40 credits
+    images = [(f"p{i}.png", picture(100, 100, fmt="PNG", seed=i), "image/png") for i in range(2)]
+    client = sdk(app, key)
+    with pytest.raises(openai.APIStatusError) as refused:  # 3 × (10 + 2 × 5) = 60
+        client.images.edit(image=images, prompt="two tiles", n=3)
+    assert refused.value.status_code == 402 and "need 60 credits and you have 40" in refused.value.message
+    made = client.images.edit(image=images, prompt="two tiles", n=2)
+    assert (studio_of(made)["cost_per_image"], studio_of(made)["charged"]) == (20, 40)
+    assert balance_of(app, user) == 0 and app.services.ledger.reconcile(user.id) == []
+
+
+def test_edit_streams_image_edit_events(served_app):
+    user, key = api_user(served_app, credits=100)
+    events = list(sdk(served_app, key).images.edit(image=[("p.png", picture(200, 300, fmt="PNG"), "image/png")],
+                                                   prompt="a window", stream=True, partial_images=2))
+    assert [e.type for e in events] == ["image_edit.partial_image"] * 2 + ["image_edit.completed"]
+    done = events[-1]
+    assert decoded(done.b64_json).format == "PNG" and done.model_extra["studio"]["aspect_ratio"] == "2:3"
+    assert done.model_extra["studio"]["references"] == 1 and balance_of(served_app, user) == 90
 
 
 # Through GPT Image (the fake OpenAI server): moderation and provider failures -----------------
@@ -405,6 +486,37 @@ def served_stream(app, key: str, body: dict):
             yield [line for line in answer.iter_lines() if line]
 
     return reading()
+
+
+def test_edits_through_gpt_image(openai_app, fake_openai):
+    user, key = api_user(openai_app)
+    client = sdk(openai_app, key)
+    room, chair = picture(320, 240, fmt="PNG"), picture(200, 200, colour=(200, 60, 40), seed=2)
+    made = client.images.edit(image=[("room.png", room, "image/png"), ("chair.jpg", chair, "image/jpeg")],
+                              mask=("mask.png", mask(320, 240, (0, 0, 100, 100)), "image/png"),
+                              prompt="a harmless chair in the room")
+    assert studio_of(made)["charged"] == 10 and balance_of(openai_app, user) == 30
+    sent = fake_openai.edits[-1]
+    assert len(sent.images) == 2 and sent.mask is not None, "both images, in order, and the mask reach the model"
+    assert Image.open(io.BytesIO(sent.images[0])).size == Image.open(io.BytesIO(sent.mask)).size == (320, 240)
+    assert sent.fields["prompt"] == "a harmless chair in the room"
+
+    fake_openai.fail("cut_stream", times=1)
+    got = []
+    with pytest.raises(openai.APIError) as broke:
+        for event in client.images.edit(image=[("room.png", room, "image/png")], prompt="a harmless lamp",
+                                         stream=True, partial_images=2):
+            got.append(event)
+    assert [e.type for e in got] == ["image_edit.partial_image"] and broke.value.code == "provider_error"
+
+    fake_openai.fail("error_500")
+    with pytest.raises(openai.InternalServerError) as refused:
+        client.images.edit(image=[("room.png", room, "image/png")], prompt="a harmless rug")
+    assert_error(refused.value, 502, type_="server_error", code="provider_error", param=None,
+                 says="you were not charged")
+    fake_openai.fail(None)
+    balance = openai_app.services.ledger.balance(user.id)
+    assert (balance.total, balance.held) == (30, 0) and openai_app.services.ledger.reconcile(user.id) == []
 
 
 # Concurrency ------------------------------------------------------------------------------------

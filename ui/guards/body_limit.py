@@ -25,10 +25,11 @@ class BodyLimits:
       the worst case; the other inputs (a style, a ratio, a page number, a gallery's file
       references, event data) add a few KiB. 256 KiB leaves more than 4x headroom and still keeps
       a burst of concurrent requests to a few MiB.
-    - api: the OpenAI-compatible /v1 routes and the MCP endpoint take the same prompt in JSON (a
-      generations request or a tool call) with a few short fields: the gradio_api reasoning holds.
-    - api_uploads: /v1/images/edits is answered without reading its body until edits land (#11);
-      a client's multipart images get that answer rather than a 413.
+    - api: the OpenAI-compatible /v1 routes take the same prompt in JSON (a generations request)
+      with a few short fields: the gradio_api reasoning holds.
+    - api_uploads: /v1/images/edits (multipart images) and the MCP endpoint (edit_image's images
+      in base64): a few photos and a mask; each image's own limit (REFERENCE_MAX_BYTES) and count
+      are the studio's reference rules.
     - default: anything else (no other route takes a body today).
     """
 
@@ -42,9 +43,9 @@ class BodyLimits:
     def for_path(self, path: str) -> int:
         if path.startswith("/webhooks/"):
             return self.webhook
-        if path.rstrip("/") == "/v1/images/edits":
+        if path.rstrip("/") in ("/v1/images/edits", "/mcp"):
             return self.api_uploads
-        if path.startswith("/v1/") or path.rstrip("/") == "/mcp":
+        if path.startswith("/v1/"):
             return self.api
         if path.rstrip("/") in FORM_ROUTES:
             return self.form
