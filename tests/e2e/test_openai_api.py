@@ -379,6 +379,31 @@ def test_edit_streams_image_edit_events(served_app):
     assert done.model_extra["studio"]["references"] == 1 and balance_of(served_app, user) == 90
 
 
+def test_open_webuis_requests_as_it_sends_them(served_app):
+    """Open WebUI's image router (backend/open_webui/routers/images.py) posts JSON to /images/generations
+    and multipart (`image`, or `image[]` for several, plus text fields) to /images/edits, then reads
+    data[].b64_json."""
+    user, key = api_user(served_app, credits=100)
+    with served_app.client(headers={"Authorization": f"Bearer {key}"}) as http:
+        made = http.post("/v1/images/generations", json={"model": "gpt-image-2", "prompt": "a red fox", "n": 1,
+                                                         "size": "512x512", "response_format": "b64_json"})
+        assert made.status_code == 200, made.text
+        assert decoded(made.json()["data"][0]["b64_json"]).size == (1024, 1024)
+        photo = picture(300, 200, fmt="PNG")
+        edited = http.post("/v1/images/edits", files=[("image", (f"{uuid.uuid4()}.png", photo, "image/png"))],
+                           data={"model": "gpt-image-2", "prompt": "make it snow", "size": "1024x1024",
+                                 "response_format": "b64_json"})
+        assert edited.status_code == 200, edited.text
+        assert edited.json()["studio"]["references"] == 1 and edited.json()["studio"]["aspect_ratio"] == "1:1"
+        several = http.post("/v1/images/edits", files=[("image[]", (f"{uuid.uuid4()}.png", photo, "image/png")),
+                                                        ("image[]", (f"{uuid.uuid4()}.png", photo, "image/png"))],
+                            data={"model": "gpt-image-2", "prompt": "side by side", "n": "1",
+                                  "background": "auto", "response_format": "b64_json"})
+        assert several.status_code == 200 and several.json()["studio"]["references"] == 2
+        assert several.json()["studio"]["aspect_ratio"] == "3:2"
+    assert balance_of(served_app, user) == 70
+
+
 # Through GPT Image (the fake OpenAI server): moderation and provider failures -----------------
 
 
