@@ -34,6 +34,7 @@ def build_services(settings: Settings, *, migrate: bool = True):
     from services.pricing import Pricing
     from services.storage import make_store
     from services.studio import Studio
+    from services.team import Team
 
     settings.ensure_secret_key()
     db = Database(settings.resolved_database_url)
@@ -48,9 +49,10 @@ def build_services(settings: Settings, *, migrate: bool = True):
                     moderator=make_moderator(settings), store=make_store(settings),
                     settings=settings, entitlements=entitlements)
     accounts = Accounts(db=db, ledger=ledger, settings=settings, mailer=make_mailer(settings))
+    team = Team(db=db, ledger=ledger, settings=settings)
     return Services(settings=settings, db=db, accounts=accounts, ledger=ledger, catalog=catalog,
                     studio=studio, pricing=pricing, billing=billing, entitlements=entitlements,
-                    admin=Admin(db=db, accounts=accounts, ledger=ledger))
+                    admin=Admin(db=db, accounts=accounts, ledger=ledger, settings=settings, team=team), team=team)
 
 
 def create_app(settings: Settings, services=None):
@@ -62,6 +64,7 @@ def create_app(settings: Settings, services=None):
     from api import MCP_PATH, StudioMCP, build_openai_router
     from services.metrics import Metrics
     from ui import build_ui, downloads
+    from ui.admin import routes as admin_routes
     from ui.generate import preview_routes
     from ui.gradio_tuning import (
         enough_queue_slots,
@@ -85,7 +88,8 @@ def create_app(settings: Settings, services=None):
         from services.maintenance import Maintenance
 
         maintenance = Maintenance(db=services.db, ledger=services.ledger, studio=services.studio,
-                                  interval_seconds=SWEEP_INTERVAL_SECONDS)
+                                  interval_seconds=SWEEP_INTERVAL_SECONDS,
+                                  allowances=services.team.refresh_allowances if services.team else None)
         task = asyncio.create_task(_sweep_forever(maintenance))
         try:
             async with mcp.running():
@@ -106,6 +110,7 @@ def create_app(settings: Settings, services=None):
     app.include_router(build_openai_router(services))  # /v1: the OpenAI-compatible images API
     app.add_route(MCP_PATH, mcp, include_in_schema=False)  # /mcp: the MCP server (streamable HTTP)
     app.include_router(preview_routes(services))  # /previews: a job's live frames, owner only
+    app.include_router(admin_routes(services))  # /admin/export/{table}.csv: the console's tables, admins only
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:

@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("catalog", help="print styles, aspect ratios, resolutions and products")
     stripe = sub.add_parser("stripe", help="Stripe").add_subparsers(dest="action", required=True)
     stripe.add_parser("sync", help="create missing Stripe products and prices (idempotent)")
+    invites = sub.add_parser("invites", help="sign-up invitations").add_subparsers(dest="action", required=True)
+    ic = invites.add_parser("create", help="create a single-use invitation link")
+    ic.add_argument("--email", default=None, help="only this address may use it")
+    ic.add_argument("--days", type=int, default=None, help="valid for N days (default INVITE_DAYS, 7)")
     storage = sub.add_parser("storage", help="image storage").add_subparsers(dest="action", required=True)
     sm = storage.add_parser("migrate", help="copy every image to another store (resumable, checksums verified)")
     sm.add_argument("--to", required=True, dest="to", help="s3://bucket/prefix or a local folder")
@@ -94,6 +98,12 @@ def _run_command(args, services: Services) -> dict:
     if cmd == ("credits", "reconcile"):
         problems = services.ledger.reconcile()
         return {"discrepancies": problems, "_exit": 1 if problems else 0}
+    if cmd == ("invites", "create"):
+        from services.admin import OPERATOR
+
+        invite = services.admin.create_invite(actor=OPERATOR, email=args.email, days=args.days)
+        return {"id": invite.id, "url": invite.url, "token": invite.token, "email": invite.email,
+                "expires_at": invite.expires_at.isoformat()}
     if cmd == ("storage", "migrate"):
         from services.storage import migrate, store_for_url
 

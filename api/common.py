@@ -25,7 +25,8 @@ from services.studio.limits import RATE_WINDOW
 
 log = logging.getLogger("studio.api")
 
-MISSING_KEY = ("Missing or invalid API key. Create a key on the Account tab (or `python app.py apikey create`) "
+MISSING_KEY = ("Missing, invalid or revoked API key (an administrator who disables an account revokes its keys). "
+               "Create a key on the Account tab (or `python app.py apikey create`) "
                "and send it as `Authorization: Bearer sk_studio_…`.")
 # The per-minute window is the longest a refused caller can have to wait.
 RETRY_AFTER_SECONDS = int(RATE_WINDOW.total_seconds())

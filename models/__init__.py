@@ -7,6 +7,7 @@ from models.user import (
     ApiKey,
     AuthEvent,
     EmailVerification,
+    Invite,
     OidcLogin,
     PasswordReset,
     TrialClaim,
@@ -17,6 +18,7 @@ from models.user import (
 
 __all__ = [
     "ApiKey", "AuthEvent", "CreditGrant", "EmailVerification", "Fulfillment", "Generation", "Hold",
+    "Invite",
     "LedgerEntry", "ModerationEvent", "OidcLogin", "PasswordReset", "StripeEvent", "Subscription",
     "TrialClaim", "User", "UserIdentity", "UserSession",
 ]

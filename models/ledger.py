@@ -12,9 +12,10 @@ from sqlmodel import Field, SQLModel
 
 from models.base import utcnow
 
-GRANT_KINDS = ("subscription", "trial", "admin", "pack")
+GRANT_KINDS = ("team", "subscription", "trial", "admin", "pack")
 # What a person reads for each kind: the Account tab's balance, the history, the CLI and the docs.
 CREDIT_KIND_LABELS = {
+    "team": "Team allowance (monthly)",
     "subscription": "Subscription",
     "trial": "Free trial",
     "admin": "Granted by an administrator",
@@ -31,7 +32,7 @@ class CreditGrant(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
-    kind: str = Field(max_length=16)  # subscription | trial | admin | pack
+    kind: str = Field(max_length=16)  # team | subscription | trial | admin | pack
     original: int
     remaining: int
     expires_at: datetime | None = None

@@ -32,6 +32,9 @@ class Fulfillment(SQLModel, table=True):
     product: str | None = Field(default=None, max_length=64)  # product key in assets/pricing.json
     credits: int = 0  # granted; for a refund, the credits asked back (the ledger never goes below zero)
     payment_intent: str | None = Field(default=None, max_length=255, index=True)
+    # What Stripe says was paid (cents of `currency`; a refund's is negative), recorded at fulfilment.
+    amount_cents: int = 0
+    currency: str | None = Field(default=None, max_length=8)
     created_at: datetime = Field(default_factory=utcnow)
 
 

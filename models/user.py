@@ -143,3 +143,19 @@ class TrialClaim(SQLModel, table=True):
     claim_key: str = Field(max_length=600, unique=True, index=True)  # "email:…" or "oidc:<issuer> <subject>"
     user_id: int | None = None  # the account it went with (informative: may be deleted since)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Invite(SQLModel, table=True):
+    """An invitation to sign up (SIGNUP_MODE=invite): single-use, expiring, optionally bound to an
+    email. Only the SHA-256 of the link's token is stored."""
+
+    __tablename__ = "invites"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    email: str | None = Field(default=None, max_length=320)  # bound to this address (lower-cased), or anyone
+    created_by: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")  # None: the CLI
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+    used_by: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")

@@ -22,3 +22,4 @@ class Services:
     billing: Any  # services.billing.Billing
     entitlements: Any = None  # services.entitlements.Entitlements
     admin: Any = None  # services.admin.Admin
+    team: Any = None  # services.team.Team

@@ -30,6 +30,13 @@ class AccountLocked(AuthError):
     status_code = 429
 
 
+class AccountDisabled(AuthError):
+    status_code = 403
+
+    def __init__(self, message: str = "This account is disabled. Ask an administrator of this studio."):
+        super().__init__(message)
+
+
 class RateLimited(DomainError):
     status_code = 429
 

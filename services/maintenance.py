@@ -10,7 +10,9 @@ One sweep, in order:
 4. abandoned generations: generations whose hold was settled behind their back are marked;
 5. the trash: generations deleted more than 30 days ago are purged with their files (no credit
    moves: the ledger keeps its rows; see StudioGallery.purge_trash);
-6. orphan files: image files that belong to no generation are deleted after a grace period.
+6. orphan files: image files that belong to no generation are deleted after a grace period;
+7. retention; 8. team allowances (MONTHLY_ALLOWANCE_CREDITS): this month's team bucket for every
+   active member who lacks it (services/team.py; the ledger's key makes it once across replicas).
 
 Several replicas may share one PostgreSQL database: a process never settles the jobs of a start
 it cannot prove gone (see `_is_gone`).
@@ -101,7 +103,8 @@ class Maintenance:
 
     def __init__(self, *, db, ledger, studio, interval_seconds: float = 60,
                  orphan_grace: timedelta = ORPHAN_GRACE, orphan_scan_every: timedelta = ORPHAN_SCAN_EVERY,
-                 boot: BootIdentity | None = None, clock: Callable[[], datetime] = utcnow):
+                 boot: BootIdentity | None = None, clock: Callable[[], datetime] = utcnow,
+                 allowances: Callable[[], dict] | None = None):
         self.db = db
         self.ledger = ledger
         self.studio = studio
@@ -115,6 +118,7 @@ class Maintenance:
         self.clock = clock
         self._last_orphan_scan: datetime | None = None
         self._stopped = False
+        self.allowances = allowances  # Team.refresh_allowances: this month's team buckets
 
     def sweep(self, *, now: datetime | None = None) -> dict:
         """Run every housekeeping step once; returns how much each did ("errors": steps that
@@ -130,6 +134,7 @@ class Maintenance:
             ("trash", lambda: self._add(summary, {"purged": self.studio.purge_trash(now=now)})),
             ("orphan files", lambda: self._add(summary, {"orphan_files": self._delete_orphan_files(now)})),
             ("retention", lambda: self._add(summary, prune_due(self, now))),
+            ("team allowances", lambda: self._add(summary, self.allowances() if self.allowances else {})),
         )
         for name, step in steps:
             try:

@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(default="text", alias="LOG_FORMAT")
     retention_days: int = Field(default=90, ge=30, le=36500, alias="RETENTION_DAYS")
 
+    # Team mode: who may create an account, and the monthly team allowance (0: none).
+    signup_mode: Literal["open", "invite", "closed"] = Field(default="open", alias="SIGNUP_MODE")
+    allowed_email_domains: str = Field(default="", alias="ALLOWED_EMAIL_DOMAINS")  # "example.com,example.org"
+    monthly_allowance_credits: int = Field(default=0, ge=0, le=100_000_000, alias="MONTHLY_ALLOWANCE_CREDITS")
+    invite_days: int = Field(default=7, ge=1, le=365, alias="INVITE_DAYS")
+    # The admin console's cost estimate: USD per 1M tokens, per model, per token kind (JSON).
+    provider_prices: str = Field(default="", alias="PROVIDER_PRICES")
+
     @field_validator(
         "storage_url", "s3_endpoint_url", "aws_access_key_id", "aws_secret_access_key",
         "aws_session_token", "aws_region", "metrics_token",
@@ -165,7 +173,35 @@ class Settings(BaseSettings):
                 raise ValueError("must look like pack_100=price_...,pro_monthly=price_...")
         return value
 
+    @field_validator("allowed_email_domains")
+    @classmethod
+    def _domains(cls, value: str) -> str:
+        for domain in filter(None, (d.strip().lower() for d in value.split(","))):
+            if not _DOMAIN.match(domain):
+                raise ValueError(f"{domain!r} is not a domain name (example.com)")
+        return value
+
+    @field_validator("provider_prices")
+    @classmethod
+    def _provider_prices(cls, value: str) -> str:
+        if value.strip():
+            _parse_prices(value)
+        return value
+
     # Derived values -------------------------------------------------------------------------
+
+    @property
+    def allowed_email_domain_set(self) -> frozenset[str]:
+        """ALLOWED_EMAIL_DOMAINS lower-cased; empty: every domain."""
+        return frozenset(d.strip().lower().lstrip("@") for d in self.allowed_email_domains.split(",") if d.strip())
+
+    @property
+    def provider_price_table(self) -> dict[str, dict[str, float]]:
+        """PROVIDER_PRICES (USD per 1M tokens by model and token kind) over the defaults."""
+        table = {model: dict(prices) for model, prices in DEFAULT_PROVIDER_PRICES.items()}
+        if self.provider_prices.strip():
+            table.update(_parse_prices(self.provider_prices))
+        return table
 
     @property
     def stripe_price_id_map(self) -> dict[str, str]:
@@ -261,6 +297,37 @@ class Settings(BaseSettings):
             path.write_text(key)
             self.secret_key = key
         return self.secret_key
+
+
+_DOMAIN = re.compile(r"^@?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+TOKEN_KINDS = ("text_input", "image_input", "text_output", "image_output")
+# USD per 1M tokens. gpt-image-2's list prices were not published when this was written: these are
+# gpt-image-1.5's; set PROVIDER_PRICES to what your OpenAI invoice says.
+DEFAULT_PROVIDER_PRICES: dict[str, dict[str, float]] = {
+    "gpt-image-2": {"text_input": 5.0, "image_input": 8.0, "text_output": 10.0, "image_output": 32.0},
+}
+
+
+def _parse_prices(value: str) -> dict[str, dict[str, float]]:
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise ValueError('must be JSON like {"gpt-image-2": {"text_input": 5, "image_output": 32}}') from None
+    if not isinstance(parsed, dict):
+        raise ValueError("must be a JSON object of models")
+    table: dict[str, dict[str, float]] = {}
+    for model, prices in parsed.items():
+        if not isinstance(prices, dict):
+            raise ValueError(f"{model}: must map token kinds to USD per 1M tokens")
+        for kind, price in prices.items():
+            if kind not in TOKEN_KINDS:
+                raise ValueError(f"{model}: unknown token kind {kind!r} (one of {', '.join(TOKEN_KINDS)})")
+            if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
+                raise ValueError(f"{model}.{kind}: must be a number of USD per 1M tokens, 0 or more")
+        table[str(model)] = {k: float(v) for k, v in prices.items()}
+    return table
 
 
 def _check_issuer(variable: str, issuer: str) -> None:

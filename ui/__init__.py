@@ -7,11 +7,11 @@ import html
 import gradio as gr
 
 from services.container import Services
-from ui import account, gallery, generate, pricing
+from ui import account, admin, gallery, generate, pricing
 from ui.common import Shell, user_facing
 from ui.web import SESSION_COOKIE, footer_html
 
-TAB_IDS = {"generate", "gallery", "pricing", "account"}
+TAB_IDS = {"generate", "gallery", "pricing", "account"}  # the admin tab is opened by hand
 
 
 def build_ui(services: Services) -> gr.Blocks:
@@ -42,6 +42,9 @@ def build_ui(services: Services) -> gr.Blocks:
             tab("Gallery", gallery.build, form=form, tabs=tabs)
             tab("Pricing", pricing.build)
             tab("Account", account.build)
+            # Shown to admins by the header's load; its events are refused to anyone else (services/admin.py).
+            with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
+                admin.build(services, shell, tab=admin_tab)
         gr.HTML(footer_html(services), elem_classes="studio-footer")
 
         @user_facing
@@ -60,9 +63,10 @@ def build_ui(services: Services) -> gr.Blocks:
                 f'<button type="submit">Sign out</button></form>',
                 shell.balance_text(user.id),
                 gr.Tabs(selected=tab) if tab in TAB_IDS else gr.Tabs(),
+                gr.Tab(visible=user.is_admin),
             )
 
-        demo.load(header, None, [user_html, shell.balance, tabs], api_visibility="private")
+        demo.load(header, None, [user_html, shell.balance, tabs, admin_tab], api_visibility="private")
         for fn, inputs, outputs in loaders:
             demo.load(fn, inputs, outputs, api_visibility="private")
     return demo

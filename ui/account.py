@@ -7,7 +7,7 @@ import html
 
 import gradio as gr
 
-from models.ledger import CREDIT_KIND_LABELS
+from models.ledger import CREDIT_KIND_LABELS, GRANT_KINDS
 from services.container import Services
 from ui import devices
 from ui.common import Shell, image_name, user_facing
@@ -35,7 +35,7 @@ def _when(dt) -> str:
 def balance_markdown(b) -> str:
     """The Account tab's balance panel for a services.ledger.Balance."""
     lines = [f"## {b.total} credits available", ""]
-    for kind in ("subscription", "trial", "admin", "pack"):
+    for kind in GRANT_KINDS:
         amount = b.buckets.get(kind, 0)
         if not amount:
             continue
@@ -101,18 +101,6 @@ def build(services: Services, shell: Shell) -> None:
             revoke_btn = gr.Button("Revoke", variant="stop", scale=1)
 
     devices.build(services, shell)  # signed-in devices, sign-in methods (ui/devices.py)
-    with gr.Accordion("Administration", open=False, visible=False) as admin_box:
-        admin_overview = gr.Markdown()
-        with gr.Row():
-            grant_email = gr.Textbox(label="User email", scale=3)
-            # precision=None: precision=0 would round 1.5 to 2 before the handler could refuse it.
-            grant_amount = gr.Number(label="Credits", value=100, precision=None, minimum=1, scale=1)
-            grant_note = gr.Textbox(label="Note", scale=2)
-            grant_btn = gr.Button("Grant credits", variant="primary", scale=1)
-        grant_result = gr.Markdown()
-        rejections = gr.Dataframe(headers=["Date (UTC)", "User", "Source", "Prompt"], interactive=False,
-                                  wrap=True, label="Recent moderation rejections")
-
     @user_facing
     def render(page_no: int, request: gr.Request):
         user = shell.user(request)
@@ -159,28 +147,6 @@ def build(services: Services, shell: Shell) -> None:
         return render_keys(request)
 
     @user_facing
-    def render_admin(request: gr.Request):
-        user = shell.user(request)
-        if not user.is_admin:
-            return gr.Accordion(visible=False), "", []
-        o = services.admin.overview(actor=user)
-        text = (f"**{o.users}** users · last 24 h: **{o.generations_24h}** generations, "
-                f"{o.failed_24h} failed (not charged), {o.rejections_24h} moderation rejections")
-        rows = [[_when(e.created_at), email, e.source, e.prompt[:200]]
-                for e, email in services.admin.recent_rejections(actor=user, limit=50)]
-        return gr.Accordion(visible=True), text, rows
-
-    @user_facing
-    def admin_grant(email: str, amount, note: str, request: gr.Request):
-        user = shell.user(request)
-        # the service refuses what is not a whole number (1.5, None), never rounds it
-        balance = services.admin.grant_credits(actor=user, email=email, amount=amount, note=note)
-        shown_note = f" · note: {note.strip()}" if note and note.strip() else ""
-        email = email.strip().lower()
-        return (f"{CREDIT_KIND_LABELS['admin']}: **{int(amount)}** credits{shown_note}. "
-                f"{email} now has **{balance}** credits.")
-
-    @user_facing
     def newer(page_no: int, request: gr.Request):
         return render(max(1, page_no - 1), request)
 
@@ -194,6 +160,4 @@ def build(services: Services, shell: Shell) -> None:
     create_btn.click(create_key, [key_name], [new_key, keys, revoke_choice, key_name], api_visibility="private")
     revoke_btn.click(revoke_key, [revoke_choice], [keys, revoke_choice], api_visibility="private")
     shell.on_show(render, [page], outputs)
-    grant_btn.click(admin_grant, [grant_email, grant_amount, grant_note], [grant_result], api_visibility="private")
     shell.on_show(render_keys, [], [keys, revoke_choice])
-    shell.on_show(render_admin, [], [admin_box, admin_overview, rejections])

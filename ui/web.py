@@ -156,20 +156,26 @@ def build_router(services: Services) -> APIRouter:
         return session_form(request, csrf, email, safe_next(next), login_page, lambda: services.accounts.sign_in(
             email=email, password=password, ip=client_ip(request), user_agent=request.headers.get("user-agent")))
 
-    def signup_page(*, next_url: str = "/", email: str = "", error: str | None = None, status: int = 200):
+    def signup_page(*, next_url: str = "/", email: str = "", error: str | None = None, status: int = 200,
+                    invite: str = ""):
+        # SIGNUP_MODE says who may sign up; an invitation link carries its token (?invite=) into the form.
         return pages.form("signup.html", next_url=next_url, email=email, trial_credits=settings.trial_credits,
-                          trial_after_verification=settings.trial_requires_verified_email, error=error, status=status)
+                          trial_after_verification=settings.trial_requires_verified_email, error=error, status=status,
+                          invite=invite, signup_mode=settings.signup_mode,
+                          allowance=settings.monthly_allowance_credits)
 
     @router.get("/signup", include_in_schema=False)
-    def get_signup(next: str = "/"):
-        return signup_page(next_url=safe_next(next))
+    def get_signup(next: str = "/", invite: str = ""):
+        return signup_page(next_url=safe_next(next), invite=invite.strip()[:200])
 
     @router.post("/signup", include_in_schema=False)
     def post_signup(request: Request, email: str = Form(""), password: str = Form(""), csrf: str = Form(""),
-                    next: str = "/"):
-        return session_form(request, csrf, email, safe_next(next), signup_page, lambda: services.accounts.sign_up(
+                    invite: str = Form(""), next: str = "/"):
+        invite = invite.strip()[:200]
+        return session_form(request, csrf, email, safe_next(next),
+                            lambda **kw: signup_page(invite=invite, **kw), lambda: services.accounts.sign_up(
             email=email, password=password, ip=client_ip(request), user_agent=request.headers.get("user-agent"),
-            verify_url=f"{settings.base_url}/verify-email"))
+            verify_url=f"{settings.base_url}/verify-email", invite=invite or None))
 
     @router.post("/logout", include_in_schema=False)
     def post_logout(request: Request, csrf: str = Form("")):

@@ -41,6 +41,7 @@ from services.accounts.trials import claim_trial, email_claim_key, subject_claim
 from services.db import Database
 from services.errors import AuthError, Conflict, NotFound, ValidationFailed
 from services.settings import OidcProviderConfig, Settings
+from services.team import SignupRefused, check_new_account, consume_invite, grant_allowance
 
 log = logging.getLogger("studio.accounts")
 
@@ -363,6 +364,13 @@ class AccountOidc:
 
     def _create_oidc_user(self, provider: str, identity: ProviderIdentity, email: str, *,
                           ip: str | None) -> tuple[User, int]:
+        rules = {"settings": self.settings, "email": email, "invite": None,
+                 "email_verified": identity.email_verified, "by_email": True}
+        try:
+            with self.db.session() as s:
+                check_new_account(s, now=self.clock(), **rules)
+        except SignupRefused as err:
+            raise OidcRefused(err.message) from None
         attempt = self._admit(kind=SIGNUP_OK, email=email, ip=ip, counted=SIGNUP_KINDS, window=SIGNUP_IP_WINDOW,
                               limit=self.settings.signup_rate_per_ip_per_hour,
                               refusal="Too many sign-ups from your network. Try again later.")
@@ -370,10 +378,17 @@ class AccountOidc:
         role = "admin" if identity.email_verified and email in self.settings.admin_email_set else "user"
         try:
             with self.db.transaction() as s:
+                try:
+                    used = check_new_account(s, now=now, **rules)
+                except SignupRefused as err:
+                    raise OidcRefused(err.message) from None
                 user = User(email=email, password_hash="", role=role, created_at=now,
                             email_verified_at=now if identity.email_verified else None)
                 s.add(user)
                 s.flush()
+                if used is not None:
+                    consume_invite(s, used, user_id=user.id, now=now)
+                grant_allowance(self.ledger, self.settings, user_id=user.id, now=now, session=s)
                 s.add(UserIdentity(user_id=user.id, provider=provider, issuer=identity.issuer,
                                    subject=identity.subject, email=identity.email, created_at=now, last_used_at=now))
                 granted = 0

@@ -24,7 +24,7 @@ from services.accounts.credentials import PasswordHasher, normalize_email, token
 from services.accounts.devices import device_label
 from services.accounts.last_seen import LAST_SEEN_EVERY, RecentlyTouched
 from services.db import Database
-from services.errors import InvalidCredentials, PermissionDenied, ValidationFailed
+from services.errors import AccountDisabled, InvalidCredentials, PermissionDenied, ValidationFailed
 from services.settings import Settings
 
 
@@ -72,6 +72,11 @@ class AccountSessions:
             raise InvalidCredentials()
         with self.db.session() as s:
             user = s.exec(select(User).where(User.email == email)).first()
+        if user is not None and user.disabled_at is not None and user.password_hash:
+            # Said only to whoever knows the password: it tells nothing to a guesser.
+            if self.hasher.verify(password, user.password_hash):
+                raise AccountDisabled()
+            raise InvalidCredentials()
         if user is None or user.disabled_at is not None or not user.password_hash:
             # No account, or one that signs in with a provider only: the same hash check, the same answer.
             self.hasher.verify(password, self._dummy_hash)

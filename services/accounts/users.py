@@ -25,6 +25,7 @@ from services.db import Database
 from services.errors import Conflict, NotFound, ValidationFailed
 from services.ledger import Ledger
 from services.settings import Settings
+from services.team import check_new_account, consume_invite, grant_allowance
 
 log = logging.getLogger("studio.accounts")
 
@@ -47,12 +48,17 @@ class AccountUsers:
         return self._insert_user(email=email, password_hash=self.hasher.hash(password), admin=admin, ip=ip)
 
     def sign_up(self, *, email: str, password: str, ip: str | None = None, user_agent: str | None = None,
-                verify_url: str | None = None) -> SignIn:
+                verify_url: str | None = None, invite: str | None = None) -> SignIn:
         """Browser sign-up: throttled per IP (in-flight sign-ups count); signs the new user in.
+        The team rules (SIGNUP_MODE, ALLOWED_EMAIL_DOMAINS, the `invite` token) are checked before
+        anything is counted or hashed, and again where the account is created (services/team.py).
         With mail configured, a verification link goes out (`verify_url`); the trial credits
         wait for it when `trial_requires_verified_email`."""
         email = normalize_email(email)
         check_password(password)
+        invite = (invite or "").strip()[:200] or None
+        with self.db.session() as s:
+            check_new_account(s, settings=self.settings, email=email, invite=invite, now=self.clock())
         if is_blocked_domain(email, self.blocked_domains):
             raise ValidationFailed("Sign-ups with addresses from this email provider are not accepted. "
                                    "Use another address.")
@@ -64,7 +70,8 @@ class AccountUsers:
         try:
             user = self._insert_user(email=email, password_hash=self.hasher.hash(password), admin=False,
                                      ip=ip, attempt=attempt,
-                                     trial=not self.settings.trial_requires_verified_email)
+                                     trial=not self.settings.trial_requires_verified_email,
+                                     team_rules=True, invite=invite)
         except BaseException:
             self._settle(attempt, SIGNUP_FAILED)
             raise
@@ -73,15 +80,24 @@ class AccountUsers:
         return self._open_session(user, ip=ip, user_agent=user_agent)
 
     def _insert_user(self, *, email: str, password_hash: str, admin: bool, ip: str | None,
-                     attempt: int | None = None, trial: bool = True) -> User:
+                     attempt: int | None = None, trial: bool = True, team_rules: bool = False,
+                     invite: str | None = None) -> User:
         """Insert the account; with `trial`, its trial credits in the same transaction, once per
-        person (services/accounts/trials.py: an email that had a trial before gets none)."""
+        person (services/accounts/trials.py: an email that had a trial before gets none). With
+        `team_rules` (browser sign-ups) the sign-up rules are checked and the invitation consumed
+        in that transaction; every new account gets this month's team allowance (if any)."""
         role = "admin" if admin or email in self.settings.admin_email_set else "user"
         try:
             with self.db.transaction() as s:
+                now = self.clock()
+                used = (check_new_account(s, settings=self.settings, email=email, invite=invite, now=now)
+                        if team_rules else None)
                 user = User(email=email, password_hash=password_hash, role=role)
                 s.add(user)
                 s.flush()
+                if used is not None:
+                    consume_invite(s, used, user_id=user.id, now=now)
+                grant_allowance(self.ledger, self.settings, user_id=user.id, now=now, session=s)
                 if trial and self.settings.trial_credits > 0:
                     claim_trial(s, ledger=self.ledger, user_id=user.id, amount=self.settings.trial_credits,
                                 keys=[email_claim_key(email)], now=self.clock())

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from models.user import User
-from services.billing.fulfilment import FulfilmentResult, Purchase, Work, ignored
+from services.billing.fulfilment import FulfilmentResult, Purchase, Work, cents, ignored
 from services.billing.gateway import id_of, parse_user_id
 from services.errors import Conflict, NotFound, PaymentError, ValidationFailed
 
@@ -125,7 +125,8 @@ class CheckoutMixin:
                 work.pending = "Your payment is still processing; the credits arrive as soon as it clears."
                 return work
             work.purchases.append(Purchase(ref=session_id, user_id=user_id, product=product,
-                                           payment_intent=id_of(cs.get("payment_intent"))))
+                                           payment_intent=id_of(cs.get("payment_intent")),
+                                           amount_cents=cents(cs.get("amount_total")), currency=cs.get("currency")))
             return work
         if cs.get("mode") != "subscription" or not cs.get("subscription"):
             return ignored(f"checkout {session_id}: a plan sold outside subscription mode")

@@ -43,6 +43,8 @@ class Purchase:
     product: Product
     payment_intent: str | None = None
     period_end: datetime | None = None  # plans: end of the service period paid for
+    amount_cents: int = 0  # what Stripe says was paid (the session's amount_total, the invoice's amount_paid)
+    currency: str | None = None
 
     @property
     def key(self) -> str:
@@ -76,6 +78,11 @@ class Work:
     refund: Refund | None = None
     pending: str | None = None  # why nothing can be granted yet
     ignored: str | None = None  # why this changes nothing
+
+
+def cents(value) -> int:
+    """A Stripe amount (integer, smallest currency unit); anything else counts as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def ignored(reason: str) -> Work:
@@ -149,7 +156,8 @@ class Booking:
         if s.exec(select(Fulfillment.id).where(Fulfillment.ref == p.ref)).first() is not None:
             return False
         row = Fulfillment(ref=p.ref, user_id=p.user_id, kind="pack" if p.product.kind == "pack" else "subscription",
-                          product=p.product.key, credits=p.product.credits, payment_intent=p.payment_intent)
+                          product=p.product.key, credits=p.product.credits, payment_intent=p.payment_intent,
+                          amount_cents=p.amount_cents, currency=(p.currency or "").lower()[:8] or None)
         s.add(row)
         s.flush()  # claims the ref before any credit moves; a racing twin fails (or waits) here
         note = f"{p.product.name} ({p.ref})"
@@ -183,8 +191,12 @@ class Booking:
         asked_before = s.exec(select(func.coalesce(func.sum(Fulfillment.credits), 0)).where(
             Fulfillment.payment_intent == refund.payment_intent, Fulfillment.kind == "refund")).one()
         ask = target - int(asked_before)
+        # Revenue given back: what this refund adds to the refunds booked before, negative.
+        refunded_before = -int(s.exec(select(func.coalesce(func.sum(Fulfillment.amount_cents), 0)).where(
+            Fulfillment.payment_intent == refund.payment_intent, Fulfillment.kind == "refund")).one())
         s.add(Fulfillment(ref=ref, user_id=pack.user_id, kind="refund", product=pack.product,
-                          credits=max(ask, 0), payment_intent=refund.payment_intent))
+                          credits=max(ask, 0), payment_intent=refund.payment_intent,
+                          amount_cents=-max(refund.amount_refunded - refunded_before, 0), currency=pack.currency))
         s.flush()
         if ask <= 0:
             return f"{ref}: nothing more to take back"

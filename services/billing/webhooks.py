@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from models.payment import Fulfillment
 from services.billing.checkout import SESSION_ID
-from services.billing.fulfilment import Purchase, Refund, SubscriptionState, Work, ignored
+from services.billing.fulfilment import Purchase, Refund, SubscriptionState, Work, cents, ignored
 from services.billing.gateway import id_of, is_service_line, parse_user_id, subscription_of, timestamp
 from services.errors import NotFound, PaymentError, PaymentsNotConfigured, WebhookRejected
 
@@ -141,7 +141,8 @@ class WebhookMixin:
         period_end = timestamp((line.get("period") or {}).get("end"))
         if period_end is None:
             return None, "no service period on the line"
-        return Purchase(ref=invoice["id"], user_id=user_id, product=product, period_end=period_end), ""
+        return Purchase(ref=invoice["id"], user_id=user_id, product=product, period_end=period_end,
+                        amount_cents=cents(invoice.get("amount_paid")), currency=invoice.get("currency")), ""
 
     def _on_subscription(self, sub: dict) -> Work:
         sub_id = sub.get("id")

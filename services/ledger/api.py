@@ -101,6 +101,23 @@ class Ledger(LedgerReads, LedgerReconcile, LedgerBooking):
         (an out-of-order webhook for an older invoice) changes nothing and returns amount 0;
         its key is still recorded.
         """
+        return self._refresh("subscription", user_id=user_id, allowance=allowance, period_end=period_end,
+                             idempotency_key=idempotency_key, note=note, session=session)
+
+    def refresh_team(
+        self, *, user_id: int, allowance: int, period_end: datetime, idempotency_key: str,
+        note: str | None = None, session: Session | None = None,
+    ) -> GrantResult:
+        """Start a team allowance month (MONTHLY_ALLOWANCE_CREDITS): exactly like
+        `refresh_subscription`, on the "team" bucket. The key (`team:<user>:<YYYY-MM>`) makes it
+        once per member per month, whichever process gets there first."""
+        return self._refresh("team", user_id=user_id, allowance=allowance, period_end=period_end,
+                             idempotency_key=idempotency_key, note=note, session=session)
+
+    def _refresh(
+        self, kind: str, *, user_id: int, allowance: int, period_end: datetime, idempotency_key: str,
+        note: str | None, session: Session | None,
+    ) -> GrantResult:
         check_user_id(user_id)
         check_amount(allowance)
         check_key(idempotency_key)
@@ -114,13 +131,13 @@ class Ledger(LedgerReads, LedgerReconcile, LedgerBooking):
             balance, _ = self._book_expiries(conn, user_id, now)
             current = conn.execute(
                 select(G.c.id, G.c.remaining, G.c.expires_at)
-                .where(G.c.user_id == user_id, G.c.kind == "subscription", G.c.expires_at > now)
+                .where(G.c.user_id == user_id, G.c.kind == kind, G.c.expires_at > now)
                 .order_by(G.c.id)
             ).all()
             if any(expires_at > period_end for _, _, expires_at in current):
                 conn.execute(INSERT_ENTRY, [entry_row(
                     user_id, "grant", balance_after=balance, key=idempotency_key,
-                    note="out-of-date subscription refresh ignored", at=now,
+                    note=f"out-of-date {kind} refresh ignored", at=now,
                 )])
                 return GrantResult(grant_id=None, amount=0, balance=balance, replayed=False)
             expired = []
@@ -129,7 +146,8 @@ class Ledger(LedgerReads, LedgerReconcile, LedgerBooking):
                     balance -= remaining
                     expired.append(entry_row(
                         user_id, "expiry", delta=-remaining, balance_after=balance, grant_id=gid,
-                        note="subscription period ended", at=now,
+                        note="subscription period ended" if kind == "subscription" else "team month ended",
+                        at=now,
                     ))
             if current:
                 conn.execute(
@@ -138,7 +156,7 @@ class Ledger(LedgerReads, LedgerReconcile, LedgerBooking):
             if expired:
                 conn.execute(INSERT_ENTRY, expired)
             return self._add_bucket(
-                conn, user_id=user_id, amount=allowance, kind="subscription", entry_kind="grant",
+                conn, user_id=user_id, amount=allowance, kind=kind, entry_kind="grant",
                 key=idempotency_key, expires_at=period_end, note=note, balance=balance, now=now,
             )
 

@@ -9,7 +9,9 @@ from models.ledger import Hold
 from services.errors import ValidationFailed
 from services.ledger.results import Reservation
 
-SPEND_ORDER = ("subscription", "trial", "admin", "pack")  # soonest-expiring first; oldest first within a kind
+# Soonest-expiring first (the team allowance ends with the calendar month); oldest first within a kind.
+# PostgreSQL's ledger_spend_rank (migration 0007) says the same.
+SPEND_ORDER = ("team", "subscription", "trial", "admin", "pack")
 SPEND_RANK = {kind: i for i, kind in enumerate(SPEND_ORDER)}
 MAX_AMOUNT = 100_000_000  # per operation; keeps every sum far inside a 32-bit column
 # Most credits one account may have, held ones included: every amount column (remaining,

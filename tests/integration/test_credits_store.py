@@ -51,7 +51,7 @@ def test_full_cycle_on_both_stores(database, make_user):
     ledger.release(ledger.reserve(user_id=user.id, amount=20, job_id=f"b-{user.id}"), "provider failed")
     b = ledger.balance(user.id)
     assert (b.total, b.held) == (130, 0)
-    assert b.buckets == {"subscription": 0, "trial": 30, "admin": 0, "pack": 100}
+    assert b.buckets == {"team": 0, "subscription": 0, "trial": 30, "admin": 0, "pack": 100}
 
     clock.now += timedelta(days=31)
     ledger.refresh_subscription(user_id=user.id, allowance=50, period_end=clock.now + timedelta(days=30),

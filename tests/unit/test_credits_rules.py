@@ -33,7 +33,7 @@ def grant_all_kinds(ledger, clock, user_id, amount=10):
     """One bucket of each kind, created in reverse spend order so creation order differs."""
     ids = {}
     for kind in reversed(SPEND_ORDER):
-        expires = clock.now + timedelta(days=30) if kind == "subscription" else None
+        expires = clock.now + timedelta(days=30) if kind in ("subscription", "team") else None
         ids[kind] = ledger.grant(
             user_id=user_id, amount=amount, kind=kind, idempotency_key=f"{kind}:{user_id}", expires_at=expires
         ).grant_id
@@ -43,13 +43,14 @@ def grant_all_kinds(ledger, clock, user_id, amount=10):
 # Spend order ------------------------------------------------------------------------------------
 
 
-def test_spend_order_is_subscription_trial_admin_pack(ledger, clock, user):
+def test_spend_order_is_team_subscription_trial_admin_pack(ledger, clock, user):
     ids = grant_all_kinds(ledger, clock, user.id)
-    hold = ledger.reserve(user_id=user.id, amount=35, job_id="job-1")
+    hold = ledger.reserve(user_id=user.id, amount=45, job_id="job-1")
     assert hold.split == {
-        str(ids["subscription"]): 10, str(ids["trial"]): 10, str(ids["admin"]): 10, str(ids["pack"]): 5,
+        str(ids["team"]): 10, str(ids["subscription"]): 10, str(ids["trial"]): 10, str(ids["admin"]): 10,
+        str(ids["pack"]): 5,
     }
-    assert ledger.balance(user.id).buckets == {"subscription": 0, "trial": 0, "admin": 0, "pack": 5}
+    assert ledger.balance(user.id).buckets == {"team": 0, "subscription": 0, "trial": 0, "admin": 0, "pack": 5}
 
 
 def test_oldest_bucket_first_within_a_kind(ledger, user):
@@ -266,7 +267,7 @@ def test_adjust_up_and_down_never_below_zero(ledger, clock, user):
     assert (up.amount, up.balance) == (15, 25)
     down = ledger.adjust(user_id=user.id, amount=-12, idempotency_key="adj:2")
     assert (down.amount, down.balance) == (-12, 13)
-    assert ledger.balance(user.id).buckets == {"subscription": 0, "trial": 0, "admin": 13, "pack": 0}
+    assert ledger.balance(user.id).buckets == {"team": 0, "subscription": 0, "trial": 0, "admin": 13, "pack": 0}
     floor = ledger.adjust(user_id=user.id, amount=-100, idempotency_key="adj:3")
     assert (floor.amount, floor.balance) == (-13, 0)
     assert ledger.adjust(user_id=user.id, amount=-100, idempotency_key="adj:3").replayed
