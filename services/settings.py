@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     generation_rate_per_minute: int = Field(default=20, ge=1, alias="GENERATION_RATE_PER_MINUTE")
     generation_max_concurrent: int = Field(default=4, ge=1, alias="GENERATION_MAX_CONCURRENT")
     hold_ttl_seconds: int = Field(default=900, ge=30, alias="HOLD_TTL_SECONDS")
+    # The housekeeping sweep (services/maintenance.py): how often each replica runs it; a replica
+    # whose heartbeat is five intervals old is taken for gone by the others.
+    sweep_interval_seconds: float = Field(default=60, ge=0.5, le=3600, alias="SWEEP_INTERVAL_SECONDS")
 
     stripe_secret_key: str | None = Field(default=None, alias="STRIPE_SECRET_KEY")
     stripe_webhook_secret: str | None = Field(default=None, alias="STRIPE_WEBHOOK_SECRET")
