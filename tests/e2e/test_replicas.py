@@ -13,11 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shutil
 import signal
+import subprocess
 import time
 import uuid
 import zipfile
 from io import BytesIO
+from pathlib import Path
 
 import httpx
 import pytest
@@ -246,3 +250,124 @@ def test_every_replica_heartbeats_in_the_shared_database(shared, pair):
     assert {a.proc.pid, b.proc.pid} <= pids
 
 
+
+
+# nginx in front of both (docker/nginx.conf, Debian's package) ------------------------------------
+
+NGINX_CONF = Path(__file__).resolve().parents[2] / "docker" / "nginx.conf"
+
+
+@pytest.fixture(scope="module")
+def nginx(pair, tmp_path_factory):
+    """Debian's nginx (`apt-get install nginx`; .ci/run installs it) running docker/nginx.conf in the
+    foreground, its port and upstream servers templated to this test's replicas."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(binary).exists(), "nginx is not installed: apt-get install -y nginx (as .ci/run does)"
+    a, b = pair
+    prefix = tmp_path_factory.mktemp("nginx")
+    port = free_port()
+    site = NGINX_CONF.read_text()
+    site = re.sub(r"listen 8080;", f"listen 127.0.0.1:{port};", site)
+    upstreams = [line for line in site.splitlines() if line.strip().startswith("server 127.0.0.1:")]
+    assert len(upstreams) == 2, "the shipped config names two replicas"
+    for line, replica in zip(upstreams, (a, b), strict=True):
+        site = site.replace(line, re.sub(r"127\.0\.0\.1:\d+", replica.url.removeprefix("http://"), line))
+    (prefix / "studio.conf").write_text(site)
+    temp = "".join(f"    {kind}_temp_path {prefix / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
+                                                                        "scgi"))
+    (prefix / "nginx.conf").write_text(
+        f"worker_processes 1;\npid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'} warn;\n"
+        f"events {{ worker_connections 1024; }}\n"
+        f"http {{\n    access_log {prefix / 'access.log'};\n{temp}    include {prefix / 'studio.conf'};\n}}\n")
+    command = [binary, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(prefix / "nginx.conf"),
+               "-g", "daemon off;"]
+    checked = subprocess.run([*command[:-2], "-t"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (prefix / "error.log").read_text()
+            time.sleep(0.1)
+        yield url, prefix
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_gradio_client_generates_through_nginx_with_its_previews(shared, pair, nginx, fake):
+    from gradio_client import Client
+    from PIL import Image
+
+    services = shared[1]
+    url, prefix = nginx
+    uid, key = member(shared, credits=20)
+    fake.latency = 0.6  # frame, frame, final image
+    client = Client(url, headers={"Authorization": f"Bearer {key}"}, verbose=False)
+    try:
+        job = client.submit("a lighthouse through the proxy", "none", "16:9", "1K", api_name="/generate")
+        image, message, balance = job.result(timeout=120)
+        outputs = job.outputs()
+    finally:
+        client.close()
+    assert [o[1].split(" · ")[0] for o in outputs[:-1]] == ["Preview 1 of 2", "Preview 2 of 2"], \
+        "the preview frames came back through nginx: the same replica served the job and its frames"
+    assert Image.open(outputs[0][0]).format == "WEBP"
+    assert Image.open(image).size == (1024, 576)
+    assert "10 credits charged" in message and balance == 10 == services.ledger.balance(uid).total
+    gen_id = message.split("/images/", 1)[1].split("/png", 1)[0]
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        png = http.get(f"/images/{gen_id}/png")
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert "/gradio_api/queue/join" in (prefix / "access.log").read_text()
+
+
+def test_a_browser_session_signs_in_and_generates_through_nginx(shared, pair, nginx, fake):
+    services = shared[1]
+    url, _ = nginx
+    email = f"r-{uuid.uuid4().hex[:10]}@example.com"
+    user = services.accounts.create_user(email=email, password="correct horse battery")
+    services.ledger.grant(user_id=user.id, amount=50, kind="admin", idempotency_key=f"r:{uuid.uuid4().hex}")
+    fake.latency = 0.3
+    with httpx.Client(base_url=url, timeout=120) as browser:
+        page = browser.get("/login")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed_in = browser.post("/login", data={"email": email, "password": "correct horse battery", "csrf": csrf})
+        assert signed_in.status_code == 303, signed_in.text
+        app_page = browser.get("/")
+        assert app_page.status_code == 200 and "gradio" in app_page.text.lower(), "the studio, not the landing page"
+        # The page's own way: join the queue, then read this session's event stream. Five sessions in
+        # a row: each join and its stream must reach the same replica, or the stream answers 404.
+        for n in range(5):
+            done = queue_event(browser, "/generate", [f"through nginx {n}", "none", "1:1", "1K"])
+            assert done["success"], done
+            image_url = done["output"]["data"][0]["url"]
+            assert image_url.startswith(url), "Gradio builds its URLs for the proxy's address"
+            shown = browser.get(image_url)
+            assert shown.status_code == 200 and shown.headers["content-type"] == "image/webp"
+    assert services.ledger.balance(user.id).total == 0
+    assert services.ledger.reconcile() == []
+
+
+def queue_event(http: httpx.Client, api_name: str, data: list) -> dict:
+    """One event through Gradio's queue as the page does it (join, then the session's stream)."""
+    config = http.get("/config").json()
+    fn_index = next(i for i, d in enumerate(config["dependencies"]) if d.get("api_name") == api_name.strip("/"))
+    session_hash = uuid.uuid4().hex[:11]
+    joined = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session_hash,
+                                                       "event_data": None, "trigger_id": None})
+    assert joined.status_code == 200, joined.text
+    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as events:
+        assert events.status_code == 200, "the event stream reached the replica that has the job"
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("the event stream ended without a result")
