@@ -15,7 +15,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from services.settings import ConfigError, Settings, load_settings  # noqa: E402
 
 log = logging.getLogger("studio")
-SWEEP_INTERVAL_SECONDS = 60
 
 
 def build_services(settings: Settings, *, migrate: bool = True):
@@ -88,9 +87,9 @@ def create_app(settings: Settings, services=None):
         from services.maintenance import Maintenance
 
         maintenance = Maintenance(db=services.db, ledger=services.ledger, studio=services.studio,
-                                  interval_seconds=SWEEP_INTERVAL_SECONDS,
+                                  interval_seconds=settings.sweep_interval_seconds,
                                   allowances=services.team.refresh_allowances if services.team else None)
-        task = asyncio.create_task(_sweep_forever(maintenance))
+        task = asyncio.create_task(_sweep_forever(maintenance, settings.sweep_interval_seconds))
         try:
             async with mcp.running():
                 yield
@@ -156,7 +155,7 @@ def create_app(settings: Settings, services=None):
     return app
 
 
-async def _sweep_forever(maintenance) -> None:
+async def _sweep_forever(maintenance, interval: float) -> None:
     """The housekeeping sweep (services/maintenance.py): now, then every interval."""
     while True:
         try:
@@ -165,7 +164,7 @@ async def _sweep_forever(maintenance) -> None:
                 log.info("sweep: %s", summary)
         except Exception:
             log.exception("sweep failed")
-        await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+        await asyncio.sleep(interval)
 
 
 def serve(settings: Settings) -> None:

@@ -1,6 +1,7 @@
 """Studio benchmark against the fake OpenAI server.
 
     python bench/studio.py [--users 40] [--latency 2] [--big-latency 10] [--image photo|flat] [--previews N] [--json]
+    python bench/studio.py --replicas 2 --postgres URL [--users 40] [--rounds 2]
 
 Three processes share this machine's cores: the real app (`python app.py`: uvicorn + Gradio queue
 + Studio + Ledger on SQLite), the fake OpenAI server, and this script, which plays the users
@@ -25,6 +26,14 @@ itself costs ~100 ms of CPU per call, which on two cores would be measuring the 
    only calls the engine and returns the image, as a bare Space does), its image downloaded from
    Gradio's file route. Ours must not be worse, with 0 failed requests. In test 1 our clients also
    download every preview frame, as the page does.
+
+`--replicas N` (N ≥ 2) runs another benchmark instead: N `python app.py` replicas on one
+PostgreSQL schema (made fresh under `--postgres`, dropped afterwards) and one S3 store (moto's
+server in its own process), and the 40-user burst of test 1 sent through one replica, then spread
+over all N (user i to replica i mod N, as a sticky load balancer would), alternating for `--rounds`
+pairs. Printed: wall/latency of each burst, failed requests (must be 0), and the ledger check: every
+user charged exactly once per image made (balance = grant − cost × images), `reconcile()` clean,
+no hold left pending. No speed-up is expected on two cores: it is the same machine.
 
 `--image photo` (default): the fake returns photo-like PNGs (smooth light, texture, sensor grain;
 about 1.3 MB at 1K, 9 MB at 4K), rendered once per size before timing starts. `--image flat`:
@@ -329,6 +338,156 @@ async def run(args) -> dict:
     return result
 
 
+class MotoServer:
+    """moto's S3 in server mode, in its own process (its CPU is not this script's)."""
+
+    def __init__(self):
+        import subprocess
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{self.url}/moto-api/", timeout=2)
+                break
+            except httpx.HTTPError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto's S3 server did not start") from None
+                time.sleep(0.1)
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="bench",
+                     aws_secret_access_key="bench").create_bucket(Bucket="studio-bench")
+        self.settings = {"STORAGE_URL": "s3://studio-bench/images", "S3_ENDPOINT_URL": self.url,
+                         "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                         "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class Replicas:
+    """N `python app.py` on one PostgreSQL database (`url`) and one S3 store; `services` in this
+    process on the same database and store, for set-up and the ledger check."""
+
+    def __init__(self, fake: Fake, store: MotoServer, url: str, *, n: int, users: int, previews: int):
+        from app import build_services
+        from services.settings import load_settings
+
+        shared = {"DATABASE_URL": url, "SECRET_KEY": "bench-secret", **store.settings, "OPENAI_API_KEY": "sk-bench",
+                  "OPENAI_BASE_URL": fake.url, "IMAGE_PROVIDER": "openai", "IMAGE_MODEL": "gpt-image-2",
+                  "QUEUE_CONCURRENCY": str(max(64, users)), "STRIPE_SECRET_KEY": "", "SMTP_HOST": "",
+                  "GRADIO_ANALYTICS_ENABLED": "False", "PARTIAL_IMAGES": str(previews), "TRIAL_CREDITS": "0",
+                  "GRADIO_SERVER_NAME": "127.0.0.1"}
+        self.dirs = [Path(tempfile.mkdtemp(prefix="studio-bench-replica-")) for _ in range(n + 1)]
+        self.services = build_services(load_settings(env_file=None, DATA_DIR=str(self.dirs[0]), **shared),
+                                       migrate=False)
+        self.apps: list[ServedApp] = []
+        for data_dir in self.dirs[1:]:
+            self.apps.append(ServedApp({**shared, "DATA_DIR": str(data_dir), "GRADIO_SERVER_PORT": str(free_port())},
+                                       data_dir=data_dir, timeout=120))
+        self.urls = [app.url for app in self.apps]
+
+    user = App.user
+
+    def stop(self) -> None:
+        for app in self.apps:
+            app.stop(remove=True)
+        self.services.db.dispose()
+        shutil.rmtree(self.dirs[0], ignore_errors=True)
+
+
+async def spread_burst(urls: list[str], fake: Fake, users: list[tuple[int, str]], latency: float) -> dict:
+    """Test 1's burst, user i through urls[i % len(urls)] (previews downloaded, as the page does)."""
+    limits = httpx.Limits(max_connections=4 * len(users) + 10)
+    clients = [httpx.AsyncClient(base_url=url, timeout=300, limits=limits) for url in urls]
+    try:
+        fake.reset()
+        fake.config(latency=latency)
+        started = time.perf_counter()
+        results = await asyncio.gather(*(generate(clients[i % len(clients)], key, PROMPT, "photographic", "1:1", "1K",
+                                                  previews=[]) for i, (_, key) in enumerate(users)),
+                                       return_exceptions=True)
+        wall = time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.aclose()
+    errors = [f"{type(r).__name__}: {r}"[:300] for r in results if isinstance(r, Exception)]
+    return {"replicas": len(urls), "users": len(users), "latency_s": latency, "wall_s": round(wall, 3),
+            "wall_over_latency": round(wall / latency, 3), "ok": len(users) - len(errors), "errors": errors[:3],
+            "engine_peak_in_flight": fake.stats()["max_in_flight"]}
+
+
+def ledger_check(services, users: list[tuple[int, str]], *, granted: int, cost: int = 10) -> dict:
+    """Every user charged exactly once per image made: balance = grant − cost × succeeded images."""
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from models.generation import Generation
+    from models.ledger import Hold
+
+    wrong = []
+    with services.db.session() as s:
+        made = dict(s.exec(select(Generation.user_id, func.count()).where(Generation.status == "succeeded")
+                           .group_by(Generation.user_id)).all())
+        pending = s.exec(select(func.count()).select_from(Hold).where(Hold.status == "pending")).one()
+    for uid, _ in users:
+        balance = services.ledger.balance(uid).total
+        if balance != granted - cost * made.get(uid, 0):
+            wrong.append({"user": uid, "balance": balance, "images": made.get(uid, 0)})
+    return {"images": sum(made.get(uid, 0) for uid, _ in users), "double_or_missing_charges": len(wrong),
+            "examples": wrong[:3], "pending_holds": pending, "reconcile": services.ledger.reconcile()}
+
+
+async def run_replicas(args) -> dict:
+    from tests.databases import postgres_schema
+
+    fake, store, replicas = Fake(args.image), MotoServer(), None
+    try:
+        fake.config(warm=[[1024, 1024]])
+        with postgres_schema(args.postgres, "bench_replicas") as url:
+            replicas = Replicas(fake, store, url, n=args.replicas, users=args.users, previews=args.previews)
+            granted = 10 * 2 * args.rounds + 100
+            users = [replicas.user(credits=granted) for _ in range(args.users)]
+            warm = replicas.user(credits=10_000)
+            for u in replicas.urls:  # warm-up of every replica: imports, connections, caches
+                async with httpx.AsyncClient(base_url=u, timeout=300) as http:
+                    for _ in range(3):
+                        await generate(http, warm[1], "warm up", "none", "1:1", "1K")
+            one, spread = [], []
+            for _ in range(args.rounds):
+                one.append(await spread_burst(replicas.urls[:1], fake, users, args.latency))
+                spread.append(await spread_burst(replicas.urls, fake, users, args.latency))
+            check = ledger_check(replicas.services, users, granted=granted)
+            replicas.stop()
+            replicas = None
+    finally:
+        if replicas is not None:
+            replicas.stop()
+        store.stop()
+        fake.stop()
+    return {"replicas": args.replicas, "users": args.users, "latency_s": args.latency, "one": one, "spread": spread,
+            "failed": sum(r["users"] - r["ok"] for r in one + spread),
+            "one_median": statistics.median(r["wall_over_latency"] for r in one),
+            "spread_median": statistics.median(r["wall_over_latency"] for r in spread), "ledger": check}
+
+
+def print_replicas(result: dict) -> None:
+    n, ledger = result["replicas"], result["ledger"]
+    print(f"{result['users']} users x one 1K image at once, engine latency {result['latency_s']} s, PostgreSQL + S3:")
+    print(f"   through 1 replica, wall/latency per burst: {[r['wall_over_latency'] for r in result['one']]} "
+          f"(median {result['one_median']})")
+    print(f"   spread over {n} replicas:                  {[r['wall_over_latency'] for r in result['spread']]} "
+          f"(median {result['spread_median']})")
+    print(f"   failed requests: {result['failed']}; images made {ledger['images']}; users charged other than once per "
+          f"image: {ledger['double_or_missing_charges']}; holds left pending: {ledger['pending_holds']}; "
+          f"reconcile: {'clean' if not ledger['reconcile'] else ledger['reconcile']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=40)
@@ -338,7 +497,20 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="peer/ours burst pairs for test 5")
     parser.add_argument("--previews", type=int, default=2, choices=range(4), help="PARTIAL_IMAGES for our app")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="N >= 2: the burst through one replica vs spread over N (needs --postgres)")
+    parser.add_argument("--postgres", help="PostgreSQL URL for --replicas (a fresh schema is made in it)")
     args = parser.parse_args()
+    if args.replicas > 1:
+        if not args.postgres:
+            parser.error("--replicas needs --postgres URL (the replicas share one PostgreSQL database)")
+        result = asyncio.run(run_replicas(args))
+        if not args.json:
+            print_replicas(result)
+        print(json.dumps(result))
+        bad = result["failed"] or result["ledger"]["double_or_missing_charges"] or result["ledger"]["reconcile"] \
+            or result["ledger"]["pending_holds"]
+        return 1 if bad else 0
     result = asyncio.run(run(args))
     if not args.json:
         c, v = result["served"], result["service"]

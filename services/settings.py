@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     reference_max_images: int = Field(default=8, ge=1, le=16, alias="REFERENCE_MAX_IMAGES")
     reference_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, le=50 * 1024 * 1024,
                                      alias="REFERENCE_MAX_BYTES")
+    # The housekeeping sweep (services/maintenance.py): how often each replica runs it; a replica
+    # whose heartbeat is five intervals old is taken for gone by the others.
+    sweep_interval_seconds: float = Field(default=60, ge=0.5, le=3600, alias="SWEEP_INTERVAL_SECONDS")
 
     stripe_secret_key: str | None = Field(default=None, alias="STRIPE_SECRET_KEY")
     stripe_webhook_secret: str | None = Field(default=None, alias="STRIPE_WEBHOOK_SECRET")

@@ -43,6 +43,7 @@ from services.errors import (
     NotFound,
     PermissionDenied,
     ProviderFailed,
+    RateLimited,
     ValidationFailed,
 )
 from services.maintenance import current_boot
@@ -51,7 +52,7 @@ from services.references import Reference, ReferenceRefused, ReferenceRules
 from services.settings import Settings
 from services.storage import ImageMissing, ImageStore, reference_variant
 from services.studio.gallery import StudioGallery
-from services.studio.limits import UserSlots, check_rate
+from services.studio.limits import SlotsTaken, UserSlots, check_rate, check_slots
 from services.studio.postprocess import Rendered, postprocess
 from services.studio.previews import Preview, PreviewFrames, preview_webp
 from services.studio.recovery import StudioRecovery
@@ -308,13 +309,25 @@ class Studio(StudioGallery, StudioRecovery):
     async def _run(self, *, user_id: int, is_admin: bool, request: GenerationRequest, report, timings,
                    started, on_preview: PreviewFn | None = None) -> GenerationResult:
         plan = self.size_plan(request)
-        opening = asyncio.ensure_future(self._in(
-            self._io, self._open_job, user_id=user_id, is_admin=is_admin, request=request, plan=plan))
-        try:
-            generation, hold = await asyncio.shield(opening)
-        except asyncio.CancelledError:
-            opening.add_done_callback(self._release_abandoned)
-            raise
+        # This process's slot is ours; the user may still have others running in other replicas
+        # (SlotsTaken): wait for one of those to end, at most until a hold could have expired.
+        give_up, pause = time.monotonic() + self.settings.hold_ttl_seconds, 0.05
+        while True:
+            opening = asyncio.ensure_future(self._in(
+                self._io, self._open_job, user_id=user_id, is_admin=is_admin, request=request, plan=plan))
+            try:
+                generation, hold = await asyncio.shield(opening)
+                break
+            except SlotsTaken:
+                if time.monotonic() > give_up:
+                    raise RateLimited(
+                        f"You already have {self.settings.generation_max_concurrent} images in progress. "
+                        "Please wait for one to finish — nothing was charged.") from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+            except asyncio.CancelledError:
+                opening.add_done_callback(self._release_abandoned)
+                raise
         gen_id = generation.id
         phase = "engine"
         try:
@@ -393,6 +406,7 @@ class Studio(StudioGallery, StudioRecovery):
                 raise NotFound("Unknown user.")
             if not is_admin:
                 self._check_rate(user_id, session=s)
+                check_slots(s, user_id, limit=self.settings.generation_max_concurrent)
             generation = Generation(
                 id=uuid.uuid4().hex, user_id=user_id, prompt=request.prompt, styled_prompt=request.styled_prompt,
                 style=request.style.name, aspect_ratio=request.aspect.ratio, resolution=request.resolution.key,

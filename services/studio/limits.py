@@ -1,5 +1,11 @@
-"""Per-user limits on generating: how many run at once in this process (`UserSlots`) and how
-many may start per minute (`check_rate`, counted from the generation rows)."""
+"""Per-user limits on generating: how many run at once (`UserSlots` queues them in this process,
+`check_slots` counts them in the database for every replica) and how many may start per minute
+(`check_rate`, counted from the generation rows).
+
+Both database checks run inside the transaction that opens the job, after it has locked the
+user's row (`FOR NO KEY UPDATE` on PostgreSQL, the one writer on SQLite), so two replicas opening
+jobs for one user at the same moment are counted one after the other: neither limit can be
+overrun by a race between processes."""
 
 from __future__ import annotations
 
@@ -17,8 +23,13 @@ from services.errors import RateLimited
 RATE_WINDOW = timedelta(minutes=1)
 
 
+class SlotsTaken(Exception):
+    """The user already has `limit` generations in progress (in any replica): wait and retry."""
+
+
 class UserSlots:
-    """At most `limit` generations per user at once in this process; the rest wait their turn."""
+    """At most `limit` generations per user at once in this process; the rest wait their turn
+    here (in order). Across replicas `check_slots` has the last word."""
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -58,3 +69,12 @@ def check_rate(db: Database, user_id: int, *, limit: int, now: datetime, session
         raise RateLimited(
             f"You can start {limit} images a minute. Please wait a moment and try again — nothing was charged."
         )
+
+
+def check_slots(session: Session, user_id: int, *, limit: int) -> None:
+    """SlotsTaken when the user has `limit` pending generations, in this process or any other
+    sharing the database. Inside the job-opening transaction, after the user's row is locked."""
+    running = session.exec(select(func.count()).select_from(Generation).where(
+        Generation.user_id == user_id, Generation.status == "pending")).one()
+    if running >= limit:
+        raise SlotsTaken(running)
