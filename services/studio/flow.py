@@ -97,7 +97,13 @@ class Studio(StudioGallery, StudioRecovery):
         # Worker threads: post-processing is CPU work (as many threads as cores); database and
         # disk steps mostly wait (fsync, locks), so they get their own, larger pool and never
         # hold up the encoders (asyncio's default pool has only cores + 4 threads).
-        self._cpu = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="studio-cpu")
+        cpu_threads = max(2, os.cpu_count() or 2)
+        self._cpu = ThreadPoolExecutor(max_workers=cpu_threads, thread_name_prefix="studio-cpu")
+        # CPU jobs submitted and not finished (counted on the event loop). A preview frame is only
+        # encoded while the encoders keep up (fewer than twice their number in the pool): in a burst
+        # the final images go first, and a frame that could not be shown in time is skipped.
+        self._cpu_jobs = 0
+        self.preview_backlog = 2 * cpu_threads
         self._io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="studio-io")
         self.previews = PreviewFrames()
 
@@ -107,6 +113,14 @@ class Studio(StudioGallery, StudioRecovery):
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         return await loop.run_in_executor(pool, functools.partial(ctx.run, fn, *args, **kwargs))
+
+    async def _on_cpu(self, fn, /, *args):
+        """Run fn on the CPU pool, counted in `_cpu_jobs` while it waits and runs."""
+        self._cpu_jobs += 1
+        try:
+            return await self._in(self._cpu, fn, *args)
+        finally:
+            self._cpu_jobs -= 1
 
     # What the UI shows before generating ------------------------------------------------------
 
@@ -297,7 +311,10 @@ class Studio(StudioGallery, StudioRecovery):
         total = max(1, self.engine.partial_images)
 
         async def on_partial(frame: PartialFrame) -> None:
-            webp, width, height = await self._in(self._cpu, preview_webp, frame)
+            if self._cpu_jobs >= self.preview_backlog:
+                log.debug("preview frame %s of %s skipped: the encoders are behind", frame.index, gen_id)
+                return
+            webp, width, height = await self._on_cpu(preview_webp, frame)
             self.previews.put(user_id=user_id, generation_id=gen_id, index=frame.index, webp=webp)
             preview = Preview(generation_id=gen_id, index=frame.index, total=total, webp=webp, width=width,
                               height=height, elapsed=time.perf_counter() - started)
@@ -346,7 +363,7 @@ class Studio(StudioGallery, StudioRecovery):
 
             report(0.8, "Finishing the image")
             t = time.perf_counter()
-            rendered = await self._in(self._cpu, postprocess, result, *plan.delivered)
+            rendered = await self._on_cpu(postprocess, result, *plan.delivered)
             timings["postprocess_ms"] = _ms(t)
 
             report(0.9, "Saving")

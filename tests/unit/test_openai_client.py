@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from openai import OpenAI
+
 from services.engines import make_engine
 from services.moderation import make_moderator
 from services.openai_client import OpenAIPerLoop
@@ -23,12 +25,14 @@ def test_engine_and_moderator_build_their_clients_from_the_same_settings(tmp_pat
     settings = load_settings(env_file=None, DATA_DIR=str(tmp_path), OPENAI_API_KEY="sk-shared",
                              OPENAI_BASE_URL="http://127.0.0.1:9/v1", OPENAI_TIMEOUT="45")
     engine, moderator = make_engine(settings), make_moderator(settings)
-    assert isinstance(engine.client, OpenAIPerLoop) and isinstance(moderator.client, OpenAIPerLoop)
+    # The engine reads its streams in worker threads with the synchronous client (one for all
+    # threads); the moderator awaits on the loop with one AsyncOpenAI per loop.
+    assert isinstance(engine.client, OpenAI) and isinstance(moderator.client, OpenAIPerLoop)
 
-    async def clients():
-        return engine.client(), moderator.client()
+    async def client():
+        return moderator.client()
 
-    image_client, moderation_client = asyncio.run(clients())
+    image_client, moderation_client = engine.client, asyncio.run(client())
     for client in (image_client, moderation_client):
         assert (client.api_key, str(client.base_url)) == ("sk-shared", "http://127.0.0.1:9/v1/")
     assert (image_client.timeout, moderation_client.timeout) == (45.0, 45.0)

@@ -68,3 +68,18 @@ def test_the_offline_engine_streams_coarse_then_finer_drafts(make_rig):
     assert [p.stage for p in previews] == ["Preview 1 of 2", "Preview 2 of 2"]
     assert len(previews[0].webp) < len(previews[1].webp), "the first draft is coarser"
     assert rig.balance(uid) == START - 10 and result.generation.engine == "offline"
+
+
+def test_frames_are_skipped_while_the_encoders_are_behind_and_the_image_still_comes(make_rig, fake_openai):
+    rig = make_rig("openai", fake_openai)
+    uid = rig.user(credits=START)
+    rig.studio.preview_backlog = 0  # as if the CPU pool were already full: no frame is worth encoding
+    result, previews = generate_with_previews(rig, uid)
+    assert previews == [], "no preview encoded"
+    assert rig.balance(uid) == START - 10 and result.generation.status == "succeeded"
+    assert [p.stage for p in generate_with_previews(rig, uid)[1]] == [], "still skipped"
+
+    rig.studio.preview_backlog = 4
+    _, previews = generate_with_previews(rig, uid)
+    assert [p.stage for p in previews] == ["Preview 1 of 2", "Preview 2 of 2"], "the pool is idle: every frame"
+    assert rig.studio._cpu_jobs == 0, "every CPU job counted out"
