@@ -78,7 +78,7 @@ def test_csv_export_is_for_admins_and_matches_the_table(serve_app, database_url)
         assert http.get("/admin/export/nothing.csv").status_code == 404
         r = http.get("/admin/export/members.csv", params={"q": member.email})
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
-        assert 'attachment; filename="members.csv"' == r.headers["content-disposition"]
+        assert r.headers["content-disposition"] == 'attachment; filename="members.csv"'
         table = app.services.admin.members(actor=boss, query=member.email)
         parsed = list(csv.reader(io.StringIO(r.text)))
         assert parsed == [table.headers, *[[str(v) for v in row] for row in table.rows]]
