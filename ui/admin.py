@@ -135,7 +135,8 @@ def build(services: Services, shell: Shell, *, tab: gr.Tab) -> None:
                     money_plans]
     # Loaded when an admin opens the tab (a member never sees it; if they call it, the service refuses).
     tab.select(admin_load, [search], load_outputs, api_name="admin_load", api_visibility="private")
-    gr.on([search_btn.click, search.submit], admin_search, [search], [members, members_csv], api_name="admin_search",
+    # result.change: after a grant, take-back, disable or enable, the members table shows it
+    gr.on([search_btn.click, search.submit, result.change], admin_search, [search], [members, members_csv], api_name="admin_search",
           api_visibility="private")
     grant_btn.click(admin_grant, [email, amount, note], [result], api_name="admin_grant", api_visibility="private")
     take_btn.click(admin_take_back, [email, amount, note], [result], api_name="admin_take_back",

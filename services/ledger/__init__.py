@@ -21,6 +21,9 @@ Every movement of a credit goes through `Ledger`. The rules:
   the balance the user really had, every write that changes the visible balance first books the
   user's due expiries (under the user's lock); a capture, which changes nothing visible, repeats
   the last entry's balance_after.
+- Refreshes (`refresh_subscription` from an invoice, `refresh_team` for the monthly team allowance,
+  key `team:<user id>:<YYYY-MM>`) expire what is left of that kind's current bucket and add the
+  new one; the key makes each exactly once, whichever process books it first.
 - Idempotency: the UNIQUE `LedgerEntry.idempotency_key`. Holds use `hold:<job_id>`, and both
   capture and release use `settle:<job_id>`, so the database itself refuses a hold that is
   both captured and released. A grant's bucket keeps its idempotency key as `source_ref`

@@ -78,7 +78,7 @@ def test_csv_export_is_for_admins_and_matches_the_table(serve_app, database_url)
         assert http.get("/admin/export/nothing.csv").status_code == 404
         r = http.get("/admin/export/members.csv", params={"q": member.email})
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
-        assert 'attachment; filename="members.csv"' == r.headers["content-disposition"]
+        assert r.headers["content-disposition"] == 'attachment; filename="members.csv"'
         table = app.services.admin.members(actor=boss, query=member.email)
         parsed = list(csv.reader(io.StringIO(r.text)))
         assert parsed == [table.headers, *[[str(v) for v in row] for row in table.rows]]
@@ -162,3 +162,32 @@ def _operator():
     from services.admin import OPERATOR
 
     return OPERATOR
+
+
+def test_provider_sign_in_of_new_accounts_follows_the_team_rules(serve_app, database_url):
+    from tests.e2e.test_oidc import browser, oidc_settings, person, provider_sign_in, user_by_email
+    from tests.fakes.oidc_server import FakeOIDC
+
+    with FakeOIDC() as provider:
+        app = serve_app(database_url=database_url, SIGNUP_MODE="invite", ALLOWED_EMAIL_DOMAINS="example.com",
+                        MONTHLY_ALLOWANCE_CREDITS="12", **oidc_settings(provider))
+
+        def attempt(email: str, *, verified: bool = True):
+            person(provider, email=email, verified=verified)
+            client, page = provider_sign_in(app, browser(app))
+            return client, page
+
+        client, page = attempt("stranger@example.com")
+        assert "by invitation only" in page.text and "studio_session" not in client.cookies
+        assert user_by_email(app, "stranger@example.com") is None
+
+        app.services.admin.create_invite(actor=_operator(), email="outside@elsewhere.org")
+        app.services.admin.create_invite(actor=_operator(), email="unverified@example.com")
+        client, page = attempt("unverified@example.com", verified=False)
+        assert "studio_session" not in client.cookies and user_by_email(app, "unverified@example.com") is None
+
+        client, page = attempt("outside@elsewhere.org")
+        assert "studio_session" in client.cookies
+        user = user_by_email(app, "outside@elsewhere.org")
+        assert app.services.ledger.balance(user.id).buckets["team"] == 12
+        assert [inv.used_by for inv in app.services.team.list_invites() if inv.email == user.email] == [user.id]
