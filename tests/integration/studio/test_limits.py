@@ -107,6 +107,33 @@ def test_the_cap_is_per_user_and_admins_are_exempt(make_rig, fake_openai):
     assert rig.balance(admin) == 0
 
 
+def test_the_cap_is_one_count_for_two_studios_on_one_database(make_rig, fake_openai):
+    """Two Studio instances (as two replicas would have) share the cap through the database."""
+    a = make_rig("openai", fake_openai, GENERATION_MAX_CONCURRENT=1)
+    b = make_rig("openai", fake_openai, GENERATION_MAX_CONCURRENT=1)
+    uid = a.user(credits=30)
+    fake_openai.hold()
+
+    async def one_after_another():
+        jobs = [asyncio.ensure_future(rig.studio.generate(user_id=uid, is_admin=False, prompt=f"job {i}", style="none",
+                                                          aspect_ratio="1:1", resolution="1K"))
+                for i, rig in enumerate((a, b, a))]
+        try:
+            for released in range(3):
+                await asyncio.to_thread(fake_openai.wait_until,
+                                        lambda f, r=released: f.started == r + 1 and f.ended == r)
+                fake_openai.release()
+            return await asyncio.gather(*jobs, return_exceptions=True)
+        finally:
+            fake_openai.release_all()
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = asyncio.run(one_after_another())
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert fake_openai.max_in_flight == 1, "each instance alone would have let one through: two at once"
+    assert a.balance(uid) == 0
+
+
 def test_a_cancelled_generation_gives_its_credits_back(make_rig, fake_openai):
     rig = make_rig("openai", fake_openai)
     uid = rig.user(credits=10)
