@@ -6,6 +6,11 @@ Public API (gradio_client with `Authorization: Bearer <api key>`):
   /generate (prompt, style, aspect_ratio, resolution) -> (image, message, balance)
       a generator: each partial frame first (image = the preview, message = its stage, balance =
       None), then the final image; a refusal raises gr.Error with the studio's message
+  /edit (prompt, style, aspect_ratio, resolution, references: [file, …], mask: file | None)
+      -> (image, message, balance)
+      the same with reference images (gradio_client's `handle_file`): each checked and cleaned
+      before anything is held, the mask (alpha 0 where to change) applying to the first; the
+      price is the resolution's plus the catalog's `reference_surcharge` per reference
   /balance () -> balance
 Every other event here is private. The page's Generate runs its own event (`generate_ui`, the same
 server-side checks): a refusal there is a notice next to the button, the last good image stays.
@@ -18,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import gradio as gr
@@ -29,9 +36,11 @@ from fastapi.responses import JSONResponse, Response
 from gradio.route_utils import get_request_origin
 
 from services.container import Services
-from services.errors import DomainError
+from services.errors import DomainError, ValidationFailed
 from services.studio import GenerationResult, Preview
 from ui.common import Shell, image_url, report_unexpected, user_facing
+
+log = logging.getLogger("ui.generate")
 
 SESSION_ENDED = "Your session ended - sign in again"
 SIGN_IN_AGAIN = "/login?next=/"
@@ -193,8 +202,33 @@ def status_line(stage: str, elapsed: float) -> str:
     return f"**{html.escape(stage)}** · {elapsed:.0f} s"
 
 
+def uploaded(value) -> tuple[str, Path]:
+    """A file Gradio received through its upload route → (its shown name, its path). Only a file in
+    Gradio's upload folder is taken (Gradio checks this too): never a path someone typed."""
+    from gradio.utils import get_upload_folder
+
+    raw = value.get("path") if isinstance(value, dict) else getattr(value, "path", value)
+    if not isinstance(raw, str | Path) or not str(raw):
+        raise ValidationFailed("A reference image must be an uploaded file.")
+    path = Path(raw).resolve()
+    if not path.is_relative_to(Path(get_upload_folder()).resolve()):
+        raise ValidationFailed("A reference image must be an uploaded file.")
+    return path.name, path
+
+
+def discard_uploads(paths: list[Path]) -> None:
+    """Remove uploaded files once the studio has read them: Gradio's folder answers anyone holding
+    a file's URL, and the cleaned copies are what the studio keeps."""
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+            path.parent.rmdir()  # Gradio puts each upload in a folder of its own
+        except OSError:
+            log.debug("could not remove upload %s", path, exc_info=True)
+
+
 async def generation_events(studio, *, user, prompt, style, aspect_ratio, resolution, progress=None,
-                            tick: float | None = None) -> AsyncIterator[tuple[str, object]]:
+                            tick: float | None = None, references=(), mask=None) -> AsyncIterator[tuple[str, object]]:
     """Run one generation and yield what the page or the API shows on the way: ("preview",
     Preview) for each partial frame, ("tick", stage) every `tick` seconds without one, and
     ("result", GenerationResult) last. A refusal or failure is raised (its DomainError). If the
@@ -209,7 +243,7 @@ async def generation_events(studio, *, user, prompt, style, aspect_ratio, resolu
 
     task = asyncio.ensure_future(studio.generate(
         user_id=user.id, is_admin=user.is_admin, prompt=prompt, style=style, aspect_ratio=aspect_ratio,
-        resolution=resolution, progress=report, on_preview=frames.put_nowait))
+        resolution=resolution, progress=report, on_preview=frames.put_nowait, references=references, mask=mask))
     try:
         while not task.done():
             getter = asyncio.ensure_future(frames.get())
@@ -265,6 +299,9 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         api_aspect_ratio = gr.Textbox(label="aspect_ratio")
         api_resolution = gr.Textbox(label="resolution")
         api_trigger = gr.Button("generate")
+        api_references = gr.File(label="references", file_count="multiple", type="filepath")
+        api_mask = gr.File(label="mask", file_count="single", type="filepath")
+        api_edit = gr.Button("edit")
 
     @user_facing
     def cost_line(resolution_key: str, request: gr.Request):
@@ -313,10 +350,30 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                        progress=gr.Progress()):
         """Make one image. Yields each preview frame (image, its stage, None) as it arrives, then the
         image, a message (with the PNG download link) and your balance."""
+        async for shown in api_events(request, progress, prompt=prompt, style=style, aspect_ratio=aspect_ratio,
+                                      resolution=resolution):
+            yield shown
+
+    @user_facing
+    async def edit(prompt: str, style: str, aspect_ratio: str, resolution: str, references: list | None,
+                   mask, request: gr.Request, progress=gr.Progress()):
+        """Make one image from your reference images (PNG, JPEG or WebP; the first is the one a mask
+        edits). `mask`: optional, the first image's shape, transparent where to change. Costs the
+        resolution's price plus the reference surcharge per image. Yields the preview frames, then
+        the image, a message and your balance; nothing is charged for a refusal."""
+        files = [uploaded(value) for value in references or []]
+        painted = uploaded(mask) if mask else None
+        try:
+            async for shown in api_events(request, progress, prompt=prompt, style=style, aspect_ratio=aspect_ratio,
+                                          resolution=resolution, references=files, mask=painted):
+                yield shown
+        finally:
+            await anyio.to_thread.run_sync(discard_uploads, [p for _, p in files] + ([painted[1]] if painted else []))
+
+    async def api_events(request: gr.Request, progress, **job):
+        """What /generate and /edit yield: each preview frame, then (image, details, balance)."""
         user = await anyio.to_thread.run_sync(shell.user, request)  # a database read: off the loop
-        async for kind, value in generation_events(studio, user=user, prompt=prompt, style=style,
-                                                   aspect_ratio=aspect_ratio, resolution=resolution,
-                                                   progress=progress):
+        async for kind, value in generation_events(studio, user=user, progress=progress, **job):
             if kind == "preview":
                 yield (image_file(preview_url(request, value), for_api=True,
                                   name=preview_name(value.generation_id, value.index)),
@@ -377,6 +434,8 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
     # postprocess=False: the image is a URL on the owner-checked route (see image_file).
     api_trigger.click(generate, [prompt, api_style, api_aspect_ratio, api_resolution], [image, message, balance],
                       api_name="generate", api_visibility="public", postprocess=False)
+    api_edit.click(edit, [prompt, api_style, api_aspect_ratio, api_resolution, api_references, api_mask],
+                   [image, message, balance], api_name="edit", api_visibility="public", postprocess=False)
     go.click(generate_ui, [prompt, style, aspect_ratio, resolution, last_good], [image, message, notice_box, last_good],
              api_name="generate_ui", api_visibility="private", postprocess=False, show_progress="hidden") \
         .then(after, [resolution], [cost, buy, go] + ([shell.balance] if shell.balance is not None else []),

@@ -29,6 +29,8 @@ class BodyLimits:
       generations request or a tool call) with a few short fields: the gradio_api reasoning holds.
     - api_uploads: /v1/images/edits is answered without reading its body until edits land (#11);
       a client's multipart images get that answer rather than a 413.
+    - gradio_upload: /gradio_api/upload carries a job's reference images and mask (issue #11):
+      app.py sets it to `upload_cap(REFERENCE_MAX_BYTES, REFERENCE_MAX_IMAGES)` (uploads.py).
     - default: anything else (no other route takes a body today).
     """
 
@@ -37,6 +39,7 @@ class BodyLimits:
     gradio_api: int = 256 * KiB
     api: int = 256 * KiB
     api_uploads: int = 32 * MiB
+    gradio_upload: int = 9 * 20 * MiB + MiB
     default: int = 64 * KiB
 
     def for_path(self, path: str) -> int:
@@ -48,6 +51,8 @@ class BodyLimits:
             return self.api
         if path.rstrip("/") in FORM_ROUTES:
             return self.form
+        if path.rstrip("/") == GRADIO_API + "/upload":
+            return self.gradio_upload
         if path.startswith(GRADIO_API + "/"):
             return self.gradio_api
         return self.default
