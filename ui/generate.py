@@ -38,6 +38,7 @@ from gradio.route_utils import get_request_origin
 from services.container import Services
 from services.errors import DomainError, ValidationFailed
 from services.studio import GenerationResult, Preview
+from ui import references as reference_area
 from ui.common import Shell, image_url, report_unexpected, user_facing
 
 log = logging.getLogger("ui.generate")
@@ -127,6 +128,7 @@ class GenerateForm:
     resolution: gr.Radio
     tab_id: str
     refresh: tuple  # (fn, inputs, outputs) that redraws the cost line, Generate and the prompt preview
+    references: reference_area.ReferencesArea | None = None  # the gallery's Edit / Use as reference fill it
 
 
 def style_choices(services: Services) -> list[tuple[str, str]]:
@@ -277,6 +279,7 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                                     elem_classes="studio-compact")
             resolution = gr.Radio(resolution_choices(services), value=catalog.default_resolution,
                                   label="Resolution", elem_classes="studio-compact")
+            refs = reference_area.build(services, shell)
             cost = gr.Markdown(elem_classes="cost-line")
             with gr.Row(elem_classes="studio-actions"):
                 go = gr.Button("Generate", variant="primary", scale=3, elem_id="studio-generate")
@@ -304,12 +307,13 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         api_edit = gr.Button("edit")
 
     @user_facing
-    def cost_line(resolution_key: str, request: gr.Request):
-        return cost_for(shell.user(request), resolution_key)
+    def cost_line(resolution_key: str, items, request: gr.Request):
+        return cost_for(shell.user(request), resolution_key, count=len(items or []))
 
-    def cost_for(user, resolution_key: str, have: int | None = None):
+    def cost_for(user, resolution_key: str, have: int | None = None, count: int = 0):
         """(the cost line, Buy credits, Generate): Generate is off, with the reason, when this
-        user cannot have this resolution now (the studio refuses it anyway)."""
+        user cannot have this resolution now (the studio refuses it anyway). `count`: reference
+        images, each adding the catalog's surcharge."""
         try:
             res = catalog.resolution(resolution_key)
             block = services.entitlements.resolution_block(user_id=user.id, is_admin=user.is_admin,
@@ -318,8 +322,13 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
             return err.message, gr.Button(visible=False), gr.Button(interactive=False)
         if have is None:
             have = services.ledger.balance(user.id).total
-        text = f"This image costs **{res.price} credits** · you have **{have}**"
-        short = have < res.price
+        total = studio.reference_cost(resolution=res.key, references=count)
+        parts = ""
+        if count and catalog.reference_surcharge:
+            parts = (f" ({res.price} + {count} reference image{'s' if count != 1 else ''} × "
+                     f"{catalog.reference_surcharge})")
+        text = f"This image costs **{total} credits**{parts} · you have **{have}**"
+        short = have < total
         if block:
             text += f"  \n{block}"
         elif short:
@@ -337,8 +346,8 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         return style_note(services, style_name)
 
     @user_facing
-    def refresh(prompt_text: str, style_name: str, resolution_key: str, request: gr.Request):
-        line, button, can_go = cost_line(resolution_key, request)
+    def refresh(prompt_text: str, style_name: str, resolution_key: str, items, request: gr.Request):
+        line, button, can_go = cost_line(resolution_key, items, request)
         return preview(prompt_text, style_name), line, button, can_go
 
     def details_of(result: GenerationResult, request: gr.Request, elapsed: float | None = None) -> str:
@@ -386,35 +395,44 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                 yield image_file(image_url(request, g.id, "webp"), for_api=True), details, value.balance
 
     @user_facing
-    async def generate_ui(prompt: str, style: str, aspect_ratio: str, resolution: str, last, request: gr.Request):
-        """The page's Generate: the same studio call; what it says goes into the page, not an error."""
+    async def generate_ui(prompt: str, style: str, aspect_ratio: str, resolution: str, last, items, editor_value,
+                          editing, request: gr.Request):
+        """The page's Generate: the same studio call; what it says goes into the page, not an error.
+        With reference images, once the image is made they are the stored copies (the uploads go)."""
         started = time.perf_counter()
+        keep = (gr.skip(), gr.skip())  # the reference list and its thumbnails, unchanged
         try:
             user = await anyio.to_thread.run_sync(shell.user, request)
         except gr.Error:
-            yield gr.skip(), gr.skip(), notice(SESSION_ENDED, session_ended=True), gr.skip()
+            yield gr.skip(), gr.skip(), notice(SESSION_ENDED, session_ended=True), gr.skip(), *keep
             return
         shown_preview = False
-        yield gr.skip(), status_line("Checking the prompt", 0), "", gr.skip()
+        yield gr.skip(), status_line("Checking the prompt", 0), "", gr.skip(), *keep
         try:
+            job_refs, mask = await anyio.to_thread.run_sync(reference_area.job_inputs, items, editor_value, editing)
             async for kind, value in generation_events(studio, user=user, prompt=prompt, style=style,
                                                        aspect_ratio=aspect_ratio, resolution=resolution,
-                                                       tick=TICK_SECONDS):
+                                                       tick=TICK_SECONDS, references=job_refs, mask=mask):
                 elapsed = time.perf_counter() - started
                 if kind == "preview":
                     shown_preview = True
                     yield (image_file(preview_url(request, value), for_api=False), status_line(value.stage, elapsed),
-                           gr.skip(), gr.skip())
+                           gr.skip(), gr.skip(), *keep)
                 elif kind == "tick":
-                    yield gr.skip(), status_line(value, elapsed), gr.skip(), gr.skip()
+                    yield gr.skip(), status_line(value, elapsed), gr.skip(), gr.skip(), *keep
                 else:
                     shown = image_file(image_url(request, value.id, "webp"), for_api=False)
                     details = details_of(value, request, elapsed)
-                    yield shown, details, "", (shown, details)
+                    stored = reference_area.stored_items(value.generation)
+                    if stored:
+                        await anyio.to_thread.run_sync(discard_uploads, [
+                            Path(item["path"]) for item in items or [] if item.get("kind") == "upload"])
+                        keep = (stored, reference_area.thumbs_html(request, stored))
+                    yield shown, details, "", (shown, details), *keep
         except Exception as err:  # noqa: BLE001 - every outcome is shown inline, none as an error badge
             said = err.message if isinstance(err, DomainError) else report_unexpected(err, "ui.generate")
             previous_image, previous_details = last or (None, "")
-            yield (previous_image if shown_preview else gr.skip()), previous_details, notice(said), gr.skip()
+            yield (previous_image if shown_preview else gr.skip()), previous_details, notice(said), gr.skip(), *keep
 
     @user_facing
     def balance_now(request: gr.Request) -> int:
@@ -423,10 +441,10 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         return services.ledger.balance(shell.user(request).id).total
 
     @user_facing
-    def after(resolution_key: str, request: gr.Request):
+    def after(resolution_key: str, items, request: gr.Request):
         user = shell.user(request)
         balance = services.ledger.balance(user.id)  # one read for the cost line and the header
-        line, button, can_go = cost_for(user, resolution_key, balance.total)
+        line, button, can_go = cost_for(user, resolution_key, balance.total, count=len(items or []))
         if shell.balance is None:
             return line, button, can_go
         return line, button, can_go, shell.balance_text(user.id, balance=balance)
@@ -436,9 +454,10 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                       api_name="generate", api_visibility="public", postprocess=False)
     api_edit.click(edit, [prompt, api_style, api_aspect_ratio, api_resolution, api_references, api_mask],
                    [image, message, balance], api_name="edit", api_visibility="public", postprocess=False)
-    go.click(generate_ui, [prompt, style, aspect_ratio, resolution, last_good], [image, message, notice_box, last_good],
+    go.click(generate_ui, [prompt, style, aspect_ratio, resolution, last_good, refs.items, refs.editor, refs.editing],
+             [image, message, notice_box, last_good, refs.items, refs.thumbs],
              api_name="generate_ui", api_visibility="private", postprocess=False, show_progress="hidden") \
-        .then(after, [resolution], [cost, buy, go] + ([shell.balance] if shell.balance is not None else []),
+        .then(after, [resolution, refs.items], [cost, buy, go] + ([shell.balance] if shell.balance is not None else []),
               api_visibility="private", show_progress="hidden")
     gr.api(balance_now, api_name="balance")
 
@@ -447,11 +466,15 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                 trigger_mode="always_last", queue=False)
     style.change(describe_style, [style], [style_info], api_visibility="private", show_progress="hidden",
                  queue=False)
-    resolution.change(cost_line, [resolution], [cost, buy, go], api_visibility="private", show_progress="hidden")
+    resolution.change(cost_line, [resolution, refs.items], [cost, buy, go], api_visibility="private",
+                      show_progress="hidden")
+    refs.items.change(cost_line, [resolution, refs.items], [cost, buy, go], api_visibility="private",
+                      show_progress="hidden")
     if tabs is not None:
         buy.click(user_facing(lambda: gr.Tabs(selected="pricing")), None, [tabs], api_visibility="private",
                   queue=False)
-    shell.on_show(refresh, [prompt, style, resolution], [sent, cost, buy, go])
+    shell.on_show(refresh, [prompt, style, resolution, refs.items], [sent, cost, buy, go])
 
     return GenerateForm(prompt=prompt, style=style, aspect_ratio=aspect_ratio, resolution=resolution,
-                        tab_id=tab_id, refresh=(refresh, [prompt, style, resolution], [sent, cost, buy, go]))
+                        tab_id=tab_id, refresh=(refresh, [prompt, style, resolution, refs.items], [sent, cost, buy, go]),
+                        references=refs)

@@ -5,6 +5,7 @@ Gradio's upload route takes files only from signed-in users, capped per request.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -192,3 +193,55 @@ def test_uploads_only_for_signed_in_users_and_capped(serve_app, tmp_path):
         assert ok.status_code == 200 and len(ok.json()) == 1
     after = sorted(folder.rglob("*")) if folder.exists() else []
     assert len(after) > len(before)  # the signed-in upload was written; the refused ones were not
+
+
+class Page:
+    """One signed-in browser tab, driving the page's private events through Gradio's queue."""
+
+    def __init__(self, app):
+        from tests.e2e.conftest import sign_up
+
+        self.http = sign_up(app, f"refs-{uuid.uuid4().hex[:8]}@example.com")
+        self.config = self.http.get("/config").json()
+        self.session_hash = uuid.uuid4().hex
+
+    def event(self, api_name: str, data: list, event_data: dict | None = None) -> dict:
+        from tests.e2e.conftest import queue_event
+
+        fn = next(d["id"] for d in self.config["dependencies"] if d.get("api_name") == api_name)
+        return queue_event(self.http, fn, data, session_hash=self.session_hash, event_data=event_data)
+
+    def generate(self, prompt: str = "a quiet harbour") -> dict:
+        return self.event("generate_ui", [prompt, "photographic", "1:1", "1K", None, None, None, None])
+
+
+def test_gallery_images_become_references_only_for_their_owner(serve_app):
+    app = serve_app()
+    alice, bob = Page(app), Page(app)
+    made = alice.generate()
+    assert made["success"], made
+    first = made["output"]["data"][1].split("/images/", 1)[1].split("/png", 1)[0]
+
+    refused = bob.event("gallery_use_reference", [None], {"id": first})
+    assert not refused["success"] and "not found" in json.dumps(refused).lower()
+    refused = bob.event("gallery_edit", [], {"id": first})
+    assert not refused["success"]
+
+    added = alice.event("gallery_use_reference", [None], {"id": first})
+    assert added["success"], added
+    assert f"/images/{first}/thumb/" in json.dumps(added["output"]["data"][1])  # the thumbnail, owner-checked
+
+    edited = alice.generate("the same harbour at night")
+    assert edited["success"], edited
+    details = edited["output"]["data"][1]
+    assert "from 1 reference image" in details
+    second = details.split("/images/", 1)[1].split("/png", 1)[0]
+    with app.services.db.session() as s:
+        row = s.get(Generation, second)
+    assert row.reference_images[0]["source"] == first and row.cost == 10
+    assert alice.http.get(f"/images/{second}/ref0.jpg").status_code == 200
+    assert bob.http.get(f"/images/{second}/ref0.jpg").status_code == 404
+
+    # Reuse settings re-attaches the references the image was made from.
+    reused = alice.event("gallery_reuse", [], {"id": second})
+    assert reused["success"] and f"/images/{second}/ref0.jpg/" in json.dumps(reused["output"]["data"])
