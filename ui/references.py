@@ -82,7 +82,7 @@ def build(services: Services, shell: Shell) -> ReferencesArea:
         items = gr.State([])
         picker = gr.File(label="Add reference images: choose, drop or paste (PNG, JPEG, WebP)",
                          file_count="multiple", file_types=[".png", ".jpg", ".jpeg", ".webp"], type="filepath",
-                         elem_id="studio-ref-picker", height=110)
+                         elem_id="studio-ref-picker")
         thumbs = gr.HTML(thumbs_html(None, []), js_on_load=THUMBS_JS, css_template=THUMBS_CSS,
                          elem_id="studio-ref-thumbs", apply_default_css=False)
         with gr.Row():
