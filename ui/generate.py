@@ -372,6 +372,9 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         the image, a message and your balance; nothing is charged for a refusal."""
         files = [uploaded(value) for value in references or []]
         painted = uploaded(mask) if mask else None
+        if not files:
+            await anyio.to_thread.run_sync(discard_uploads, [painted[1]] if painted else [])
+            raise ValidationFailed("Add at least one reference image (without any, use /generate).")
         try:
             async for shown in api_events(request, progress, prompt=prompt, style=style, aspect_ratio=aspect_ratio,
                                           resolution=resolution, references=files, mask=painted):

@@ -115,7 +115,11 @@ def build(services: Services, shell: Shell) -> ReferencesArea:
         index = data.get("index") if isinstance(data, dict) else None
         current = list(current or [])
         if isinstance(index, int) and 0 <= index < len(current):
-            current.pop(index)
+            gone = current.pop(index)
+            if gone.get("kind") == "upload":
+                from ui.generate import discard_uploads, uploaded
+
+                discard_uploads([uploaded(gone.get("path"))[1]])  # only ever a file in Gradio's folder
         closed = not current or index == 0
         return (current, thumbs_html(request, current), gr.Button(interactive=bool(current)),
                 *(editor_closed() if closed else (gr.skip(), gr.skip(), gr.skip())))
