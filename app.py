@@ -71,7 +71,7 @@ def create_app(settings: Settings, services=None):
         no_event_analytics,
         no_matplotlib_lookups,
     )
-    from ui.guards import BodyLimit, Busy, GradioSessions, UploadsOff
+    from ui.guards import BodyLimit, BodyLimits, Busy, GradioSessions, Uploads, upload_cap
     from ui.guards.no_store import NoStoreAppPage
     from ui.observability import RequestContext, queue_depth, route_segments
     from ui.observability import build_router as build_ops_router
@@ -134,7 +134,7 @@ def create_app(settings: Settings, services=None):
     app = gr.mount_gradio_app(
         app, blocks, path="/", auth_dependency=auth_dependency,
         server_name=settings.server_name, server_port=settings.server_port,
-        enable_monitoring=False, show_error=False, max_file_size=settings.max_upload_size, ssr_mode=False,
+        enable_monitoring=False, show_error=False, max_file_size=upload_file_size(settings), ssr_mode=False,
         blocked_paths=[str(data_dir), str(ROOT / ".env"), str(ROOT / "alembic.ini")],
         # Gradio's own footer (its API page with placeholder values, its MCP tab) is off: ours links /api.
         css=(ROOT / "assets" / "studio.css").read_text() + (ROOT / "assets" / "generate.css").read_text(),
@@ -143,16 +143,24 @@ def create_app(settings: Settings, services=None):
     no_event_analytics(blocks._queue)  # monitoring is off: nothing reads the per-event summary
     enough_queue_slots(blocks._queue)  # quick calls are not queued behind running generations
     app.state.blocks = blocks
-    # Each add_middleware wraps the ones before it: a request meets UploadsOff, then BodyLimit (both
-    # answer before a byte of the body is read), then GradioSessions (session_hash owners, release),
-    # then Busy (a full queue's 503 in our words).
+    # Each add_middleware wraps the ones before it: a request meets Uploads (signed-in uploads only),
+    # then BodyLimit (both answer before a byte of the body is read), then GradioSessions
+    # (session_hash owners, release), then Busy (a full queue's 503 in our words).
     app.add_middleware(Busy)
     app.add_middleware(GradioSessions, blocks=blocks, identify=identify)
-    app.add_middleware(BodyLimit)
-    app.add_middleware(UploadsOff)
+    app.add_middleware(BodyLimit, limits=BodyLimits(
+        gradio_upload=upload_cap(settings.reference_max_bytes, settings.reference_max_images)))
+    app.add_middleware(Uploads, identify=identify)
     app.add_middleware(NoStoreAppPage)
     app.add_middleware(RequestContext, metrics=metrics, known=route_segments(app))  # outermost: ids, timing
     return app
+
+
+def upload_file_size(settings: Settings) -> int:
+    """Gradio's per-file ceiling: MAX_UPLOAD_SIZE, raised to REFERENCE_MAX_BYTES (a reference image)."""
+    from gradio.utils import _parse_file_size
+
+    return max(settings.reference_max_bytes, _parse_file_size(settings.max_upload_size) or 0)
 
 
 async def _sweep_forever(maintenance, interval: float) -> None:

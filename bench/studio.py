@@ -26,6 +26,9 @@ itself costs ~100 ms of CPU per call, which on two cores would be measuring the 
    only calls the engine and returns the image, as a bare Space does), its image downloaded from
    Gradio's file route. Ours must not be worse, with 0 failed requests. In test 1 our clients also
    download every preview frame, as the page does.
+6. References (issue #11): checking and cleaning four 12-megapixel JPEG references as a job does
+   (services/references.py), as a fraction of a 10 s engine call (target ≤ 0.05), and the peak
+   memory this adds (target ≤ 300 MB): bench/references.py, run in a process of its own.
 
 `--replicas N` (N ≥ 2) runs another benchmark instead: N `python app.py` replicas on one
 PostgreSQL schema (made fresh under `--postgres`, dropped afterwards) and one S3 store (moto's
@@ -48,6 +51,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -280,6 +284,15 @@ async def preview_latency(app: App, fake: Fake, key: str, *, runs: int = 5, late
             "max_s": round(delays[-1], 3), "min_s": round(delays[0], 3)}
 
 
+def references_figure() -> dict:
+    """Test 6 (issue #11): checking and cleaning four 12-megapixel JPEG references as a job does,
+    as a fraction of a 10 s engine call, and the peak memory it adds: bench/references.py in a
+    process of its own (so the peak is the references' alone, not this process's)."""
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("references.py")), "--json"],
+                         capture_output=True, text=True, check=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 async def run(args) -> dict:
     fake = Fake(args.image)
     app = None
@@ -299,6 +312,7 @@ async def run(args) -> dict:
                                  await one_4k(app, fake, users[-1][1], "1:1", args.big_latency)]
         if args.previews:
             result["preview_latency"] = await preview_latency(app, fake, users[-1][1])
+        result["references"] = await asyncio.to_thread(references_figure)
         # Test 5: the peer beside ours (idle apps cost nothing), bursts alternating, so that both
         # meet the same machine: peer, ours, peer, ours, … (`--rounds` pairs; test 1 was ours' first).
         peer = start_bare_space(fake, args.users)
@@ -334,6 +348,8 @@ async def run(args) -> dict:
         "display_over_png_4k<=0.15": o["display_over_png"] <= 0.15,
         "preview_latency_max<=0.3": result.get("preview_latency", {}).get("max_s", 0) <= 0.3,
         "ours_not_worse_than_bare_space": k["ours_failed"] == 0 and k["ours_median"] <= k["peer_median"],
+        "references_fraction<=0.05": result["references"]["fraction_of_latency"] <= 0.05,
+        "references_peak_mb<=300": result["references"]["peak_added_mb"] <= 300,
     }
     return result
 
@@ -534,6 +550,10 @@ def main() -> int:
               f"peer {k['peer_wall_over_latency']} ({k['peer_failed']} failed requests), ours "
               f"{k['ours_wall_over_latency']} ({k['ours_failed']} failed) → medians peer {k['peer_median']}, ours "
               f"{k['ours_median']}: ours {'not worse' if result['targets']['ours_not_worse_than_bare_space'] else 'WORSE'}")
+        r = result["references"]
+        print(f"6. {r['count']} × {r['megapixels']:g} MP JPEG references checked and cleaned ({r['input_mb']} MB in): "
+              f"{r['seconds']} s = {r['fraction_of_latency']} of a 10 s engine call (target ≤ 0.05), "
+              f"peak memory added {r['peak_added_mb']} MB (target ≤ 300)")
     print(json.dumps(result))
     # Targets are figures to read (this machine is shared and noisy); failed requests are errors.
     failed = result["compare"]["ours_failed"] > 0 or result["service"]["ok"] < result["service"]["users"]

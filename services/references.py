@@ -222,6 +222,29 @@ class ReferenceRules:
         return Reference(name=name, data=out.getvalue(), mime=mime, width=image.width, height=image.height)
 
 
+def mask_from_layers(size: tuple[int, int], layers: list) -> bytes | None:
+    """What a person painted over an image (the editor's layers: RGBA images or arrays) → a mask PNG
+    of `size`: alpha 0 where anything was painted, 255 elsewhere. None when nothing was painted."""
+    import numpy as np
+
+    painted = np.zeros((size[1], size[0]), dtype=bool)
+    for layer in layers or []:
+        image = layer if isinstance(layer, Image.Image) else Image.fromarray(np.asarray(layer))
+        if image.mode != "RGBA":
+            continue
+        alpha = image.getchannel("A")
+        if alpha.size != size:
+            alpha = alpha.resize(size, Image.Resampling.NEAREST)
+        painted |= np.asarray(alpha) > 0
+    if not painted.any():
+        return None
+    mask = Image.new("RGBA", size, (0, 0, 0, 255))
+    mask.putalpha(Image.fromarray(np.where(painted, 0, 255).astype(np.uint8), "L"))
+    out = io.BytesIO()
+    mask.save(out, "PNG")
+    return out.getvalue()
+
+
 def _rgb(image: Image.Image) -> Image.Image:
     """RGB, or RGBA when the image has any transparency; other modes (P, LA, CMYK, I;16, …) converted."""
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)

@@ -95,7 +95,11 @@ def user_facing(fn):
 
 
 def image_name(generation_id: str, variant: str) -> str:
-    """The file name an image variant is served and saved under (`image-<id>.webp`, `….png`)."""
+    """The file name an image variant is served and saved under (`image-<id>.webp`, `….png`; a stored
+    reference image `reference-<id>-<n>.jpg`)."""
+    if variant.startswith("ref") and "." in variant:
+        number, extension = variant[3:].split(".", 1)
+        return f"reference-{generation_id[:12]}-{number}.{extension}"
     return f"image-{generation_id[:12]}.{'png' if variant == 'png' else 'webp'}"
 
 

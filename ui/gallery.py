@@ -1,12 +1,15 @@
 """Gallery tab: the user's images in a grid that keeps each image's shape, searched by prompt and
 filtered by style and resolution; a large preview (arrow keys move, Escape closes) with the
-details beside it, Download PNG, Reuse settings (fills the Generate tab) and Delete (after a
-confirmation, into the trash); the trash (restore within 30 days); Download all (a zip of the PNG
-originals, ui/downloads.py).
+details beside it (with the reference images it was made from), Download PNG, Reuse settings
+(fills the Generate tab, references included), Edit (the image becomes the reference and opens in
+the region editor), Use as reference (added to the Generate tab's references, no upload) and Delete
+(after a confirmation, into the trash); the trash (restore within 30 days); Download all (a zip of
+the PNG originals, ui/downloads.py).
 
 The grid and the preview are one gr.HTML rendered here (every value escaped); its script opens
 the preview in the page and sends the actions back as events carrying the image id: "delete"
-(to the trash), "undo" (restore), "select" (reuse settings). Each handler checks the owner again.
+(to the trash), "undo" (restore), "select" (reuse settings), "edit" (Edit), "apply" (Use as
+reference). Each handler checks the owner again.
 Images come from the owner-checked routes /images/{id}/{thumb|webp|png} (ui/web.py) and, in the
 trash, /trash/{id}/{thumb|webp} (ui/downloads.py); nothing goes through Gradio's cache.
 """
@@ -14,11 +17,13 @@ trash, /trash/{id}/{thumb|webp} (ui/downloads.py); nothing goes through Gradio's
 from __future__ import annotations
 
 import html
+import json
 
 import gradio as gr
 
 from services.container import Services
 from services.studio.gallery import TRASH_DAYS
+from ui import references as reference_area
 from ui.common import Shell, image_url, user_facing
 from ui.downloads import DOWNLOAD_ALL, trash_url
 from ui.generate import GenerateForm
@@ -61,6 +66,9 @@ GRID_CSS = """
 .sg-confirm[hidden] { display: none; }
 .sg-confirm p { margin: 0 0 0.5rem; }
 .sg-count { color: #b9b9c8; margin: 0 0 0.5rem; font-size: 0.9rem; }
+.sg-refs { display: flex; flex-wrap: wrap; gap: 6px; margin: 0 0 1rem; }
+.sg-refs[hidden] { display: none; }
+.sg-refs img { width: 56px; height: 56px; object-fit: cover; border-radius: 4px; }
 @media (max-width: 720px) {
   .sg-item { flex-basis: calc(var(--w) / var(--h) * 100px); }
   .sg-lightbox { grid-template-columns: 1fr 1fr; grid-template-rows: auto auto auto; align-items: start;
@@ -96,6 +104,15 @@ function show(i) {
   b.querySelectorAll('[data-field]').forEach(el => { el.textContent = d[el.dataset.field] || ''; });
   const png = b.querySelector('.sg-download');
   if (png) png.href = d.png;
+  const refs = b.querySelector('.sg-refs');
+  if (refs) {
+    refs.replaceChildren();
+    const list = d.refs ? JSON.parse(d.refs) : [];
+    list.forEach(r => { const img = document.createElement('img'); img.src = r.src; img.alt = r.name;
+      img.title = r.name; refs.appendChild(img); });
+    refs.hidden = !list.length;
+    b.querySelector('.sg-refs-label').hidden = !list.length;
+  }
   b.querySelector('.sg-count').textContent = `${index + 1} of ${list.length}`;
   b.querySelector('.sg-prev').disabled = index === 0;
   b.querySelector('.sg-next').disabled = index === list.length - 1;
@@ -130,6 +147,8 @@ element.addEventListener('click', (e) => {
   else if (button.matches('.sg-confirm-delete')) act('delete');
   else if (button.matches('.sg-restore')) act('undo');
   else if (button.matches('.sg-reuse')) act('select');
+  else if (button.matches('.sg-edit')) act('edit');
+  else if (button.matches('.sg-use')) act('apply');
 });
 element.addEventListener('keydown', (e) => {
   const item = e.target.closest && e.target.closest('.sg-item');
@@ -172,6 +191,9 @@ def item_html(request: gr.Request | None, studio, g, *, trash: bool) -> str:
         "id": g.id, "prompt": g.prompt, "style": g.style, "resolution": f"{g.resolution} · {g.aspect_ratio}",
         "size": f"{width} × {height} px", "bytes": _size(studio.png_size(g)), "date": when,
         "credits": str(g.cost), "full": full, "png": png,
+        "refs": json.dumps([{"src": image_url(request, g.id, str(r.get("variant"))) if not trash else "",
+                             "name": str(r.get("name") or "")} for r in (g.reference_images or [])
+                            ] if not trash else []),
     }
     attrs = " ".join(f'data-{k}="{_attr(v)}"' for k, v in data.items())
     return (f'<figure class="sg-item" tabindex="0" role="button" aria-label="Open: {_attr(g.prompt[:120])}" '
@@ -187,6 +209,8 @@ def lightbox_html(*, trash: bool) -> str:
     else:
         actions = ('<a class="sg-btn sg-download" href="" download>Download PNG</a>'
                    '<button type="button" class="sg-reuse">Reuse settings</button>'
+                   '<button type="button" class="sg-edit">Edit</button>'
+                   '<button type="button" class="sg-use">Use as reference</button>'
                    '<button type="button" class="sg-delete sg-danger">Delete</button>')
         confirm = (f'<p>Move this image to the trash? You can restore it from the Trash for {TRASH_DAYS} days.</p>'
                    '<button type="button" class="sg-confirm-delete sg-danger">Move to trash</button> '
@@ -200,6 +224,7 @@ def lightbox_html(*, trash: bool) -> str:
         '<button type="button" class="sg-nav sg-prev" aria-label="Previous image">‹</button>'
         '<div class="sg-stage"><img class="sg-full" alt=""></div>'
         f'<aside class="sg-details"><p class="sg-count"></p><p class="sg-prompt"></p><dl>{rows}</dl>'
+        '<p class="sg-count sg-refs-label" hidden>Made from these reference images</p><div class="sg-refs" hidden></div>'
         f'<div class="sg-actions">{actions}</div><div class="sg-confirm" hidden>{confirm}</div></aside>'
         '<button type="button" class="sg-nav sg-next" aria-label="Next image">›</button>'
         '</div>'
@@ -253,7 +278,7 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
                                  value="", label="Resolution", scale=1, min_width=130)
         where = gr.Radio([GALLERY, TRASH], value=GALLERY, label="Show", scale=1, min_width=150)
     summary = gr.HTML(js_on_load=None, elem_classes="sg-summary-box")
-    hide_reuse = "" if form is not None else "\n.sg-reuse { display: none; }"
+    hide_reuse = "" if form is not None else "\n.sg-reuse, .sg-edit, .sg-use { display: none; }"
     grid = gr.HTML(js_on_load=GRID_JS, css_template=GRID_CSS + hide_reuse, elem_id="studio-gallery",
                    apply_default_css=False)
     with gr.Row(elem_classes="sg-pages"):
@@ -337,12 +362,45 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
         resolution_key = g.resolution if g.resolution in [r.key for r in catalog.resolutions] \
             else catalog.default_resolution
         switch = [gr.Tabs(selected=form.tab_id)] if tabs is not None else []
-        return (g.prompt, style_name, ratio, resolution_key, *switch)
+        stored = reference_area.stored_items(g)  # the references it was made from, re-attached
+        return (g.prompt, style_name, ratio, resolution_key, stored, reference_area.thumbs_html(request, stored),
+                gr.Button(interactive=bool(stored)), *reference_area.editor_closed(), *switch)
 
+    @user_facing
+    def use_as_reference(current, evt: gr.EventData, request: gr.Request):
+        user = shell.user(request)
+        g = studio.get(user_id=user.id, generation_id=_picked(evt))
+        items = list(current or [])
+        if len(items) >= refs.max_images:
+            raise gr.Error(f"At most {refs.max_images} reference images per image.", title="Too many images")
+        items.append(reference_area.original_item(g))
+        gr.Info("Added to the reference images on the Generate tab.", title="Reference added")
+        switch = [gr.Tabs(selected=form.tab_id)] if tabs is not None else []
+        return (items, reference_area.thumbs_html(request, items), gr.Button(interactive=True), *switch)
+
+    @user_facing
+    def edit_image(evt: gr.EventData, request: gr.Request):
+        user = shell.user(request)
+        g = studio.get(user_id=user.id, generation_id=_picked(evt))
+        items = [reference_area.original_item(g)]
+        background = reference_area.first_image(services, user.id, items[0])
+        switch = [gr.Tabs(selected=form.tab_id)] if tabs is not None else []
+        return (items, reference_area.thumbs_html(request, items), gr.Button(interactive=True),
+                *reference_area.editor_open(background), *switch)
+
+    refs = form.references
+    switch_to = [tabs] if tabs is not None else []
+    area = [refs.items, refs.thumbs, refs.edit_region]
+    editor = [refs.editor, refs.editing, refs.stop]
     refresh_fn, refresh_inputs, refresh_outputs = form.refresh
     grid.select(reuse_settings, None,
-                [form.prompt, form.style, form.aspect_ratio, form.resolution] + ([tabs] if tabs is not None else []),
+                [form.prompt, form.style, form.aspect_ratio, form.resolution, *area, *editor, *switch_to],
                 api_name="gallery_reuse", api_visibility="private") \
+        .then(refresh_fn, refresh_inputs, refresh_outputs, api_visibility="private", show_progress="hidden")
+    grid.apply(use_as_reference, [refs.items], [*area, *switch_to], api_name="gallery_use_reference",
+               api_visibility="private") \
+        .then(refresh_fn, refresh_inputs, refresh_outputs, api_visibility="private", show_progress="hidden")
+    grid.edit(edit_image, None, [*area, *editor, *switch_to], api_name="gallery_edit", api_visibility="private") \
         .then(refresh_fn, refresh_inputs, refresh_outputs, api_visibility="private", show_progress="hidden")
 
 

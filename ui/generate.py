@@ -6,6 +6,11 @@ Public API (gradio_client with `Authorization: Bearer <api key>`):
   /generate (prompt, style, aspect_ratio, resolution) -> (image, message, balance)
       a generator: each partial frame first (image = the preview, message = its stage, balance =
       None), then the final image; a refusal raises gr.Error with the studio's message
+  /edit (prompt, style, aspect_ratio, resolution, references: [file, …], mask: file | None)
+      -> (image, message, balance)
+      the same with reference images (gradio_client's `handle_file`): each checked and cleaned
+      before anything is held, the mask (alpha 0 where to change) applying to the first; the
+      price is the resolution's plus the catalog's `reference_surcharge` per reference
   /balance () -> balance
 Every other event here is private. The page's Generate runs its own event (`generate_ui`, the same
 server-side checks): a refusal there is a notice next to the button, the last good image stays.
@@ -18,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import gradio as gr
@@ -29,9 +36,12 @@ from fastapi.responses import JSONResponse, Response
 from gradio.route_utils import get_request_origin
 
 from services.container import Services
-from services.errors import DomainError
+from services.errors import DomainError, ValidationFailed
 from services.studio import GenerationResult, Preview
+from ui import references as reference_area
 from ui.common import Shell, image_url, report_unexpected, user_facing
+
+log = logging.getLogger("ui.generate")
 
 SESSION_ENDED = "Your session ended - sign in again"
 SIGN_IN_AGAIN = "/login?next=/"
@@ -118,6 +128,7 @@ class GenerateForm:
     resolution: gr.Radio
     tab_id: str
     refresh: tuple  # (fn, inputs, outputs) that redraws the cost line, Generate and the prompt preview
+    references: reference_area.ReferencesArea | None = None  # the gallery's Edit / Use as reference fill it
 
 
 def style_choices(services: Services) -> list[tuple[str, str]]:
@@ -193,8 +204,33 @@ def status_line(stage: str, elapsed: float) -> str:
     return f"**{html.escape(stage)}** · {elapsed:.0f} s"
 
 
+def uploaded(value) -> tuple[str, Path]:
+    """A file Gradio received through its upload route → (its shown name, its path). Only a file in
+    Gradio's upload folder is taken (Gradio checks this too): never a path someone typed."""
+    from gradio.utils import get_upload_folder
+
+    raw = value.get("path") if isinstance(value, dict) else getattr(value, "path", value)
+    if not isinstance(raw, str | Path) or not str(raw):
+        raise ValidationFailed("A reference image must be an uploaded file.")
+    path = Path(raw).resolve()
+    if not path.is_relative_to(Path(get_upload_folder()).resolve()):
+        raise ValidationFailed("A reference image must be an uploaded file.")
+    return path.name, path
+
+
+def discard_uploads(paths: list[Path]) -> None:
+    """Remove uploaded files once the studio has read them: Gradio's folder answers anyone holding
+    a file's URL, and the cleaned copies are what the studio keeps."""
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+            path.parent.rmdir()  # Gradio puts each upload in a folder of its own
+        except OSError:
+            log.debug("could not remove upload %s", path, exc_info=True)
+
+
 async def generation_events(studio, *, user, prompt, style, aspect_ratio, resolution, progress=None,
-                            tick: float | None = None) -> AsyncIterator[tuple[str, object]]:
+                            tick: float | None = None, references=(), mask=None) -> AsyncIterator[tuple[str, object]]:
     """Run one generation and yield what the page or the API shows on the way: ("preview",
     Preview) for each partial frame, ("tick", stage) every `tick` seconds without one, and
     ("result", GenerationResult) last. A refusal or failure is raised (its DomainError). If the
@@ -209,7 +245,7 @@ async def generation_events(studio, *, user, prompt, style, aspect_ratio, resolu
 
     task = asyncio.ensure_future(studio.generate(
         user_id=user.id, is_admin=user.is_admin, prompt=prompt, style=style, aspect_ratio=aspect_ratio,
-        resolution=resolution, progress=report, on_preview=frames.put_nowait))
+        resolution=resolution, progress=report, on_preview=frames.put_nowait, references=references, mask=mask))
     try:
         while not task.done():
             getter = asyncio.ensure_future(frames.get())
@@ -243,6 +279,7 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                                     elem_classes="studio-compact")
             resolution = gr.Radio(resolution_choices(services), value=catalog.default_resolution,
                                   label="Resolution", elem_classes="studio-compact")
+            refs = reference_area.build(services, shell)
             cost = gr.Markdown(elem_classes="cost-line")
             with gr.Row(elem_classes="studio-actions"):
                 go = gr.Button("Generate", variant="primary", scale=3, elem_id="studio-generate")
@@ -265,14 +302,18 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         api_aspect_ratio = gr.Textbox(label="aspect_ratio")
         api_resolution = gr.Textbox(label="resolution")
         api_trigger = gr.Button("generate")
+        api_references = gr.File(label="references", file_count="multiple", type="filepath")
+        api_mask = gr.File(label="mask", file_count="single", type="filepath")
+        api_edit = gr.Button("edit")
 
     @user_facing
-    def cost_line(resolution_key: str, request: gr.Request):
-        return cost_for(shell.user(request), resolution_key)
+    def cost_line(resolution_key: str, items, request: gr.Request):
+        return cost_for(shell.user(request), resolution_key, count=len(items or []))
 
-    def cost_for(user, resolution_key: str, have: int | None = None):
+    def cost_for(user, resolution_key: str, have: int | None = None, count: int = 0):
         """(the cost line, Buy credits, Generate): Generate is off, with the reason, when this
-        user cannot have this resolution now (the studio refuses it anyway)."""
+        user cannot have this resolution now (the studio refuses it anyway). `count`: reference
+        images, each adding the catalog's surcharge."""
         try:
             res = catalog.resolution(resolution_key)
             block = services.entitlements.resolution_block(user_id=user.id, is_admin=user.is_admin,
@@ -281,8 +322,13 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
             return err.message, gr.Button(visible=False), gr.Button(interactive=False)
         if have is None:
             have = services.ledger.balance(user.id).total
-        text = f"This image costs **{res.price} credits** · you have **{have}**"
-        short = have < res.price
+        total = studio.reference_cost(resolution=res.key, references=count)
+        parts = ""
+        if count and catalog.reference_surcharge:
+            parts = (f" ({res.price} + {count} reference image{'s' if count != 1 else ''} × "
+                     f"{catalog.reference_surcharge})")
+        text = f"This image costs **{total} credits**{parts} · you have **{have}**"
+        short = have < total
         if block:
             text += f"  \n{block}"
         elif short:
@@ -300,8 +346,8 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         return style_note(services, style_name)
 
     @user_facing
-    def refresh(prompt_text: str, style_name: str, resolution_key: str, request: gr.Request):
-        line, button, can_go = cost_line(resolution_key, request)
+    def refresh(prompt_text: str, style_name: str, resolution_key: str, items, request: gr.Request):
+        line, button, can_go = cost_line(resolution_key, items, request)
         return preview(prompt_text, style_name), line, button, can_go
 
     def details_of(result: GenerationResult, request: gr.Request, elapsed: float | None = None) -> str:
@@ -313,10 +359,33 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                        progress=gr.Progress()):
         """Make one image. Yields each preview frame (image, its stage, None) as it arrives, then the
         image, a message (with the PNG download link) and your balance."""
+        async for shown in api_events(request, progress, prompt=prompt, style=style, aspect_ratio=aspect_ratio,
+                                      resolution=resolution):
+            yield shown
+
+    @user_facing
+    async def edit(prompt: str, style: str, aspect_ratio: str, resolution: str, references: list | None,
+                   mask, request: gr.Request, progress=gr.Progress()):
+        """Make one image from your reference images (PNG, JPEG or WebP; the first is the one a mask
+        edits). `mask`: optional, the first image's shape, transparent where to change. Costs the
+        resolution's price plus the reference surcharge per image. Yields the preview frames, then
+        the image, a message and your balance; nothing is charged for a refusal."""
+        files = [uploaded(value) for value in references or []]
+        painted = uploaded(mask) if mask else None
+        if not files:
+            await anyio.to_thread.run_sync(discard_uploads, [painted[1]] if painted else [])
+            raise ValidationFailed("Add at least one reference image (without any, use /generate).")
+        try:
+            async for shown in api_events(request, progress, prompt=prompt, style=style, aspect_ratio=aspect_ratio,
+                                          resolution=resolution, references=files, mask=painted):
+                yield shown
+        finally:
+            await anyio.to_thread.run_sync(discard_uploads, [p for _, p in files] + ([painted[1]] if painted else []))
+
+    async def api_events(request: gr.Request, progress, **job):
+        """What /generate and /edit yield: each preview frame, then (image, details, balance)."""
         user = await anyio.to_thread.run_sync(shell.user, request)  # a database read: off the loop
-        async for kind, value in generation_events(studio, user=user, prompt=prompt, style=style,
-                                                   aspect_ratio=aspect_ratio, resolution=resolution,
-                                                   progress=progress):
+        async for kind, value in generation_events(studio, user=user, progress=progress, **job):
             if kind == "preview":
                 yield (image_file(preview_url(request, value), for_api=True,
                                   name=preview_name(value.generation_id, value.index)),
@@ -329,35 +398,44 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                 yield image_file(image_url(request, g.id, "webp"), for_api=True), details, value.balance
 
     @user_facing
-    async def generate_ui(prompt: str, style: str, aspect_ratio: str, resolution: str, last, request: gr.Request):
-        """The page's Generate: the same studio call; what it says goes into the page, not an error."""
+    async def generate_ui(prompt: str, style: str, aspect_ratio: str, resolution: str, last, items, editor_value,
+                          editing, request: gr.Request):
+        """The page's Generate: the same studio call; what it says goes into the page, not an error.
+        With reference images, once the image is made they are the stored copies (the uploads go)."""
         started = time.perf_counter()
+        keep = (gr.skip(), gr.skip())  # the reference list and its thumbnails, unchanged
         try:
             user = await anyio.to_thread.run_sync(shell.user, request)
         except gr.Error:
-            yield gr.skip(), gr.skip(), notice(SESSION_ENDED, session_ended=True), gr.skip()
+            yield gr.skip(), gr.skip(), notice(SESSION_ENDED, session_ended=True), gr.skip(), *keep
             return
         shown_preview = False
-        yield gr.skip(), status_line("Checking the prompt", 0), "", gr.skip()
+        yield gr.skip(), status_line("Checking the prompt", 0), "", gr.skip(), *keep
         try:
+            job_refs, mask = await anyio.to_thread.run_sync(reference_area.job_inputs, items, editor_value, editing)
             async for kind, value in generation_events(studio, user=user, prompt=prompt, style=style,
                                                        aspect_ratio=aspect_ratio, resolution=resolution,
-                                                       tick=TICK_SECONDS):
+                                                       tick=TICK_SECONDS, references=job_refs, mask=mask):
                 elapsed = time.perf_counter() - started
                 if kind == "preview":
                     shown_preview = True
                     yield (image_file(preview_url(request, value), for_api=False), status_line(value.stage, elapsed),
-                           gr.skip(), gr.skip())
+                           gr.skip(), gr.skip(), *keep)
                 elif kind == "tick":
-                    yield gr.skip(), status_line(value, elapsed), gr.skip(), gr.skip()
+                    yield gr.skip(), status_line(value, elapsed), gr.skip(), gr.skip(), *keep
                 else:
                     shown = image_file(image_url(request, value.id, "webp"), for_api=False)
                     details = details_of(value, request, elapsed)
-                    yield shown, details, "", (shown, details)
+                    stored = reference_area.stored_items(value.generation)
+                    if stored:
+                        await anyio.to_thread.run_sync(discard_uploads, [
+                            Path(item["path"]) for item in items or [] if item.get("kind") == "upload"])
+                        keep = (stored, reference_area.thumbs_html(request, stored))
+                    yield shown, details, "", (shown, details), *keep
         except Exception as err:  # noqa: BLE001 - every outcome is shown inline, none as an error badge
             said = err.message if isinstance(err, DomainError) else report_unexpected(err, "ui.generate")
             previous_image, previous_details = last or (None, "")
-            yield (previous_image if shown_preview else gr.skip()), previous_details, notice(said), gr.skip()
+            yield (previous_image if shown_preview else gr.skip()), previous_details, notice(said), gr.skip(), *keep
 
     @user_facing
     def balance_now(request: gr.Request) -> int:
@@ -366,10 +444,10 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         return services.ledger.balance(shell.user(request).id).total
 
     @user_facing
-    def after(resolution_key: str, request: gr.Request):
+    def after(resolution_key: str, items, request: gr.Request):
         user = shell.user(request)
         balance = services.ledger.balance(user.id)  # one read for the cost line and the header
-        line, button, can_go = cost_for(user, resolution_key, balance.total)
+        line, button, can_go = cost_for(user, resolution_key, balance.total, count=len(items or []))
         if shell.balance is None:
             return line, button, can_go
         return line, button, can_go, shell.balance_text(user.id, balance=balance)
@@ -377,9 +455,12 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
     # postprocess=False: the image is a URL on the owner-checked route (see image_file).
     api_trigger.click(generate, [prompt, api_style, api_aspect_ratio, api_resolution], [image, message, balance],
                       api_name="generate", api_visibility="public", postprocess=False)
-    go.click(generate_ui, [prompt, style, aspect_ratio, resolution, last_good], [image, message, notice_box, last_good],
+    api_edit.click(edit, [prompt, api_style, api_aspect_ratio, api_resolution, api_references, api_mask],
+                   [image, message, balance], api_name="edit", api_visibility="public", postprocess=False)
+    go.click(generate_ui, [prompt, style, aspect_ratio, resolution, last_good, refs.items, refs.editor, refs.editing],
+             [image, message, notice_box, last_good, refs.items, refs.thumbs],
              api_name="generate_ui", api_visibility="private", postprocess=False, show_progress="hidden") \
-        .then(after, [resolution], [cost, buy, go] + ([shell.balance] if shell.balance is not None else []),
+        .then(after, [resolution, refs.items], [cost, buy, go] + ([shell.balance] if shell.balance is not None else []),
               api_visibility="private", show_progress="hidden")
     gr.api(balance_now, api_name="balance")
 
@@ -388,11 +469,15 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                 trigger_mode="always_last", queue=False)
     style.change(describe_style, [style], [style_info], api_visibility="private", show_progress="hidden",
                  queue=False)
-    resolution.change(cost_line, [resolution], [cost, buy, go], api_visibility="private", show_progress="hidden")
+    resolution.change(cost_line, [resolution, refs.items], [cost, buy, go], api_visibility="private",
+                      show_progress="hidden")
+    refs.items.change(cost_line, [resolution, refs.items], [cost, buy, go], api_visibility="private",
+                      show_progress="hidden")
     if tabs is not None:
         buy.click(user_facing(lambda: gr.Tabs(selected="pricing")), None, [tabs], api_visibility="private",
                   queue=False)
-    shell.on_show(refresh, [prompt, style, resolution], [sent, cost, buy, go])
+    shell.on_show(refresh, [prompt, style, resolution, refs.items], [sent, cost, buy, go])
 
     return GenerateForm(prompt=prompt, style=style, aspect_ratio=aspect_ratio, resolution=resolution,
-                        tab_id=tab_id, refresh=(refresh, [prompt, style, resolution], [sent, cost, buy, go]))
+                        tab_id=tab_id, refresh=(refresh, [prompt, style, resolution, refs.items], [sent, cost, buy, go]),
+                        references=refs)

@@ -275,6 +275,11 @@ class Studio(StudioGallery, StudioRecovery):
         return dataclasses.replace(request, references=refs, sources=tuple(sources), mask=mask_png,
                                    surcharge=self.catalog.reference_surcharge)
 
+    def reference_image(self, *, user_id: int, item: GalleryImage) -> tuple[str, bytes]:
+        """(name, bytes) of one of the user's stored images given as a reference (the editor shows
+        it to paint a mask on); NotFound for anyone else's."""
+        return self._stored_reference(user_id, item)
+
     def _stored_reference(self, user_id: int, item: GalleryImage) -> tuple[str, bytes]:
         generation = self.get(user_id=user_id, generation_id=item.generation_id)  # NotFound if not theirs
         if generation.image_key is None or generation.status == "failed":

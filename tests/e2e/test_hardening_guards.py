@@ -1,6 +1,6 @@
 """Hardening of the web layer (issue 17: 3, 8, 10 queue half, 11) through the served app.
 
-Request bodies are capped before they are read, uploads are refused, a Gradio session_hash
+Request bodies are capped before they are read, uploads need a signed-in user, a Gradio session_hash
 answers only its owner, and API calls leave no Gradio session state behind while a browser tab's
 state survives.
 """
@@ -195,20 +195,23 @@ def test_form_and_gradio_bodies_over_their_limits_are_refused(app):
         assert len(completed(http, session)) == 1
 
 
-# 11: uploads off -------------------------------------------------------------------------------
+# 11: uploads only for signed-in users, other upload routes off (issue #11 opened /upload) ---------
 
 
-def test_uploads_are_refused_and_nothing_is_written(app):
+def test_uploads_need_a_signed_in_user_and_other_upload_routes_stay_off(app):
     from gradio.utils import get_upload_folder
 
     folder = Path(get_upload_folder())
     before = sorted(folder.rglob("*")) if folder.exists() else []
     _, auth = api_user(app)
     files = [("files", (f"f{i}.png", os.urandom(200 * 1024), "image/png")) for i in range(20)]
+    with app.client() as anonymous:
+        r = anonymous.post("/gradio_api/upload", files=files)
+        assert r.status_code == 401 and "sign in" in r.text.lower()
+        assert anonymous.post("/gradio_api/upload/", files=files[:1]).status_code == 401
     with app.client(headers=auth) as http:
-        r = http.post("/gradio_api/upload", files=files)
-        assert r.status_code == 403 and "uploads are turned off" in r.text.lower()
-        assert http.post("/gradio_api/upload/", files=files[:1]).status_code == 403
+        r = http.post("/gradio_api/process_recording", files=files[:1])
+        assert r.status_code == 403 and "turned off" in r.text.lower()
     after = sorted(folder.rglob("*")) if folder.exists() else []
     assert after == before
 

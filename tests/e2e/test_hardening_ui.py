@@ -59,7 +59,7 @@ class Browser:
 def generate_in_browser(browser: Browser) -> tuple[str, str]:
     """Generate on the Generate tab; returns (the displayed image's URL, the generation id)."""
     image, details, *_ = browser.call(browser.fn_index(api_name="generate_ui"),
-                                      ["a private lighthouse", "cinematic", "16:9", "1K", None])
+                                      ["a private lighthouse", "cinematic", "16:9", "1K", None, None, None, None])
     generation_id = details.split("/images/", 1)[1].split("/png", 1)[0]
     return image["url"], generation_id
 
@@ -201,8 +201,10 @@ def test_the_gallery_gets_the_generate_form_as_an_argument(served_app):
     assert set(vars(shell)) == {"services", "balance", "tab_loaders"}, "no tab left anything on the shell"
     reuse = [f for f in demo.fns.values() if f.name == "reuse_settings"]
     assert len(reuse) == 1
+    refs = form.references  # "Reuse settings" re-attaches the references (issue #11)
     assert [block._id for block in reuse[0].outputs] == \
-        [c._id for c in (form.prompt, form.style, form.aspect_ratio, form.resolution, tabs)]
+        [c._id for c in (form.prompt, form.style, form.aspect_ratio, form.resolution, refs.items, refs.thumbs,
+                         refs.edit_region, refs.editor, refs.editing, refs.stop, tabs)]
 
     with gr.Blocks() as alone:
         gallery.build(services, Shell(services))

@@ -142,7 +142,9 @@ class Page:
         return next(d["id"] for d in self.config["dependencies"] if d.get("api_name") == api_name)
 
     def generate(self, *args) -> dict:
-        return queue_event(self.http, self.event("generate_ui"), [*args, None], session_hash=self.session_hash)
+        # last good image, then the references area (its list, the editor, editing): the session's state
+        return queue_event(self.http, self.event("generate_ui"), [*args, None, None, None, None],
+                           session_hash=self.session_hash)
 
 
 def test_the_pages_refusals_are_notices_not_errors(serve_app):
@@ -151,7 +153,7 @@ def test_the_pages_refusals_are_notices_not_errors(serve_app):
     try:
         made = page.generate("a lighthouse", "cinematic", "16:9", "1K")
         assert made["success"]
-        image, details, notice, _ = made["output"]["data"]
+        image, details, notice, *_ = made["output"]["data"]
         assert "/images/" in image["url"] and "10 credits charged" in details and notice == ""
 
         for args, said in ((("", "cinematic", "16:9", "1K"), "Please enter a prompt."),
@@ -159,7 +161,7 @@ def test_the_pages_refusals_are_notices_not_errors(serve_app):
                            (("child porn", "cinematic", "16:9", "1K"), "refused by our content rules")):
             refused = page.generate(*args)
             assert refused["success"], "a refusal is no error"
-            kept, message, notice, _ = refused["output"]["data"]
+            kept, message, notice, *_ = refused["output"]["data"]
             assert said in notice and 'class="studio-notice"' in notice
             assert kept == {"__type__": "update"}, "the last image stays as it was"
             assert message == details, "the status line reverts to the last image's details"

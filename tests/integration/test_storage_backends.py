@@ -50,6 +50,18 @@ def test_save_open_delete(store):
     store.delete(key)  # deleting twice is fine
 
 
+def test_reference_images_are_kept_under_the_generation_and_go_with_it(store, tmp_path):
+    key = uuid.uuid4().hex
+    store.save(key, {"png": b"png", "webp": b"webp", "thumb": b"thumb", "ref0.jpg": b"first", "ref1.png": b"second"})
+    assert store.read(key, "ref0.jpg") == b"first" and store.read(key, "ref1.png") == b"second"
+    copy = LocalImageStore(tmp_path / "copy")
+    assert migrate(store, copy)["copied"] == 5  # `storage migrate` takes them along
+    store.delete(key)
+    with pytest.raises(ImageMissing):
+        store.read(key, "ref0.jpg")
+    assert list(store.list_keys()) == []
+
+
 def test_overwrite_and_put_one_variant(store):
     key = uuid.uuid4().hex
     store.save(key, {"png": b"first"})

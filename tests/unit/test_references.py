@@ -192,3 +192,51 @@ def test_names_are_shown_without_folders_or_control_characters():
     with pytest.raises(ReferenceRefused) as refused:
         RULES.prepare_one("../../etc/\x1b[31mevil.png", b"nope")
     assert str(refused.value).startswith("?[31mevil.png: ")
+
+
+# Masks (the first reference's region to change) ---------------------------------------------------
+
+
+def _rgba(width, height, transparent_box=None, *, mode="RGBA") -> bytes:
+    alpha = np.full((height, width), 255, dtype=np.uint8)
+    if transparent_box:
+        left, top, right, bottom = transparent_box
+        alpha[top:bottom, left:right] = 0
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 255))
+    image.putalpha(Image.fromarray(alpha, "L"))
+    out = io.BytesIO()
+    image.convert(mode).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_mask_is_scaled_to_the_cleaned_first_reference_and_keeps_its_transparent_region():
+    first = RULES.prepare_one("big.jpg", photo(4000, 3000))  # cleaned to 2048 px on the long edge
+    mask = RULES.prepare_mask("mask.png", _rgba(800, 600, (0, 0, 400, 600)), first)
+    out = Image.open(io.BytesIO(mask))
+    assert out.mode == "RGBA" and out.size == (first.width, first.height)
+    assert out.getpixel((10, 10))[3] == 0 and out.getpixel((first.width - 10, 10))[3] == 255
+
+
+@pytest.mark.parametrize("data, reason", [
+    (_rgba(64, 64, mode="RGB"), "no transparency"),
+    (_rgba(64, 64), "marks no region"),
+    (_rgba(64, 32, (0, 0, 8, 8)), "the mask is 64×32 but the first reference is 64×64"),
+    (photo(64, 64), "a mask must be a PNG or WebP"),
+    (b"not an image", "a mask must be a PNG or WebP"),
+])
+def test_bad_masks_are_refused_by_name(data, reason):
+    first = RULES.prepare_one("first.png", photo(64, 64, fmt="PNG"))
+    with pytest.raises(ReferenceRefused) as refused:
+        RULES.prepare_mask("mask.png", data, first)
+    assert str(refused.value).startswith("mask.png: ") and reason in str(refused.value)
+
+
+def test_painted_layers_become_a_mask_transparent_where_painted():
+    from services.references import mask_from_layers
+
+    layer = Image.new("RGBA", (50, 40), (0, 0, 0, 0))
+    layer.paste((255, 46, 136, 255), (10, 10, 20, 20))
+    mask = Image.open(io.BytesIO(mask_from_layers((100, 80), [layer])))  # the editor's layer at half size
+    assert mask.size == (100, 80)
+    assert mask.getpixel((30, 30))[3] == 0 and mask.getpixel((5, 5))[3] == 255 and mask.getpixel((60, 60))[3] == 255
+    assert mask_from_layers((100, 80), [Image.new("RGBA", (100, 80), (0, 0, 0, 0))]) is None  # nothing painted

@@ -30,6 +30,8 @@ class BodyLimits:
     - api_uploads: /v1/images/edits (multipart images) and the MCP endpoint (edit_image's images
       in base64): a few photos and a mask; each image's own limit (REFERENCE_MAX_BYTES) and count
       are the studio's reference rules.
+    - gradio_upload: /gradio_api/upload carries a job's reference images and mask (issue #11):
+      app.py sets it to `upload_cap(REFERENCE_MAX_BYTES, REFERENCE_MAX_IMAGES)` (uploads.py).
     - default: anything else (no other route takes a body today).
     """
 
@@ -38,6 +40,7 @@ class BodyLimits:
     gradio_api: int = 256 * KiB
     api: int = 256 * KiB
     api_uploads: int = 32 * MiB
+    gradio_upload: int = 9 * 20 * MiB + MiB
     default: int = 64 * KiB
 
     def for_path(self, path: str) -> int:
@@ -49,6 +52,8 @@ class BodyLimits:
             return self.api
         if path.rstrip("/") in FORM_ROUTES:
             return self.form
+        if path.rstrip("/") == GRADIO_API + "/upload":
+            return self.gradio_upload
         if path.startswith(GRADIO_API + "/"):
             return self.gradio_api
         return self.default

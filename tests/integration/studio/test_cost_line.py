@@ -30,10 +30,10 @@ def _cost_line(rig):
                                           mailer=make_mailer(settings)))
     with gr.Blocks() as demo:
         generate_ui.build(services, Shell(services))
-    [handler] = [b.fn for b in demo.fns.values() if b.fn.__name__ == "cost_line"]
+    handler = next(b.fn for b in demo.fns.values() if b.fn.__name__ == "cost_line")
 
     def line(user_id: int, resolution: str) -> str:
-        text, _buy, _generate = handler(resolution, gr.Request(username=str(user_id)))
+        text, _buy, _generate = handler(resolution, [], gr.Request(username=str(user_id)))
         return text
 
     return line
@@ -54,3 +54,23 @@ def test_the_cost_line_says_which_gate_closes_a_resolution(make_rig, catalog, fa
     assert "need" not in line(buyer, "4K")  # a pack opens "purchase"…
     assert "2K images need a paid plan" in line(buyer, "2K")  # …but is not a plan
     assert "need" not in line(admin, "4K") and "need" not in line(admin, "2K")
+
+
+def test_the_cost_line_adds_the_reference_surcharge(make_rig, catalog):
+    rig = make_rig()
+    rig.studio.catalog = rig.entitlements.catalog = replace(catalog, reference_surcharge=3)
+    settings = rig.studio.settings
+    services = Services(settings=settings, db=rig.db, ledger=rig.ledger, catalog=rig.studio.catalog,
+                        studio=rig.studio, pricing=rig.billing.pricing, billing=rig.billing,
+                        entitlements=rig.entitlements,
+                        accounts=Accounts(db=rig.db, ledger=rig.ledger, settings=settings,
+                                          mailer=make_mailer(settings)))
+    with gr.Blocks() as demo:
+        generate_ui.build(services, Shell(services))
+    handler = next(b.fn for b in demo.fns.values() if b.fn.__name__ == "cost_line")
+    uid = rig.user(credits=15)
+    text, _buy, go = handler("1K", [{"kind": "upload"}, {"kind": "upload"}], gr.Request(username=str(uid)))
+    assert "**16 credits** (10 + 2 reference images × 3)" in text and "Not enough credits" in text
+    assert go.interactive is False
+    text, _buy, go = handler("1K", [], gr.Request(username=str(uid)))
+    assert "**10 credits**" in text and go.interactive is True
