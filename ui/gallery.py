@@ -67,7 +67,8 @@ GRID_CSS = """
 .sg-confirm p { margin: 0 0 0.5rem; }
 .sg-count { color: #b9b9c8; margin: 0 0 0.5rem; font-size: 0.9rem; }
 .sg-refs { display: flex; flex-wrap: wrap; gap: 6px; margin: 0 0 1rem; }
-.sg-refs[hidden] { display: none; }
+.sg-refs[hidden], .sg-refs-label[hidden] { display: none; }
+.sg-lightbox .sg-refs-label { color: #b9b9c8; margin: 0 0 0.5rem; font-size: 0.9rem; }
 .sg-refs img { width: 56px; height: 56px; object-fit: cover; border-radius: 4px; }
 @media (max-width: 720px) {
   .sg-item { flex-basis: calc(var(--w) / var(--h) * 100px); }
@@ -224,7 +225,7 @@ def lightbox_html(*, trash: bool) -> str:
         '<button type="button" class="sg-nav sg-prev" aria-label="Previous image">‹</button>'
         '<div class="sg-stage"><img class="sg-full" alt=""></div>'
         f'<aside class="sg-details"><p class="sg-count"></p><p class="sg-prompt"></p><dl>{rows}</dl>'
-        '<p class="sg-count sg-refs-label" hidden>Made from these reference images</p><div class="sg-refs" hidden></div>'
+        '<p class="sg-refs-label" hidden>Made from these reference images</p><div class="sg-refs" hidden></div>'
         f'<div class="sg-actions">{actions}</div><div class="sg-confirm" hidden>{confirm}</div></aside>'
         '<button type="button" class="sg-nav sg-next" aria-label="Next image">›</button>'
         '</div>'
