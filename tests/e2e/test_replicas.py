@@ -2,10 +2,7 @@
 server), with the engine the fake OpenAI server. What must hold across them: credits and the
 per-user limits (counted in the database), images (the shared store), a replica killed in the
 middle of a generation (another one's sweep settles it), sessions (a sign-out on one is refused
-on the other at once).
-
-Members disabled by an administrator: no disable entry exists yet (issue #13, branch `team`); a
-disabled user is refused by the same per-request database lookup as the revoked session below.
+on the other at once, and so is a member an administrator disabled on one).
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ from models.generation import Generation
 from models.ledger import Hold
 from tests.conftest import TEST_DATABASE_URL
 from tests.databases import postgres_schema
+from tests.e2e.conftest import queue_event
 from tests.fakes.base import free_port
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -243,6 +241,33 @@ def test_a_sign_out_on_one_replica_is_refused_on_the_other(shared, pair):
         assert on_b.post("/gradio_api/call/balance", json={"data": []}).status_code == 401, "refused at once"
 
 
+def test_a_member_disabled_on_one_replica_is_refused_on_the_other(shared, pair):
+    """The admin console's Disable, clicked on A (its Gradio event, with the admin's key): the
+    member's open session and API key are refused by B at their next request."""
+    services = shared[1]
+    a, b = pair
+    boss = services.accounts.create_user(email=f"boss-{uuid.uuid4().hex[:8]}@example.com",
+                                         password="correct horse battery", admin=True)
+    boss_key = services.accounts.create_api_key(user_id=boss.id, name="console")[1]
+    user_id, key = member(shared, 0)
+    email = services.accounts.get_user(user_id).email
+    with httpx.Client(base_url=b.url, timeout=60) as on_b:
+        page = on_b.get("/login")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert on_b.post("/login", data={"email": email, "password": "correct horse battery",
+                                         "csrf": csrf}).status_code == 303
+        assert on_b.post("/gradio_api/call/balance", json={"data": []}).status_code == 200
+        assert on_b.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+        with httpx.Client(base_url=a.url, timeout=60, headers={"Authorization": f"Bearer {boss_key}"}) as on_a:
+            done = run_event(on_a, "admin_disable", [email])
+        assert done["success"] is True, done
+
+        assert on_b.post("/gradio_api/call/balance", json={"data": []}).status_code == 401, "session refused on B"
+        refused = on_b.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+        assert refused.status_code == 401, "API key refused on B"
+
+
 def test_every_replica_heartbeats_in_the_shared_database(shared, pair):
     from models.generation import Boot
 
@@ -352,7 +377,7 @@ def test_a_browser_session_signs_in_and_generates_through_nginx(shared, pair, ng
         # The page's own way: join the queue, then read this session's event stream. Five sessions in
         # a row: each join and its stream must reach the same replica, or the stream answers 404.
         for n in range(5):
-            done = queue_event(browser, "/generate", [f"through nginx {n}", "none", "1:1", "1K"])
+            done = run_event(browser, "/generate", [f"through nginx {n}", "none", "1:1", "1K"])
             assert done["success"], done
             image_url = done["output"]["data"][0]["url"]
             assert image_url.startswith(url), "Gradio builds its URLs for the proxy's address"
@@ -362,19 +387,8 @@ def test_a_browser_session_signs_in_and_generates_through_nginx(shared, pair, ng
     assert services.ledger.reconcile() == []
 
 
-def queue_event(http: httpx.Client, api_name: str, data: list) -> dict:
-    """One event through Gradio's queue as the page does it (join, then the session's stream)."""
+def run_event(http: httpx.Client, api_name: str, data: list) -> dict:
+    """One named event through Gradio's queue as the page does it (conftest's queue_event)."""
     config = http.get("/config").json()
-    fn_index = next(i for i, d in enumerate(config["dependencies"]) if d.get("api_name") == api_name.strip("/"))
-    session_hash = uuid.uuid4().hex[:11]
-    joined = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session_hash,
-                                                       "event_data": None, "trigger_id": None})
-    assert joined.status_code == 200, joined.text
-    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as events:
-        assert events.status_code == 200, "the event stream reached the replica that has the job"
-        for line in events.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed":
-                    return message
-    raise AssertionError("the event stream ended without a result")
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name.strip("/"))
+    return queue_event(http, fn_index, data, session_hash=uuid.uuid4().hex[:11])
