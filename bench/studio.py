@@ -25,7 +25,8 @@ itself costs ~100 ms of CPU per call, which on two cores would be measuring the 
 5. The peer: the burst of test 1, in the same run, against bench/bare_space.py (a Gradio app that
    only calls the engine and returns the image, as a bare Space does), its image downloaded from
    Gradio's file route. Ours must not be worse, with 0 failed requests. In test 1 our clients also
-   download every preview frame, as the page does.
+   download every preview frame they are sent, as the page does (the app skips frames while its
+   encoders are behind; `previews_held` counts what the clients got).
 6. References (issue #11): checking and cleaning four 12-megapixel JPEG references as a job does
    (services/references.py), as a fraction of a 10 s engine call (target ≤ 0.05), and the peak
    memory this adds (target ≤ 300 MB): bench/references.py, run in a process of its own.
@@ -158,9 +159,11 @@ async def served_concurrency(app: App, fake: Fake, users: list[tuple[int, str]],
     limits = httpx.Limits(max_connections=4 * len(users) + 10)
     async with httpx.AsyncClient(base_url=app.url, timeout=120, limits=limits) as http:
         fake.config(latency=latency)
+        held: list[list] = [[] for _ in users]
         started = time.perf_counter()
-        results = await asyncio.gather(*(generate(http, key, PROMPT, "photographic", "1:1", "1K", previews=[])
-                                         for _, key in users), return_exceptions=True)
+        results = await asyncio.gather(*(generate(http, key, PROMPT, "photographic", "1:1", "1K", previews=frames)
+                                         for (_, key), frames in zip(users, held, strict=True)),
+                                       return_exceptions=True)
         wall = time.perf_counter() - started
     errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, Exception)]
     ids = [generation_id(r[0][1]) for r in results if not isinstance(r, Exception)]
@@ -168,7 +171,8 @@ async def served_concurrency(app: App, fake: Fake, users: list[tuple[int, str]],
         print(app.served.log_tail(40), file=sys.stderr)
     return {"users": len(users), "latency_s": latency, "wall_s": round(wall, 3),
             "wall_over_latency": round(wall / latency, 3), "ok": len(ids), "errors": errors[:3],
-            "engine_peak_in_flight": fake.stats()["max_in_flight"], "server_median_ms": server_timings(app, ids)}
+            "engine_peak_in_flight": fake.stats()["max_in_flight"], "server_median_ms": server_timings(app, ids),
+            "previews_held": sum(map(len, held))}
 
 
 async def service_concurrency(fake: Fake, n: int, latency: float) -> dict:
@@ -533,7 +537,8 @@ def main() -> int:
         print(f"1. {c['users']} users x one 1K image at once, engine latency {c['latency_s']} s ({args.image} images):")
         print(f"   served app: wall {c['wall_s']} s → wall/latency {c['wall_over_latency']} (target ≤ 1.5); "
               f"ok {c['ok']}/{c['users']}, peak in flight at the engine {c['engine_peak_in_flight']}; "
-              f"app medians {c['server_median_ms']}")
+              f"app medians {c['server_median_ms']}; preview frames the clients held {c['previews_held']} "
+              f"(frames are skipped while the app's encoders are behind)")
         print(f"   service level: wall {v['wall_s']} s → wall/latency {v['wall_over_latency']}; ok {v['ok']}/{v['users']}")
         for o in result["overhead_4k"]:
             print(f"2. 4K {o['ratio']} ({o['size']}, asked {o['asked']}), latency {o['latency_s']} s: wall {o['wall_s']} s"

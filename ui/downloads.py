@@ -13,12 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.container import Services
-from services.errors import NotFound
 from ui.common import image_name
-from ui.web import authenticate
+from ui.web import authenticate, owner_checked
 
 DOWNLOAD_ALL = "/images/download-all.zip"
 CHUNK = 256 * 1024
@@ -45,20 +44,11 @@ def build_router(services: Services) -> APIRouter:
 
     @router.get("/trash/{generation_id}/{variant}/{name}", include_in_schema=False)
     def trashed_preview(generation_id: str, variant: str, name: str, request: Request):
-        user = authenticate(services, request)
-        if user is None:
-            return JSONResponse({"detail": "Not authenticated"}, status_code=401)
-        if name != image_name(generation_id, variant):
-            return JSONResponse({"detail": "Not found"}, status_code=404)
-        try:
-            content, media_type = services.studio.open_trashed_image(
-                user_id=user.id, generation_id=generation_id, variant=variant)
-        except NotFound:
-            return JSONResponse({"detail": "Not found"}, status_code=404)
-        headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
-        if isinstance(content, Path):
-            return FileResponse(content, media_type=media_type, headers=headers)
-        return Response(content, media_type=media_type, headers=headers)
+        return owner_checked(
+            services, request, lambda user: services.studio.open_trashed_image(
+                user_id=user.id, generation_id=generation_id, variant=variant),
+            name=name, expected_name=image_name(generation_id, variant),
+            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
 
     return router
 

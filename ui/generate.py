@@ -32,7 +32,6 @@ from pathlib import Path
 import anyio
 import gradio as gr
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
 from gradio.route_utils import get_request_origin
 
 from services.container import Services
@@ -173,23 +172,17 @@ def preview_url(request: gr.Request, preview: Preview) -> str:
 def preview_routes(services: Services) -> APIRouter:
     """GET /previews/{generation_id}/{index}/{name}: a preview frame of the caller's own generation
     in progress (API key or session cookie), for a few minutes; 404 for anyone else."""
-    from ui.web import authenticate
+    from ui.web import owner_checked
 
     router = APIRouter()
 
     @router.get("/previews/{generation_id}/{index}/{name}", include_in_schema=False)
     def get_preview(generation_id: str, index: int, name: str, request: Request):
-        user = authenticate(services, request)
-        if user is None:
-            return JSONResponse({"detail": "Not authenticated"}, status_code=401)
-        if name != preview_name(generation_id, index):
-            return JSONResponse({"detail": "Not found"}, status_code=404)
-        try:
-            frame = services.studio.preview_frame(user_id=user.id, generation_id=generation_id, index=index)
-        except DomainError:
-            return JSONResponse({"detail": "Not found"}, status_code=404)
-        return Response(frame, media_type="image/webp",
-                        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+        return owner_checked(
+            services, request, lambda user: (services.studio.preview_frame(
+                user_id=user.id, generation_id=generation_id, index=index), "image/webp"),
+            name=name, expected_name=preview_name(generation_id, index),
+            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
 
     return router
 

@@ -56,6 +56,35 @@ def authenticate(services: Services, request: Request) -> User | None:
     return services.accounts.user_for_session(request.cookies.get(SESSION_COOKIE))
 
 
+NOT_FOUND = {"detail": "Not found"}
+
+
+def owner_checked(services: Services, request: Request, fetch, *, name: str | None = None,
+                  expected_name: str | None = None, headers: dict | None = None) -> Response:
+    """What every owner-checked file route (/images, /previews, /trash) does around its own read:
+    the caller from the request (API key or session cookie) or 401; a URL whose file name is not
+    `expected_name`, 404; then `fetch(user)` gives (content, media type) -- bytes or a local Path
+    -- or a Response of its own (a redirect); NotFound (not there, or not the caller's) is 404,
+    any other DomainError (the image store unavailable) 503."""
+    user = authenticate(services, request)
+    if user is None:
+        return JSONResponse({"detail": "Not authenticated"}, status_code=401)
+    if name is not None and name != expected_name:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    try:
+        got = fetch(user)
+    except NotFound:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    except DomainError as err:
+        return JSONResponse({"detail": err.message}, status_code=503, headers={"Cache-Control": "no-store"})
+    if isinstance(got, Response):
+        return got
+    content, media_type = got
+    if isinstance(content, Path):
+        return FileResponse(content, media_type=media_type, headers=headers)
+    return Response(content, media_type=media_type, headers=headers)
+
+
 def unexpected_error(request: Request, exc: Exception) -> Response:
     """The app's handler for any exception a route left unhandled: a generic 500 with a reference id;
     the details go to the log under that id, never to the client."""
@@ -260,12 +289,8 @@ def build_router(services: Services) -> APIRouter:
 
     # A user's own images ----------------------------------------------------------------------
 
-    @router.get("/images/{generation_id}/{variant}", include_in_schema=False)
-    def get_image(generation_id: str, variant: str, request: Request):
-        user = authenticate(services, request)
-        if user is None:
-            return JSONResponse({"detail": "Not authenticated"}, status_code=401)
-        try:
+    def image(generation_id: str, variant: str, request: Request, name: str | None = None):
+        def fetch(user: User):
             if services.settings.storage_presign:  # the owner check runs in image_link first
                 link = services.studio.image_link(
                     user_id=user.id, generation_id=generation_id, variant=variant,
@@ -273,25 +298,22 @@ def build_router(services: Services) -> APIRouter:
                     expires_seconds=services.settings.storage_presign_seconds)
                 if link:
                     return RedirectResponse(link, status_code=307, headers={"Cache-Control": "no-store"})
-            content, media_type = services.studio.open_image(user_id=user.id, generation_id=generation_id,
-                                                             variant=variant)
-        except NotFound:
-            return JSONResponse({"detail": "Not found"}, status_code=404)
-        except DomainError as err:  # the image store is unavailable (services/s3storage.py)
-            return JSONResponse({"detail": err.message}, status_code=503, headers={"Cache-Control": "no-store"})
+            return services.studio.open_image(user_id=user.id, generation_id=generation_id, variant=variant)
+
         headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
         if variant == "png":
             headers["Content-Disposition"] = f'attachment; filename="{image_name(generation_id, variant)}"'
-        if isinstance(content, Path):
-            return FileResponse(content, media_type=media_type, headers=headers)
-        return Response(content, media_type=media_type, headers=headers)
+        return owner_checked(services, request, fetch, name=name, expected_name=image_name(generation_id, variant),
+                             headers=headers)
+
+    @router.get("/images/{generation_id}/{variant}", include_in_schema=False)
+    def get_image(generation_id: str, variant: str, request: Request):
+        return image(generation_id, variant, request)
 
     @router.get("/images/{generation_id}/{variant}/{name}", include_in_schema=False)
     def get_named_image(generation_id: str, variant: str, name: str, request: Request):
         """The same image under its file name (the URL the UI hands out); any other name is a 404."""
-        if name != image_name(generation_id, variant):
-            return JSONResponse({"detail": "Not found"}, status_code=404)
-        return get_image(generation_id, variant, request)
+        return image(generation_id, variant, request, name=name)
 
     # Payments ---------------------------------------------------------------------------------
 

@@ -121,6 +121,23 @@ def balance_of(app: ServedApp, user) -> int:
     return app.services.ledger.balance(user.id).total
 
 
+_clients: list = []  # gradio_client Clients to close after the test (see `closing`)
+
+
+def keep_closing(client):
+    """Register a gradio_client Client for the `closing` fixture; returns it."""
+    _clients.append(client)
+    return client
+
+
+@pytest.fixture
+def closing():
+    """Request it after the app fixture: the clients close before the app stops (which waits for them)."""
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
 def csrf_of(page: httpx.Response) -> str:
     """The CSRF token of a served form page (each page carries a fresh one, paired with its cookie)."""
     match = re.search(r'name="csrf" value="([^"]+)"', page.text)

@@ -11,7 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_startup_output import _serve, _stop
-from tests.e2e.test_studio import api_user, closing  # noqa: F401
+from tests.e2e.test_studio import api_user
 
 TOKEN = "metrics-token-for-tests"
 
@@ -39,7 +39,7 @@ def test_metrics_are_not_there_without_a_token(serve_app):
         assert http.get("/metrics", headers={"Authorization": "Bearer anything"}).status_code == 404
 
 
-def test_metrics_parse_and_move_after_a_generation(serve_app, database_url, closing):  # noqa: F811
+def test_metrics_parse_and_move_after_a_generation(serve_app, database_url, closing):
     app = serve_app(database_url=database_url, METRICS_TOKEN=TOKEN)
     before = scrape(app)
     _, key, client = api_user(app)

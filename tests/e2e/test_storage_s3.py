@@ -17,7 +17,7 @@ from gradio_client.exceptions import AppError
 from sqlmodel import select
 
 from models.generation import Generation
-from tests.e2e.test_studio import api_user, balance_of, closing  # noqa: F401
+from tests.e2e.test_studio import api_user, balance_of
 from tests.fakes.s3_server import GoesAwayProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def rows_of(app, user) -> list[Generation]:
         return list(s.exec(select(Generation).where(Generation.user_id == user.id)))
 
 
-def test_generate_and_fetch_streamed_from_s3(serve_app, database_url, moto_s3, closing):  # noqa: F811
+def test_generate_and_fetch_streamed_from_s3(serve_app, database_url, moto_s3, closing):
     bucket = moto_s3.bucket()
     app = serve_app(database_url=database_url, STORAGE_URL=f"s3://{bucket}/studio", **moto_s3.settings())
     user, key, client = api_user(app)
@@ -51,7 +51,7 @@ def test_generate_and_fetch_streamed_from_s3(serve_app, database_url, moto_s3, c
     assert app.services.studio.gallery(user_id=user.id).total == 1
 
 
-def test_presigned_redirect_after_the_owner_check(serve_app, moto_s3, closing):  # noqa: F811
+def test_presigned_redirect_after_the_owner_check(serve_app, moto_s3, closing):
     bucket = moto_s3.bucket()
     app = serve_app(STORAGE_URL=f"s3://{bucket}", STORAGE_PRESIGN="1", **moto_s3.settings())
     _, key, client = api_user(app)
@@ -78,7 +78,7 @@ def assert_nothing_charged_nothing_made(app, user):
     assert app.services.ledger.reconcile() == []
 
 
-def test_missing_bucket_charges_nothing(serve_app, moto_s3, closing):  # noqa: F811
+def test_missing_bucket_charges_nothing(serve_app, moto_s3, closing):
     app = serve_app(STORAGE_URL=f"s3://missing-{uuid.uuid4().hex[:8]}/x", **moto_s3.settings())
     user, _, client = api_user(app)
     with pytest.raises(AppError, match="not charged.*Image storage is unavailable.*does not exist"):
@@ -87,7 +87,7 @@ def test_missing_bucket_charges_nothing(serve_app, moto_s3, closing):  # noqa: F
 
 
 def test_a_store_that_goes_away_mid_write_charges_nothing(serve_app, database_url, moto_s3,
-                                                         closing):  # noqa: F811
+                                                         closing):
     bucket = moto_s3.bucket()
     proxy = GoesAwayProxy(moto_s3.port, puts=1)  # the thumbnail is written, then the store is gone
     settings = {**moto_s3.settings(), "S3_ENDPOINT_URL": proxy.url}
@@ -101,7 +101,7 @@ def test_a_store_that_goes_away_mid_write_charges_nothing(serve_app, database_ur
     assert all(name.endswith("thumb.webp") for name in half), "no original: never counted as stored"
 
 
-def test_denied_access_charges_nothing(serve_app, moto_s3, closing):  # noqa: F811
+def test_denied_access_charges_nothing(serve_app, moto_s3, closing):
     bucket = moto_s3.bucket()
     app = serve_app(STORAGE_URL=f"s3://{bucket}", **{**moto_s3.settings(), "AWS_ACCESS_KEY_ID": "AKIAUNKNOWN0000000"})
     user, _, client = api_user(app)
@@ -115,7 +115,7 @@ def test_denied_access_charges_nothing(serve_app, moto_s3, closing):  # noqa: F8
     assert moto_s3.objects(bucket) == []
 
 
-def test_storage_migrate_local_to_s3_twice(serve_app, moto_s3, closing):  # noqa: F811
+def test_storage_migrate_local_to_s3_twice(serve_app, moto_s3, closing):
     app = serve_app()
     _, _, client = api_user(app)
     ids = [generation_id_of(client.predict(f"a cat {i}", "none", "1:1", "1K", api_name="/generate")[1])
@@ -140,7 +140,7 @@ def test_storage_migrate_local_to_s3_twice(serve_app, moto_s3, closing):  # noqa
                                                      for n in ("display.webp", "original.png", "thumb.webp"))
 
 
-def test_the_orphan_sweep_works_on_s3(serve_app, moto_s3, closing):  # noqa: F811
+def test_the_orphan_sweep_works_on_s3(serve_app, moto_s3, closing):
     from datetime import timedelta
 
     from models.base import utcnow

@@ -14,17 +14,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from tests.e2e.conftest import queue_event, sign_up
-
-_clients: list[Client] = []
-
-
-@pytest.fixture
-def closing():
-    """Request it after the app fixture: the clients close before the app stops."""
-    yield
-    while _clients:
-        _clients.pop().close()
+from tests.e2e.conftest import keep_closing, queue_event, sign_up
 
 
 def api_user(app, tmp_path: Path):
@@ -33,7 +23,7 @@ def api_user(app, tmp_path: Path):
     _, key = app.services.accounts.create_api_key(user_id=user.id, name="e2e")
     client = Client(app.url, headers={"Authorization": f"Bearer {key}"}, verbose=False,
                     download_files=str(tmp_path / f"downloads-{user.id}"))
-    _clients.append(client)
+    keep_closing(client)
     return user, key, client
 
 

@@ -11,15 +11,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-_clients: list[Client] = []
-
-
-@pytest.fixture
-def closing():
-    """Request it after the app fixture: the clients close before the app stops (which waits for them)."""
-    yield
-    while _clients:
-        _clients.pop().close()
+from tests.e2e.conftest import keep_closing
 
 
 def api_user(app, *, extra_credits: int = 0, admin: bool = False):
@@ -32,7 +24,7 @@ def api_user(app, *, extra_credits: int = 0, admin: bool = False):
                               idempotency_key=f"e2e:{uuid.uuid4().hex}")
     _, key = services.accounts.create_api_key(user_id=user.id, name="e2e")
     client = Client(app.url, headers={"Authorization": f"Bearer {key}"}, verbose=False)
-    _clients.append(client)
+    keep_closing(client)
     return user, key, client
 
 
