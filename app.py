@@ -34,6 +34,8 @@ def build_services(settings: Settings, *, migrate: bool = True):
     from services.pricing import Pricing
     from services.storage import make_store
     from services.studio import Studio
+    from services.studio.compare import Compare
+    from services.studio.styles import MyStyles
 
     settings.ensure_secret_key()
     db = Database(settings.resolved_database_url)
@@ -47,10 +49,13 @@ def build_services(settings: Settings, *, migrate: bool = True):
     studio = Studio(db=db, ledger=ledger, catalog=catalog, engine=make_engine(settings),
                     moderator=make_moderator(settings), store=make_store(settings),
                     settings=settings, entitlements=entitlements)
+    styles = MyStyles(db=db, catalog=catalog)
+    studio.style_resolver = styles.resolve  # saved styles usable by name, for their owner only
     accounts = Accounts(db=db, ledger=ledger, settings=settings, mailer=make_mailer(settings))
     return Services(settings=settings, db=db, accounts=accounts, ledger=ledger, catalog=catalog,
                     studio=studio, pricing=pricing, billing=billing, entitlements=entitlements,
-                    admin=Admin(db=db, accounts=accounts, ledger=ledger))
+                    admin=Admin(db=db, accounts=accounts, ledger=ledger), styles=styles,
+                    compare=Compare(studio=studio, ledger=ledger, max_styles=settings.compare_max_styles))
 
 
 def create_app(settings: Settings, services=None):

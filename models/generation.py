@@ -39,6 +39,8 @@ class Generation(SQLModel, table=True):
     # The process start (Boot.id) that opened the job: if that process is gone while the job is
     # pending, another one settles the job's hold without waiting for the hold to expire.
     boot_id: str | None = Field(default=None, max_length=32, index=True)
+    # The images made together by one Compare or Variations request share it (shown as one batch).
+    batch_id: str | None = Field(default=None, max_length=32, index=True)
 
 
 class Boot(SQLModel, table=True):

@@ -22,3 +22,5 @@ class Services:
     billing: Any  # services.billing.Billing
     entitlements: Any = None  # services.entitlements.Entitlements
     admin: Any = None  # services.admin.Admin
+    styles: Any = None  # services.studio.styles.MyStyles
+    compare: Any = None  # services.studio.compare.Compare
