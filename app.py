@@ -67,6 +67,7 @@ def create_app(settings: Settings, services=None):
     from api import MCP_PATH, StudioMCP, build_openai_router
     from services.metrics import Metrics
     from ui import build_ui, downloads
+    from ui.compare import style_routes
     from ui.generate import preview_routes
     from ui.gradio_tuning import (
         enough_queue_slots,
@@ -111,6 +112,7 @@ def create_app(settings: Settings, services=None):
     app.include_router(build_openai_router(services))  # /v1: the OpenAI-compatible images API
     app.add_route(MCP_PATH, mcp, include_in_schema=False)  # /mcp: the MCP server (streamable HTTP)
     app.include_router(preview_routes(services))  # /previews: a job's live frames, owner only
+    app.include_router(style_routes())  # /style-thumbs: the style picker's thumbnails (assets/styles/)
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:
