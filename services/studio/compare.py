@@ -16,8 +16,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.errors import DomainError, InsufficientCredits, PermissionDenied, ValidationFailed
+from services.errors import DomainError, InsufficientCredits, PermissionDenied, RateLimited, ValidationFailed
 from services.studio.batch import batch
+from services.studio.limits import rate_room
 from services.studio.previews import Preview
 from services.studio.types import GenerationResult
 
@@ -139,6 +140,13 @@ class Compare:
         block = studio.entitlements.resolution_block(user_id=user_id, is_admin=is_admin, resolution=res.key)
         if block:
             raise PermissionDenied(block)
+        if not is_admin:
+            room = await asyncio.to_thread(rate_room, studio.db, user_id, limit=studio.settings.generation_rate_per_minute,
+                                           now=studio.clock())
+            if room < len(requests):
+                raise RateLimited(
+                    f"You can start {studio.settings.generation_rate_per_minute} images a minute and have room for "
+                    f"{room} now, not {len(requests)}. Please wait a moment or choose fewer — nothing was charged.")
         balance = await asyncio.to_thread(self.ledger.balance, user_id)
         quote = Quote(count=len(requests), unit=res.price, balance=balance.total)
         if not quote.affordable:
@@ -167,7 +175,8 @@ class Compare:
             try:
                 cell.result = await studio.generate(
                     user_id=user_id, is_admin=is_admin, prompt=requests[cell.index].prompt, style=cell.style,
-                    aspect_ratio=aspect_ratio, resolution=res.key, on_preview=on_preview)
+                    aspect_ratio=aspect_ratio, resolution=res.key,
+                    on_preview=on_preview if on_update is not None else None)  # frames cost CPU: only if shown
             except DomainError as err:
                 said = err.message
                 cell.status = "failed"

@@ -12,7 +12,7 @@ from sqlmodel import select
 from models.generation import Generation
 from models.ledger import Hold
 from models.style import SavedStyle
-from services.errors import Conflict, InsufficientCredits, NotFound, ValidationFailed
+from services.errors import Conflict, InsufficientCredits, NotFound, RateLimited, ValidationFailed
 from services.studio.compare import Compare
 from services.studio.styles import MyStyles
 
@@ -208,6 +208,19 @@ def test_compare_refused_up_front_charges_nothing_and_calls_no_engine(lab, fake_
     with rig.db.session() as s:
         assert s.exec(select(Generation).where(Generation.user_id == uid)).all() == []
         assert s.exec(select(SavedStyle)).all() == []
+
+
+def test_a_set_the_rate_limit_cannot_start_whole_is_refused_up_front(lab):
+    rig, _, compare = lab(GENERATION_RATE_PER_MINUTE=5)
+    uid = rig.user(credits=100)
+    rig.generate(uid)
+    with pytest.raises(RateLimited, match="room for 4 now, not 6"):
+        asyncio.run(compare.compare(user_id=uid, is_admin=False, prompt="a fox", aspect_ratio="1:1", resolution="1K",
+                                    styles=["photographic", "anime", "comic", "watercolor", "pixel art", "cinematic"]))
+    assert rig.balance(uid) == 90
+    result = asyncio.run(compare.compare(user_id=uid, is_admin=False, prompt="a fox", aspect_ratio="1:1",
+                                         resolution="1K", styles=["anime", "comic", "watercolor", "pixel art"]))
+    assert len(result.delivered) == 4 and rig.balance(uid) == 50
 
 
 def test_variations_are_priced_and_held_per_image(lab):
