@@ -47,7 +47,8 @@ class OpenAIEngine:
                 model=self.model, prompt=request.prompt, size=f"{request.width}x{request.height}",
                 quality=self.quality, n=1, output_format="png",
                 safety_identifier=safety_identifier(request.user_id, self.identity_key),
-                stream=True, partial_images=self.partial_images,
+                # No one waiting for previews (an API compare): no frames to send, parse and drop.
+                stream=True, partial_images=self.partial_images if on_partial is not None else 0,
             )
         except Exception as exc:
             raise provider_error(exc) from exc
