@@ -60,3 +60,14 @@ def test_compare_three_styles_use_one_and_save_a_style(serve_app, fake_openai, b
     card.click()
     page.locator('#compare-picker .sl-card.sl-on[data-name="Foggy harbour"]').wait_for(timeout=20_000)
     page.screenshot(path=str(shots / "compare-my-style.png"), full_page=True)
+
+    # The saved style in the Generate tab's own list: the page's Generate uses it.
+    page.get_by_role("tab", name="Generate").click()
+    page.locator("#studio-style input").click()
+    page.get_by_role("option", name="Foggy harbour").click()
+    page.locator("#studio-prompt textarea").fill("a small boat")
+    page.locator("#studio-generate").click()
+    page.get_by_text("in the Foggy harbour style").wait_for(timeout=60_000)
+    sent = [c.body.get("prompt") for c in fake_openai.calls("/v1/images/generations")]
+    assert "A foggy harbour scene of a small boat, muted greys" in sent
+    page.screenshot(path=str(shots / "compare-saved-style-in-generate.png"), full_page=True)
