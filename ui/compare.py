@@ -544,7 +544,7 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
                  show_progress="hidden")
     resolution.change(cost_line, [chosen, resolution], [cost, go, vary], api_visibility="private",
                       show_progress="hidden")
-    history.input(lambda picked: picked or gr.skip(), [history], [prompt], api_visibility="private", queue=False,
+    history.input(user_facing(lambda picked: picked or gr.skip()), [history], [prompt], api_visibility="private", queue=False,
                   show_progress="hidden")
     if form is not None:
         fill = [form.prompt, form.style, form.aspect_ratio, form.resolution] + ([tabs] if tabs is not None else [])
@@ -556,7 +556,8 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
 
     editor_outputs = [style_name, template, default_ratio, default_res, styles_note]
     mine.input(pick_mine, [mine], editor_outputs, api_visibility="private", show_progress="hidden")
-    new.click(lambda: (None, "", "", "", "", "New style: fill in a name and a template."), None, [mine, *editor_outputs], api_visibility="private", queue=False)
+    new.click(user_facing(lambda: (None, "", "", "", "", "New style: fill in a name and a template.")), None,
+              [mine, *editor_outputs], api_visibility="private", queue=False)
     save.click(save_ui, [mine, style_name, template, default_ratio, default_res, chosen], [*list_outputs, styles_note],
                api_name="save_style_ui", api_visibility="private")
     delete.click(delete_ui, [mine, chosen], [*list_outputs, *editor_outputs], api_name="delete_style_ui",
