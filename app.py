@@ -33,6 +33,8 @@ def build_services(settings: Settings, *, migrate: bool = True):
     from services.pricing import Pricing
     from services.storage import make_store
     from services.studio import Studio
+    from services.studio.compare import Compare
+    from services.studio.styles import MyStyles
     from services.team import Team
 
     settings.ensure_secret_key()
@@ -47,11 +49,14 @@ def build_services(settings: Settings, *, migrate: bool = True):
     studio = Studio(db=db, ledger=ledger, catalog=catalog, engine=make_engine(settings),
                     moderator=make_moderator(settings), store=make_store(settings),
                     settings=settings, entitlements=entitlements)
+    styles = MyStyles(db=db, catalog=catalog)
+    studio.style_resolver = styles.resolve  # saved styles usable by name, for their owner only
     accounts = Accounts(db=db, ledger=ledger, settings=settings, mailer=make_mailer(settings))
     team = Team(db=db, ledger=ledger, settings=settings)
     return Services(settings=settings, db=db, accounts=accounts, ledger=ledger, catalog=catalog,
                     studio=studio, pricing=pricing, billing=billing, entitlements=entitlements,
-                    admin=Admin(db=db, accounts=accounts, ledger=ledger, settings=settings, team=team), team=team)
+                    admin=Admin(db=db, accounts=accounts, ledger=ledger, settings=settings, team=team), team=team,
+                    styles=styles, compare=Compare(studio=studio, ledger=ledger, max_styles=settings.compare_max_styles))
 
 
 def create_app(settings: Settings, services=None):
@@ -64,6 +69,7 @@ def create_app(settings: Settings, services=None):
     from services.metrics import Metrics
     from ui import build_ui, downloads
     from ui.admin import routes as admin_routes
+    from ui.compare import style_routes
     from ui.generate import preview_routes
     from ui.gradio_tuning import (
         enough_queue_slots,
@@ -110,6 +116,7 @@ def create_app(settings: Settings, services=None):
     app.add_route(MCP_PATH, mcp, include_in_schema=False)  # /mcp: the MCP server (streamable HTTP)
     app.include_router(preview_routes(services))  # /previews: a job's live frames, owner only
     app.include_router(admin_routes(services))  # /admin/export/{table}.csv: the console's tables, admins only
+    app.include_router(style_routes())  # /style-thumbs: the style picker's thumbnails (assets/styles/)
     app.add_middleware(BrowserRedirectMiddleware, services=services)
 
     async def auth_dependency(request) -> str | None:

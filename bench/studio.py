@@ -31,6 +31,10 @@ itself costs ~100 ms of CPU per call, which on two cores would be measuring the 
    (services/references.py), as a fraction of a 10 s engine call (target ≤ 0.05), and the peak
    memory this adds (target ≤ 300 MB): bench/references.py, run in a process of its own.
 
+7. Compare: one user, one prompt in 6 styles at 1K (`/compare`, each image its own generation and
+   hold), engine latency L, GENERATION_MAX_CONCURRENT=6 → wall / L (target ≤ 1.3), the images
+   downloaded; the engine's peak in flight should be 6.
+
 `--replicas N` (N ≥ 2) runs another benchmark instead: N `python app.py` replicas on one
 PostgreSQL schema (made fresh under `--postgres`, dropped afterwards) and one S3 store (moto's
 server in its own process), and the 40-user burst of test 1 sent through one replica, then spread
@@ -89,7 +93,8 @@ class App:
                "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.url, "IMAGE_PROVIDER": "openai",
                "IMAGE_MODEL": "gpt-image-2", "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                "QUEUE_CONCURRENCY": str(max(64, users)), "STRIPE_SECRET_KEY": "", "SMTP_HOST": "",
-               "GRADIO_ANALYTICS_ENABLED": "False", "PARTIAL_IMAGES": str(previews)}
+               "GRADIO_ANALYTICS_ENABLED": "False", "PARTIAL_IMAGES": str(previews),
+               "GENERATION_MAX_CONCURRENT": "6", "GENERATION_RATE_PER_MINUTE": "1000"}  # a 6-style compare runs at once (test 6)
         settings = load_settings(env_file=None, DATA_DIR=str(self.data_dir), SECRET_KEY="bench-secret")
         self.services = build_services(settings)  # migrates the database
         self.served = ServedApp(env, data_dir=self.data_dir, timeout=90)
@@ -134,6 +139,40 @@ async def generate(http: httpx.AsyncClient, key: str | None, *args: str, preview
     image = await http.get(local(http, data[0]["url"]), headers=headers)
     image.raise_for_status()
     return data, len(image.content)
+
+
+COMPARE_STYLES = ["photographic", "anime", "watercolor", "pixel art", "comic", "cinematic"]
+
+
+async def compare_six(app: App, fake: Fake, key: str, latency: float) -> dict:
+    """Test 6: one /compare of 6 styles at 1K through Gradio's REST API, then every image downloaded."""
+    fake.config(latency=latency)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=app.url, timeout=300) as http:
+        started = time.perf_counter()
+        r = await http.post("/gradio_api/call/compare", headers=headers,
+                            json={"data": [PROMPT, COMPARE_STYLES, "1:1", "1K"]})
+        r.raise_for_status()
+        event, data = None, None
+        async with http.stream("GET", f"/gradio_api/call/compare/{r.json()['event_id']}", headers=headers) as s:
+            async for line in s.aiter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    data = json.loads(line[5:])
+                    break
+        if event != "complete":
+            raise RuntimeError(f"{event}: {data}")
+        sizes = []
+        for item in data[0]:
+            got = await http.get(local(http, item["image"]["url"]), headers=headers)
+            got.raise_for_status()
+            sizes.append(len(got.content))
+        wall = time.perf_counter() - started
+    stats = fake.stats()
+    return {"styles": len(COMPARE_STYLES), "images": len(sizes), "latency_s": latency, "wall_s": round(wall, 3),
+            "wall_over_latency": round(wall / latency, 3), "engine_peak_in_flight": stats["max_in_flight"],
+            "message_tail": data[1].splitlines()[-1]}
 
 
 def local(http: httpx.AsyncClient, url: str) -> str:
@@ -303,11 +342,15 @@ async def run(args) -> dict:
     try:
         fake.config(warm=[[1024, 1024], [3840, 2160], [2880, 2880]])  # rendered before any timing
         app = App(fake, users=args.users, previews=args.previews)
-        users = [app.user() for _ in range(args.users)] + [app.user(credits=10_000)]  # the last: warm-ups, 4K, previews
+        users = [app.user() for _ in range(0 if args.only_compare else args.users)] + [app.user(credits=10_000)]  # the last: warm-ups, 4K, previews
         async with httpx.AsyncClient(base_url=app.url, timeout=300) as http:
             for _ in range(3):  # warm-up: imports, connections, caches
                 await generate(http, users[-1][1], "warm up", "none", "1:1", "1K")
         fake.reset()
+        if args.only_compare:  # test 6 alone
+            runs = [await compare_six(app, fake, users[-1][1], args.latency) for _ in range(args.compare_runs)]
+            return {"image": args.image, "compare_6": runs, "targets": {
+                "compare_6_wall_over_latency<=1.3": statistics.median(r["wall_over_latency"] for r in runs) <= 1.3}}
         result = {"image": args.image, "served": await served_concurrency(app, fake, users[:-1], args.latency)}
         fake.reset()
         result["service"] = await service_concurrency(fake, args.users, args.latency)
@@ -317,6 +360,9 @@ async def run(args) -> dict:
         if args.previews:
             result["preview_latency"] = await preview_latency(app, fake, users[-1][1])
         result["references"] = await asyncio.to_thread(references_figure)
+        fake.reset()
+        result["compare_6"] = [await compare_six(app, fake, users[-1][1], args.latency)
+                               for _ in range(args.compare_runs)]
         # Test 5: the peer beside ours (idle apps cost nothing), bursts alternating, so that both
         # meet the same machine: peer, ours, peer, ours, … (`--rounds` pairs; test 1 was ours' first).
         peer = start_bare_space(fake, args.users)
@@ -351,6 +397,7 @@ async def run(args) -> dict:
         "overhead_fraction_4k<=0.10": o["overhead_fraction"] <= 0.10,
         "display_over_png_4k<=0.15": o["display_over_png"] <= 0.15,
         "preview_latency_max<=0.3": result.get("preview_latency", {}).get("max_s", 0) <= 0.3,
+        "compare_6_wall_over_latency<=1.3": statistics.median(r["wall_over_latency"] for r in result["compare_6"]) <= 1.3,
         "ours_not_worse_than_bare_space": k["ours_failed"] == 0 and k["ours_median"] <= k["peer_median"],
         "references_fraction<=0.05": result["references"]["fraction_of_latency"] <= 0.05,
         "references_peak_mb<=300": result["references"]["peak_added_mb"] <= 300,
@@ -516,6 +563,8 @@ def main() -> int:
     parser.add_argument("--image", choices=("photo", "flat"), default="photo")
     parser.add_argument("--rounds", type=int, default=2, help="peer/ours burst pairs for test 5")
     parser.add_argument("--previews", type=int, default=2, choices=range(4), help="PARTIAL_IMAGES for our app")
+    parser.add_argument("--compare-runs", type=int, default=3, help="6-style compares for test 6")
+    parser.add_argument("--only-compare", action="store_true", help="run test 6 only")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--replicas", type=int, default=1,
                         help="N >= 2: the burst through one replica vs spread over N (needs --postgres)")
@@ -532,6 +581,13 @@ def main() -> int:
             or result["ledger"]["pending_holds"]
         return 1 if bad else 0
     result = asyncio.run(run(args))
+    if args.only_compare:
+        for r in result["compare_6"]:
+            print(f"6. compare, {r['styles']} styles at 1K, latency {r['latency_s']} s: wall {r['wall_s']} s → "
+                  f"wall/latency {r['wall_over_latency']} (target ≤ 1.3); {r['images']} images, engine peak in flight "
+                  f"{r['engine_peak_in_flight']}; {r['message_tail']}")
+        print(json.dumps(result))
+        return 0 if all(r["images"] == r["styles"] for r in result["compare_6"]) else 1
     if not args.json:
         c, v = result["served"], result["service"]
         print(f"1. {c['users']} users x one 1K image at once, engine latency {c['latency_s']} s ({args.image} images):")
@@ -550,6 +606,10 @@ def main() -> int:
             p = result["preview_latency"]
             print(f"4. preview frame from the engine to the client, 1K, {p['frames']} frames: median {p['median_s']} s, "
                   f"max {p['max_s']} s (target ≤ 0.3)")
+        for r in result["compare_6"]:
+            print(f"6. compare, {r['styles']} styles at 1K, latency {r['latency_s']} s: wall {r['wall_s']} s → "
+                  f"wall/latency {r['wall_over_latency']} (target ≤ 1.3); {r['images']} images, engine peak in flight "
+                  f"{r['engine_peak_in_flight']}; {r['message_tail']}")
         k = result["compare"]
         print(f"5. the same burst, alternating with a bare Gradio app (engine call only), wall/latency per burst: "
               f"peer {k['peer_wall_over_latency']} ({k['peer_failed']} failed requests), ours "

@@ -3,6 +3,7 @@
 from models.generation import Generation, ModerationEvent
 from models.ledger import CreditGrant, Hold, LedgerEntry
 from models.payment import Fulfillment, StripeEvent, Subscription
+from models.style import SavedStyle
 from models.user import (
     ApiKey,
     AuthEvent,
@@ -18,7 +19,6 @@ from models.user import (
 
 __all__ = [
     "ApiKey", "AuthEvent", "CreditGrant", "EmailVerification", "Fulfillment", "Generation", "Hold",
-    "Invite",
-    "LedgerEntry", "ModerationEvent", "OidcLogin", "PasswordReset", "StripeEvent", "Subscription",
+    "Invite", "LedgerEntry", "ModerationEvent", "OidcLogin", "PasswordReset", "SavedStyle", "StripeEvent", "Subscription",
     "TrialClaim", "User", "UserIdentity", "UserSession",
 ]

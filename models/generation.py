@@ -43,6 +43,8 @@ class Generation(SQLModel, table=True):
     # "width", "height", "source": "upload" | a generation id}], stored under `image_key`; None: none.
     reference_images: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     masked: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    # The images made together by one Compare or Variations request share it (shown as one batch).
+    batch_id: str | None = Field(default=None, max_length=32, index=True)
 
 
 class Boot(SQLModel, table=True):

@@ -23,3 +23,5 @@ class Services:
     entitlements: Any = None  # services.entitlements.Entitlements
     admin: Any = None  # services.admin.Admin
     team: Any = None  # services.team.Team
+    styles: Any = None  # services.studio.styles.MyStyles
+    compare: Any = None  # services.studio.compare.Compare

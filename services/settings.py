@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     partial_images: int = Field(default=2, ge=0, le=3, alias="PARTIAL_IMAGES")
     generation_rate_per_minute: int = Field(default=20, ge=1, alias="GENERATION_RATE_PER_MINUTE")
     generation_max_concurrent: int = Field(default=4, ge=1, alias="GENERATION_MAX_CONCURRENT")
+    compare_max_styles: int = Field(default=6, ge=1, le=12, alias="COMPARE_MAX_STYLES")
     hold_ttl_seconds: int = Field(default=900, ge=30, alias="HOLD_TTL_SECONDS")
     # Reference images per job (the model takes 16) and bytes per uploaded image (issue #11).
     reference_max_images: int = Field(default=8, ge=1, le=16, alias="REFERENCE_MAX_IMAGES")

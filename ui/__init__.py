@@ -7,11 +7,11 @@ import html
 import gradio as gr
 
 from services.container import Services
-from ui import account, admin, gallery, generate, pricing
+from ui import account, admin, compare, gallery, generate, pricing
 from ui.common import Shell, user_facing
 from ui.web import SESSION_COOKIE, footer_html
 
-TAB_IDS = {"generate", "gallery", "pricing", "account"}  # the admin tab is opened by hand
+TAB_IDS = {"generate", "compare", "gallery", "pricing", "account"}  # the admin tab is opened by hand
 
 
 def build_ui(services: Services) -> gr.Blocks:
@@ -39,6 +39,7 @@ def build_ui(services: Services) -> gr.Blocks:
 
         with gr.Tabs(overflow_behavior="wrap") as tabs:
             form = tab("Generate", generate.build, tabs=tabs, tab_id="generate")
+            tab("Compare", compare.build, form=form, tabs=tabs)
             tab("Gallery", gallery.build, form=form, tabs=tabs)
             tab("Pricing", pricing.build)
             tab("Account", account.build)

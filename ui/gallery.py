@@ -41,6 +41,10 @@ GRID_CSS = """
   background: var(--background-fill-secondary); }
 .sg-item img { display: block; width: 100%; height: 100%; object-fit: contain; }
 .sg-item:focus-visible { outline: 3px solid var(--color-accent); outline-offset: 2px; }
+.sg-batch { flex: 1 1 100%; display: flex; flex-wrap: wrap; gap: 8px; padding: 6px 8px 8px; border-radius: 10px;
+  border: 1px dashed var(--border-color-primary); }
+.sg-batch::after { content: ""; flex-grow: 1000000; }
+.sg-batch-label { flex-basis: 100%; margin: 0; font-size: 0.85rem; color: var(--body-text-color-subdued); }
 .sg-empty { padding: 2rem 0; color: var(--body-text-color-subdued); }
 .sg-lightbox { position: fixed; inset: 0; z-index: 1000; background: rgba(10, 10, 18, 0.97);
   color: #f4f4f8; display: grid; grid-template-columns: 3rem minmax(0, 1fr) minmax(16rem, 22rem) 3rem;
@@ -235,8 +239,30 @@ def lightbox_html(*, trash: bool) -> str:
 def grid_html(request, studio, items, *, trash: bool, empty: str) -> str:
     if not items:
         return f'<p class="sg-empty">{html.escape(empty)}</p>'
-    cells = "".join(item_html(request, studio, g, trash=trash) for g in items)
-    return f'<div class="sg-grid">{cells}</div>{lightbox_html(trash=trash)}'
+    cells = []
+    for batch_id, group in _batches(items):
+        inner = "".join(item_html(request, studio, g, trash=trash) for g in group)
+        if batch_id is None:
+            cells.append(inner)
+        else:  # one Compare or Variations request: shown together, each image still its own item
+            styles = len({g.style for g in group})
+            what = f"Compare · {styles} styles" if styles > 1 else f"Variations · {len(group)} images"
+            cells.append(f'<div class="sg-batch" data-batch="{_attr(batch_id)}"><p class="sg-batch-label">'
+                         f'{html.escape(what)} · “{html.escape(group[0].prompt[:80])}”</p>{inner}</div>')
+    return f'<div class="sg-grid">{"".join(cells)}</div>{lightbox_html(trash=trash)}'
+
+
+def _batches(items) -> list[tuple[str | None, list]]:
+    """Consecutive images of the same batch grouped (the gallery is newest first, so a batch's
+    images are next to each other); an image made on its own is a group of one without an id."""
+    groups: list[tuple[str | None, list]] = []
+    for g in items:
+        batch_id = getattr(g, "batch_id", None)
+        if batch_id is not None and groups and groups[-1][0] == batch_id:
+            groups[-1][1].append(g)
+        else:
+            groups.append((batch_id, [g]))
+    return groups
 
 
 def summary_html(total: int, view: dict, catalog) -> str:

@@ -59,13 +59,14 @@ class OpenAIEngine:
 
     async def generate(self, request: EngineRequest, on_partial: PartialFn | None = None) -> EngineImage:
         if request.references:
-            return await self.stream_image(self._edit_call(request), on_partial)
+            return await self.stream_image(self._edit_call(request, previews=on_partial is not None), on_partial)
         return await self.stream_image(functools.partial(
             self.client.images.generate,
             model=self.model, prompt=request.prompt, size=f"{request.width}x{request.height}",
             quality=self.quality, n=1, output_format="png",
             safety_identifier=safety_identifier(request.user_id, self.identity_key),
-            stream=True, partial_images=self.partial_images,
+            # No one waiting for previews (an API compare): no frames to send, parse and drop.
+            stream=True, partial_images=self.partial_images if on_partial is not None else 0,
         ), on_partial)
 
     async def stream_image(self, open_stream: Callable[[], object], on_partial: PartialFn | None = None,
@@ -94,7 +95,7 @@ class OpenAIEngine:
             await frames.drain()
         return EngineImage(model=self.model, data=data, usage=usage)
 
-    def _edit_call(self, request: EngineRequest) -> Callable[[], object]:
+    def _edit_call(self, request: EngineRequest, *, previews: bool = True) -> Callable[[], object]:
         """`images.edit` with the references (in order) and the mask, streamed like a generation
         (`image_edit.partial_image` … `image_edit.completed`), read by `stream_image`."""
         images = [(f"reference-{i}.{ref.extension}", ref.data, ref.mime) for i, ref in enumerate(request.references)]
@@ -104,7 +105,7 @@ class OpenAIEngine:
             model=self.model, image=images, prompt=request.prompt, size=f"{request.width}x{request.height}",
             quality=self.quality, n=1, output_format="png",
             safety_identifier=safety_identifier(request.user_id, self.identity_key),
-            stream=True, partial_images=self.partial_images, **extra,
+            stream=True, partial_images=self.partial_images if previews else 0, **extra,
         )
 
 

@@ -33,7 +33,7 @@ from models.base import utcnow
 from models.generation import Generation, ModerationEvent
 from models.user import User
 from services import sizing
-from services.catalog import Catalog
+from services.catalog import Catalog, Style
 from services.db import Database
 from services.engines import EngineImage, EngineRequest, ImageEngine, PartialFrame
 from services.entitlements import Entitlements
@@ -51,6 +51,7 @@ from services.moderation import Moderator
 from services.references import Reference, ReferenceRefused, ReferenceRules
 from services.settings import Settings
 from services.storage import ImageMissing, ImageStore, reference_variant
+from services.studio.batch import current_batch
 from services.studio.gallery import StudioGallery
 from services.studio.limits import SlotsTaken, UserSlots, check_rate, check_slots
 from services.studio.postprocess import Rendered, postprocess
@@ -106,6 +107,8 @@ class Studio(StudioGallery, StudioRecovery):
         self.preview_backlog = 2 * cpu_threads
         self._io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="studio-io")
         self.previews = PreviewFrames()
+        # A user's own saved styles (services/studio/styles.py), asked before the catalog; set by app.py.
+        self.style_resolver: Callable[..., Style | None] | None = None
 
     @staticmethod
     async def _in(pool: ThreadPoolExecutor, fn, /, *args, **kwargs):
@@ -137,8 +140,17 @@ class Studio(StudioGallery, StudioRecovery):
 
     # Validation -------------------------------------------------------------------------------
 
-    def validate(self, *, prompt, style, aspect_ratio, resolution) -> GenerationRequest:
-        """Check every input against the rules and the catalog; raises ValidationFailed."""
+    def style_for(self, name, *, user_id: int | None = None) -> Style:
+        """The user's own saved style called `name` if they have one, else the catalog's."""
+        if user_id is not None and self.style_resolver is not None and isinstance(name, str):
+            own = self.style_resolver(user_id=user_id, name=name)
+            if own is not None:
+                return own
+        return self.catalog.style(name)
+
+    def validate(self, *, prompt, style, aspect_ratio, resolution, user_id: int | None = None) -> GenerationRequest:
+        """Check every input against the rules and the catalog (and the user's own styles);
+        raises ValidationFailed. A saved style's default ratio and resolution fill empty ones."""
         if not isinstance(prompt, str):
             raise ValidationFailed("Please enter a prompt.")
         text = prompt.replace("\r\n", "\n").replace("\r", "\n").strip()
@@ -155,7 +167,9 @@ class Studio(StudioGallery, StudioRecovery):
                 raise ValidationFailed(
                     f"The prompt contains a control character (U+{ord(ch):04X}). Please remove it."
                 )
-        style_obj = self.catalog.style(style)
+        style_obj = self.style_for(style, user_id=user_id)
+        aspect_ratio = aspect_ratio or getattr(style_obj, "aspect_ratio", None) or aspect_ratio
+        resolution = resolution or getattr(style_obj, "resolution", None) or resolution
         return GenerationRequest(
             prompt=text, style=style_obj, aspect=self.catalog.aspect_ratio(aspect_ratio),
             resolution=self.catalog.resolution(resolution), styled_prompt=style_obj.apply(text),
@@ -183,7 +197,8 @@ class Studio(StudioGallery, StudioRecovery):
         started = time.perf_counter()
         timings: dict[str, int] = {}
 
-        request = self.validate(prompt=prompt, style=style, aspect_ratio=aspect_ratio, resolution=resolution)
+        request = self.validate(prompt=prompt, style=style, aspect_ratio=aspect_ratio, resolution=resolution,
+                                user_id=user_id)
         block = self.entitlements.resolution_block(user_id=user_id, is_admin=is_admin,
                                                    resolution=request.resolution.key)
         if block:
@@ -434,7 +449,8 @@ class Studio(StudioGallery, StudioRecovery):
                 style=request.style.name, aspect_ratio=request.aspect.ratio, resolution=request.resolution.key,
                 requested_width=plan.requested[0], requested_height=plan.requested[1],
                 engine=self.engine.name, model=self.engine.model, cost=request.cost, status="pending",
-                boot_id=self.boot_id, created_at=self.clock(), masked=request.mask is not None,
+                boot_id=self.boot_id, created_at=self.clock(), batch_id=current_batch.get(),
+                masked=request.mask is not None,
                 reference_images=[
                     {"variant": reference_variant(i, ref.extension), "name": ref.name, "width": ref.width,
                      "height": ref.height, "source": source}

@@ -54,6 +54,15 @@ class UserSlots:
                 del self._entries[user_id]
 
 
+def rate_room(db: Database, user_id: int, *, limit: int, now: datetime) -> int:
+    """How many more generations the user may start this minute."""
+    since = now - RATE_WINDOW
+    with db.session() as s:
+        recent = s.exec(select(func.count()).select_from(Generation).where(
+            Generation.user_id == user_id, Generation.created_at > since)).one()
+    return max(0, limit - recent)
+
+
 def check_rate(db: Database, user_id: int, *, limit: int, now: datetime, session: Session | None = None) -> None:
     """RateLimited when the user started `limit` generations in the last minute. Inside `session`
     when given (the transaction that opens the job), else in a session of its own."""

@@ -16,7 +16,7 @@ from tests.e2e.conftest import shop
 
 VIEWPORTS = [pytest.param({"width": 1280, "height": 900}, id="desktop"),
              pytest.param({"width": 390, "height": 844}, id="phone")]
-TABS = ("Generate", "Gallery", "Pricing", "Account")
+TABS = ("Generate", "Compare", "Gallery", "Pricing", "Account")
 PASSWORD = "correct horse battery"
 
 pytestmark = needs_chromium
