@@ -383,7 +383,8 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
     def reuse_settings(evt: gr.EventData, request: gr.Request):
         user = shell.user(request)
         g = studio.get(user_id=user.id, generation_id=_picked(evt))
-        style_name = g.style if g.style in catalog.style_names else catalog.default_style
+        own = services.styles is not None and services.styles.find(user_id=user.id, name=g.style) is not None
+        style_name = g.style if g.style in catalog.style_names or own else catalog.default_style
         ratio = g.aspect_ratio if g.aspect_ratio in [r.ratio for r in catalog.aspect_ratios] \
             else catalog.default_aspect_ratio
         resolution_key = g.resolution if g.resolution in [r.key for r in catalog.resolutions] \

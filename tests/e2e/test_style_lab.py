@@ -128,6 +128,8 @@ def test_variations_and_saved_styles_in_compare_and_generate(serve_app, closing)
         rows = s.query(Generation).filter(Generation.user_id == cat.user.id, Generation.style == "Moody fog").all()
     assert {g.styled_prompt for g in rows} == {"A moody, foggy photo of a pier"} and len(rows) == 2
     assert saved["aspect_ratio"] == "16:9"
+    reused = cat.event("gallery_reuse", [], event_data={"id": rows[0].id})  # the gallery's "Reuse settings"
+    assert reused["success"] and _value(reused["output"]["data"][1]) == "Moody fog"
     assert cat.api(api_name="/prompt_history") == ["a pier"]
 
 
