@@ -18,6 +18,33 @@ pytestmark = needs_chromium
 LOADED = "(sel) => { const i = document.querySelector(sel); return !!i && i.complete && i.naturalWidth > 0; }"
 
 
+def select_tab(page, name: str) -> None:
+    """Click a tab until it is the selected one (a handler switching tabs may still be on its way)."""
+    tab = page.get_by_role("tab", name=name)
+    for _ in range(10):
+        tab.click()
+        page.wait_for_timeout(1_000)
+        if tab.get_attribute("aria-selected") == "true":
+            return
+    raise AssertionError(f"the {name} tab could not be selected")
+
+
+def open_preview(page) -> None:
+    """Open the gallery's first image; the tab redraws its grid when shown, which closes a preview
+    opened before the redraw arrived, so try again until it stays open."""
+    page.wait_for_function(LOADED, arg="#studio-gallery .sg-item img", timeout=30_000)
+    for _ in range(5):
+        page.locator("#studio-gallery .sg-item").first.click()
+        try:
+            page.locator("#studio-gallery .sg-lightbox:not([hidden])").wait_for(timeout=3_000)
+            page.wait_for_timeout(3_000)
+            if page.locator("#studio-gallery .sg-lightbox:not([hidden])").count():
+                return
+        except Exception:  # noqa: BLE001 - a redraw closed it: again
+            continue
+    raise AssertionError("the gallery preview did not stay open")
+
+
 def test_upload_a_reference_paint_a_mask_generate_and_see_it_in_the_gallery(serve_app, browser, shots, tmp_path):
     app = serve_app()
     reference = tmp_path / "harbour.jpg"
@@ -60,10 +87,14 @@ def test_upload_a_reference_paint_a_mask_generate_and_see_it_in_the_gallery(serv
     # After generating, the references are the stored copies (the upload itself is gone).
     page.wait_for_function(LOADED, arg=f"#studio-ref-thumbs img[src*='/images/{made.id}/ref0.jpg']", timeout=30_000)
 
-    page.get_by_role("tab", name="Gallery").click()
-    page.wait_for_function(LOADED, arg="#studio-gallery .sg-item img", timeout=30_000)
-    page.locator("#studio-gallery .sg-item").first.click()
+    select_tab(page, "Gallery")
+    open_preview(page)
     page.wait_for_function(LOADED, arg="#studio-gallery .sg-refs img", timeout=30_000)
     assert page.locator("#studio-gallery .sg-refs img").get_attribute("alt") == "harbour.jpg"
     assert page.get_by_text("Made from these reference images").is_visible()
     page.screenshot(path=str(shots / "references-gallery.png"), full_page=False)
+
+    # "Use as reference" puts the stored image into the Generate tab's references (no upload).
+    page.locator("#studio-gallery .sg-use").click()
+    page.wait_for_function(LOADED, arg=f"#studio-ref-thumbs img[src*='/images/{made.id}/thumb/']", timeout=30_000)
+    assert page.locator("#studio-ref-thumbs .sr-item").count() == 2

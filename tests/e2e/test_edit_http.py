@@ -227,6 +227,11 @@ def test_gallery_images_become_references_only_for_their_owner(serve_app):
     refused = bob.event("gallery_edit", [], {"id": first})
     assert not refused["success"]
 
+    opened = alice.event("gallery_edit", [], {"id": first})  # the image alone, open in the region editor
+    assert opened["success"], opened
+    assert f"/images/{first}/thumb/" in json.dumps(opened["output"]["data"][1])
+    assert json.dumps(opened["output"]["data"][3]).count("background") >= 1  # the editor got the image
+
     added = alice.event("gallery_use_reference", [None], {"id": first})
     assert added["success"], added
     assert f"/images/{first}/thumb/" in json.dumps(added["output"]["data"][1])  # the thumbnail, owner-checked
@@ -234,11 +239,11 @@ def test_gallery_images_become_references_only_for_their_owner(serve_app):
     edited = alice.generate("the same harbour at night")
     assert edited["success"], edited
     details = edited["output"]["data"][1]
-    assert "from 1 reference image" in details
+    assert "from 2 reference images" in details  # Edit's image, then the same one added again
     second = details.split("/images/", 1)[1].split("/png", 1)[0]
     with app.services.db.session() as s:
         row = s.get(Generation, second)
-    assert row.reference_images[0]["source"] == first and row.cost == 10
+    assert [r["source"] for r in row.reference_images] == [first, first] and row.cost == 10
     assert alice.http.get(f"/images/{second}/ref0.jpg").status_code == 200
     assert bob.http.get(f"/images/{second}/ref0.jpg").status_code == 404
 
