@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import gradio as gr
 
+from services import i18n
 from services.billing import CurrentPlan
 from services.catalog import Catalog
 from services.container import Services
@@ -23,10 +24,13 @@ PACK_CREDITS_RULE = "Pack credits never expire."
 PAYMENTS_OFF = "Payments are off on this instance: you can see the offer, but not buy yet."
 
 
-def money(amount: Decimal, currency: str, *, places: int = 2) -> str:
-    """An amount in the currency's major unit ("$0.050"), to `places` decimals (fewer for yen and the like)."""
+def money(amount: Decimal, currency: str, *, places: int = 2, language: str | None = None) -> str:
+    """An amount in the currency's major unit ("$0.050"), to `places` decimals (fewer for yen and the like);
+    in another language than English as that language writes it (Babel)."""
     currency = currency.lower()
     places = max(0, places - 2) if currency in ZERO_DECIMAL_CURRENCIES else places
+    if language not in (None, i18n.FALLBACK):
+        return i18n.money(language, amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP), currency)
     text = f"{amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):,.{places}f}"
     symbol = CURRENCY_SYMBOLS.get(currency)
     return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
@@ -37,14 +41,34 @@ def per_credit(product: Product) -> Decimal:
     return product.price / product.credits
 
 
-def per_credit_text(product: Product) -> str:
-    return f"{money(per_credit(product), product.currency, places=3)} per credit"
+def price_text(product: Product, language: str | None = None) -> str:
+    """The product's price ("$4.99"), in the language's way of writing money."""
+    if language in (None, i18n.FALLBACK):
+        return product.display_price
+    return i18n.money_units(language, product.unit_amount, product.currency)
 
 
-def per_image_text(product: Product, catalog: Catalog) -> str:
+def per_credit_text(product: Product, language: str | None = None) -> str:
+    return i18n.t(language, "price.per_credit",
+                  price=money(per_credit(product), product.currency, places=3, language=language))
+
+
+def per_image_text(product: Product, catalog: Catalog, language: str | None = None) -> str:
     """"$0.50 per 1K image": the default resolution's price in credits at this product's credit price."""
     resolution = catalog.resolution(catalog.default_resolution)
-    return f"{money(per_credit(product) * resolution.price, product.currency)} per {resolution.label} image"
+    return i18n.t(language, "price.per_image", resolution=resolution.label,
+                  price=money(per_credit(product) * resolution.price, product.currency, language=language))
+
+
+def product_name(item, language: str | None) -> str:
+    """A pack's or plan's name in the language (assets/i18n/pricing.<language>.json)."""
+    section = "plans" if isinstance(item, Plan) else "packs"
+    return i18n.catalog_text(language, section, item.key, "name", item.name)
+
+
+def product_description(item, language: str | None) -> str:
+    section = "plans" if isinstance(item, Plan) else "packs"
+    return i18n.catalog_text(language, section, item.key, "description", item.description)
 
 
 def best_value(products) -> Product | None:
@@ -55,9 +79,12 @@ def best_value(products) -> Product | None:
     return min(products, key=per_credit)
 
 
-def annual_saving(plan: Plan) -> str:
+def annual_saving(plan: Plan, language: str | None = None) -> str:
     """What annual billing saves against twelve monthly payments, in money ("$77.92")."""
-    return format_money(max(0, plan.monthly.unit_amount * 12 - plan.annual.unit_amount), plan.annual.currency)
+    saving = max(0, plan.monthly.unit_amount * 12 - plan.annual.unit_amount)
+    if language not in (None, i18n.FALLBACK):
+        return i18n.money_units(language, saving, plan.annual.currency)
+    return format_money(saving, plan.annual.currency)
 
 
 def cheapest_credit(pricing: Pricing) -> Product | None:
@@ -66,9 +93,15 @@ def cheapest_credit(pricing: Pricing) -> Product | None:
     return min(offers, key=per_credit, default=None)
 
 
-def image_costs(catalog: Catalog) -> str:
+def credits_text(count: int, language: str | None = None) -> str:
+    return i18n.t(language, "price.one_credit" if count == 1 else "price.credits", count=i18n.number(language, count))
+
+
+def image_costs(catalog: Catalog, language: str | None = None) -> str:
     """What one image costs at each resolution, from assets/catalog.json: "1K: 10 credits · 2K: 20 credits"."""
-    return " · ".join(f"{r.label}: {r.price} credit{'' if r.price == 1 else 's'}" for r in catalog.resolutions)
+    return i18n.t(language, "price.list_separator").join(
+        i18n.t(language, "price.image_cost", resolution=r.label, credits=credits_text(r.price, language))
+        for r in catalog.resolutions)
 
 
 def headline(pricing: Pricing, catalog: Catalog) -> str:

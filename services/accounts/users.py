@@ -101,6 +101,16 @@ class AccountUsers:
             raise NotFound("No such user.")
         return user
 
+    def set_language(self, *, user_id: int, language: str) -> None:
+        """Remember the language a user chose (the switch); an unknown tag changes nothing."""
+        from services.i18n import supported
+
+        chosen = supported(language)
+        if chosen is None:
+            raise ValidationFailed("Unknown language.", key="error.unknown_language")
+        with self.db.transaction() as s:
+            s.exec(update(User).where(User.id == user_id).values(language=chosen))
+
     def get_user_by_email(self, email: str) -> User:
         email = normalize_email(email)
         with self.db.session() as s:

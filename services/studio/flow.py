@@ -118,20 +118,22 @@ class Studio(StudioGallery, StudioRecovery):
     def validate(self, *, prompt, style, aspect_ratio, resolution) -> GenerationRequest:
         """Check every input against the rules and the catalog; raises ValidationFailed."""
         if not isinstance(prompt, str):
-            raise ValidationFailed("Please enter a prompt.")
+            raise ValidationFailed("Please enter a prompt.", key="error.prompt_empty")
         text = prompt.replace("\r\n", "\n").replace("\r", "\n").strip()
         if not text:
-            raise ValidationFailed("Please enter a prompt.")
+            raise ValidationFailed("Please enter a prompt.", key="error.prompt_empty")
         if len(text) > MAX_PROMPT_CHARS:
             raise ValidationFailed(
-                f"The prompt is too long: {len(text):,} characters (at most {MAX_PROMPT_CHARS:,})."
+                f"The prompt is too long: {len(text):,} characters (at most {MAX_PROMPT_CHARS:,}).",
+                key="error.prompt_too_long", length=len(text), limit=MAX_PROMPT_CHARS,
             )
         for ch in text:
             if ch in "\n\t":
                 continue
             if unicodedata.category(ch) in ("Cc", "Cs"):
                 raise ValidationFailed(
-                    f"The prompt contains a control character (U+{ord(ch):04X}). Please remove it."
+                    f"The prompt contains a control character (U+{ord(ch):04X}). Please remove it.",
+                    key="error.prompt_control_character", code=f"U+{ord(ch):04X}",
                 )
         style_obj = self.catalog.style(style)
         return GenerationRequest(
@@ -170,7 +172,8 @@ class Studio(StudioGallery, StudioRecovery):
             await self._in(self._io, self._record_rejection, user_id, request.prompt, verdict.source,
                                     verdict.categories)
             raise ContentRejected(
-                "This prompt was refused by our content rules, so nothing was made and nothing was charged."
+                "This prompt was refused by our content rules, so nothing was made and nothing was charged.",
+                key="error.prompt_refused",
             )
 
         t = time.perf_counter()
