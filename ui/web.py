@@ -228,7 +228,7 @@ def build_router(services: Services) -> APIRouter:
                     next: str = "/"):
         return session_form(request, csrf, email, safe_next(next), signup_page, lambda: services.accounts.sign_up(
             email=email, password=password, ip=client_ip(request), user_agent=request.headers.get("user-agent"),
-            verify_url=f"{settings.base_url}/verify-email"))
+            verify_url=f"{settings.base_url}/verify-email", language=current_language.get()))
 
     @router.post("/logout", include_in_schema=False)
     def post_logout(request: Request, csrf: str = Form("")):

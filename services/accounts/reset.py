@@ -54,7 +54,7 @@ class AccountReset:
         with self.db.transaction() as s:
             s.add(PasswordReset(user_id=user.id, token_hash=token_hash(token), created_at=now,
                                 expires_at=now + RESET_TTL))
-        message = compose("reset_password.txt", reset_link=f"{reset_url}?token={token}")
+        message = compose("reset_password.txt", language=user.language, reset_link=f"{reset_url}?token={token}")
         self.mailer.send(to=user.email, subject=message.subject, body=message.body)
 
     def reset_password(self, *, token: str, new_password: str) -> User:

@@ -47,7 +47,7 @@ class AccountUsers:
         return self._insert_user(email=email, password_hash=self.hasher.hash(password), admin=admin, ip=ip)
 
     def sign_up(self, *, email: str, password: str, ip: str | None = None, user_agent: str | None = None,
-                verify_url: str | None = None) -> SignIn:
+                verify_url: str | None = None, language: str | None = None) -> SignIn:
         """Browser sign-up: throttled per IP (in-flight sign-ups count); signs the new user in.
         With mail configured, a verification link goes out (`verify_url`); the trial credits
         wait for it when `trial_requires_verified_email`."""
@@ -68,8 +68,11 @@ class AccountUsers:
         except BaseException:
             self._settle(attempt, SIGNUP_FAILED)
             raise
+        if language:  # the language the visitor signed up in: its mails and pages follow it
+            user.language = self.set_language(user_id=user.id, language=language)
         if self.settings.mail_configured and verify_url:
-            self._queue_verification(user_id=user.id, email=user.email, verify_url=verify_url)
+            self._queue_verification(user_id=user.id, email=user.email, verify_url=verify_url,
+                                     language=user.language)
         return self._open_session(user, ip=ip, user_agent=user_agent)
 
     def _insert_user(self, *, email: str, password_hash: str, admin: bool, ip: str | None,
@@ -101,7 +104,7 @@ class AccountUsers:
             raise NotFound("No such user.")
         return user
 
-    def set_language(self, *, user_id: int, language: str) -> None:
+    def set_language(self, *, user_id: int, language: str) -> str:
         """Remember the language a user chose (the switch); an unknown tag changes nothing."""
         from services.i18n import supported
 
@@ -110,6 +113,7 @@ class AccountUsers:
             raise ValidationFailed("Unknown language.", key="error.unknown_language")
         with self.db.transaction() as s:
             s.exec(update(User).where(User.id == user_id).values(language=chosen))
+        return chosen
 
     def get_user_by_email(self, email: str) -> User:
         email = normalize_email(email)
