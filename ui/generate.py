@@ -31,7 +31,7 @@ from gradio.route_utils import get_request_origin
 from services.container import Services
 from services.errors import DomainError
 from services.studio import GenerationResult, Preview
-from ui.common import Shell, image_url, report_unexpected, user_facing
+from ui.common import Shell, image_url, language_of, report_unexpected, user_facing
 
 SESSION_ENDED = "Your session ended - sign in again"
 SIGN_IN_AGAIN = "/login?next=/"
@@ -355,7 +355,8 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                     details = details_of(value, request, elapsed)
                     yield shown, details, "", (shown, details)
         except Exception as err:  # noqa: BLE001 - every outcome is shown inline, none as an error badge
-            said = err.message if isinstance(err, DomainError) else report_unexpected(err, "ui.generate")
+            said = (err.text(language_of(request)) if isinstance(err, DomainError)
+                    else report_unexpected(err, "ui.generate", language_of(request)))
             previous_image, previous_details = last or (None, "")
             yield (previous_image if shown_preview else gr.skip()), previous_details, notice(said), gr.skip()
 

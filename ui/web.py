@@ -174,8 +174,12 @@ def build_router(services: Services) -> APIRouter:
         return i18n.t(current_language.get(), key, **params)
 
     def carry_language(request: Request, response: Response, user: User) -> Response:
-        """At sign-in the language goes along: a choice made before signing in is saved on the
-        account; else the account's choice is put in this browser's cookie."""
+        """At sign-in the language goes along: a choice made before signing in (the switch's cookie)
+        is saved on the account; else the account's choice is put in this browser's cookie. (A
+        sign-up stores the language it was made in, without a cookie: the browser's header still
+        decides until someone uses the switch.)"""
+        if request.url.path == "/signup":
+            return response
         chosen = i18n.supported(request.cookies.get(i18n.LANGUAGE_COOKIE))
         if chosen and chosen != user.language:
             services.accounts.set_language(user_id=user.id, language=chosen)
