@@ -123,7 +123,7 @@ def build(services: Services, shell: Shell) -> None:
             history_html(hist.rows),
             f"Page {hist.page} of {max(1, hist.pages)}",
             hist.page,
-            shell.balance_text(user.id, balance),
+            shell.balance_text(user.id, balance, request),
             gr.Button(interactive=hist.page > 1),
             gr.Button(interactive=hist.page < hist.pages),
         )

@@ -9,6 +9,7 @@ import logging
 import secrets
 
 import gradio as gr
+from gradio.i18n import I18nData
 from gradio.route_utils import get_request_origin
 
 from models.user import User
@@ -147,9 +148,29 @@ class Shell:
         global default_language
         self.services = services
         default_language = services.settings.default_language
+        # Words computed per language at build time (a card with prices, a style's label): gr.I18n
+        # gets them beside the tables of assets/i18n/ (see words() and ui/__init__.py).
+        self.built_words: dict[str, dict[str, str]] = {language: {} for language in i18n.LANGUAGES}
         self.balance: gr.Markdown | None = None
         # (fn, inputs, outputs) to run when the current tab is shown; ui/__init__ wires them.
         self.tab_loaders: list[tuple] = []
+
+    @staticmethod
+    def text(key: str):
+        """A static string of assets/i18n/ for a component (label, button, Markdown): the browser
+        shows it in the page's language (gr.I18n)."""
+        return I18nData(key)
+
+    def words(self, key: str, make):
+        """A component string computed per language: `make(language) -> str`, e.g. a price card."""
+        for language in i18n.LANGUAGES:
+            self.built_words[language][key] = make(language)
+        return I18nData(key)
+
+    def translations(self) -> gr.I18n:
+        """gr.I18n for the Blocks: every key of assets/i18n/<language>.json and the built words."""
+        return gr.I18n(**{language: {**i18n.messages(language), **self.built_words[language]}
+                          for language in i18n.LANGUAGES})
 
     def on_show(self, fn, inputs, outputs) -> None:
         """Run fn(inputs) -> outputs when the tab being built is shown (page load and tab select)."""
@@ -165,8 +186,8 @@ class Shell:
         except (ValueError, DomainError):
             raise gr.Error(tr(request, "error.sign_in_again"), title=tr(request, "title.not_signed_in")) from None
 
-    def balance_text(self, user_id: int, balance=None) -> str:
+    def balance_text(self, user_id: int, balance=None, request=None) -> str:
         """The header line; pass the Balance when the caller has just read it."""
         b = balance if balance is not None else self.services.ledger.balance(user_id)
-        held = f" · {b.held} held" if b.held else ""
-        return f"**{b.total} credits**{held}"
+        held = tr(request, "ui.balance_held", held=b.held) if b.held else ""
+        return tr(request, "ui.balance", total=b.total) + held
