@@ -168,8 +168,9 @@ class Shell:
         return I18nData(key)
 
     def translations(self) -> gr.I18n:
-        """gr.I18n for the Blocks: every key of assets/i18n/<language>.json and the built words."""
-        return gr.I18n(**{language: {**i18n.messages(language), **self.built_words[language]}
+        """gr.I18n for the Blocks: the "ui." keys of assets/i18n/<language>.json and the built words."""
+        return gr.I18n(**{language: {**{k: v for k, v in i18n.messages(language).items() if k.startswith("ui.")},
+                                     **self.built_words[language]}
                           for language in i18n.LANGUAGES})
 
     def on_show(self, fn, inputs, outputs) -> None:
