@@ -33,7 +33,8 @@ def build_ui(services: Services) -> gr.Blocks:
                 first = len(shell.tab_loaders)
                 built = build(services, shell, **needs)
                 for fn, inputs, outputs in shell.tab_loaders[first:]:
-                    block.select(fn, inputs, outputs, api_visibility="private")
+                    # show_progress hidden: a tab's refresh is quick, and Gradio's "processing" is not translated
+                    block.select(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
                     loaders.append((fn, inputs, outputs))
             return built
 
@@ -67,8 +68,9 @@ def build_ui(services: Services) -> gr.Blocks:
                 footer_html(services, language),
             )
 
-        demo.load(header, None, [user_html, shell.balance, tabs, footer], api_visibility="private")
+        demo.load(header, None, [user_html, shell.balance, tabs, footer], api_visibility="private",
+                  show_progress="hidden")
         for fn, inputs, outputs in loaders:
-            demo.load(fn, inputs, outputs, api_visibility="private")
+            demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
     demo.i18n_instance = shell.translations()  # what mount_gradio_app(i18n=...) sets
     return demo

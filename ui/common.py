@@ -169,8 +169,11 @@ class Shell:
 
     def translations(self) -> gr.I18n:
         """gr.I18n for the Blocks: the "ui." keys of assets/i18n/<language>.json and the built words."""
-        return gr.I18n(**{language: {**{k: v for k, v in i18n.messages(language).items() if k.startswith("ui.")},
-                                     **self.built_words[language]}
+        def ui_keys(language: str) -> dict[str, str]:
+            # "ui.gradio.<key>": Gradio's own words that its translations lack (common.complete, …)
+            return {k.removeprefix("ui.gradio."): v for k, v in i18n.messages(language).items() if k.startswith("ui.")}
+
+        return gr.I18n(**{language: {**ui_keys(language), **self.built_words[language]}
                           for language in i18n.LANGUAGES})
 
     def on_show(self, fn, inputs, outputs) -> None:

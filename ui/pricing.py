@@ -247,7 +247,7 @@ def build(services: Services, shell: Shell) -> None:
         language = language_of(request)
         return checkout_link(url, i18n.t(language, "ui.pricing.portal"), language)
 
-    interval.change(show_interval, [interval], cards, api_visibility="private")
+    interval.change(show_interval, [interval], cards, api_visibility="private", show_progress="hidden")
     manage_btn.click(manage, None, [link], api_visibility="private")
     shell.on_show(render, [], [status, link, manage_btn])
 

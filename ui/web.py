@@ -435,14 +435,16 @@ def showcase_file(name: str, folder: Path = SHOWCASE) -> Path | None:
     return path if path.is_file() else None
 
 
-def showcase_images(folder: Path = SHOWCASE) -> list[dict]:
+def showcase_images(folder: Path = SHOWCASE, language: str | None = None) -> list[dict]:
     """[{"url", "caption"}] for each image in assets/showcase/, in name order; the caption is the
-    file name without its leading number ("2-city-at-night.webp" → "city at night")."""
+    file name without its leading number ("2-city-at-night.webp" → "city at night"), or its
+    translation (assets/i18n/catalog.<language>.json, "showcase")."""
     if not folder.is_dir():
         return []
     names = sorted(p.name for p in folder.iterdir() if showcase_file(p.name, folder))
     return [{"url": f"/showcase/{quote(name)}",
-             "caption": re.sub(r"^[0-9]+[-_ ]*", "", Path(name).stem).replace("-", " ").replace("_", " ")}
+             "caption": i18n.catalog_text(language, "showcase", name, None, re.sub(
+                 r"^[0-9]+[-_ ]*", "", Path(name).stem).replace("-", " ").replace("_", " "))}
             for name in names]
 
 
@@ -475,7 +477,7 @@ def landing_context(services: Services, language: str | None = None) -> dict:
     keys = [r.key for r in catalog.resolutions]
     sizes = i18n.t(language, "landing.sizes_or", first=", ".join(keys[:-1]), last=keys[-1]) if len(keys) > 1 \
         else keys[0]
-    return {"tagline": i18n.t(language, "landing.tagline", sizes=sizes), "showcase": showcase_images(),
+    return {"tagline": i18n.t(language, "landing.tagline", sizes=sizes), "showcase": showcase_images(language=language),
             "resolutions": resolutions, "packs": packs, "plans": plans,
             "trial_credits": services.settings.trial_credits, "styles": len(catalog.styles)}
 
