@@ -108,9 +108,14 @@ def _locale(language: str | None) -> Locale:
     return Locale.parse((supported(language) or FALLBACK).replace("-", "_"))
 
 
-def money(language: str | None, amount: Decimal | int | float, currency: str) -> str:
-    """`amount` (in major units, e.g. Decimal("4.99")) in `currency` as the language writes it."""
-    return format_currency(Decimal(str(amount)), currency.upper(), locale=_locale(language))
+def money(language: str | None, amount: Decimal | int | float, currency: str, places: int | None = None) -> str:
+    """`amount` (in major units, e.g. Decimal("4.99")) in `currency` as the language writes it; with
+    `places`, to that many decimals (a credit's price: "US$0.050")."""
+    if places is None:
+        return format_currency(Decimal(str(amount)), currency.upper(), locale=_locale(language))
+    pattern = "¤#,##0" + ("." + "0" * places if places else "")
+    return format_currency(Decimal(str(amount)), currency.upper(), format=pattern, locale=_locale(language),
+                           currency_digits=False)
 
 
 def money_units(language: str | None, unit_amount: int, currency: str) -> str:

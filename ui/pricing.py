@@ -31,7 +31,8 @@ def money(amount: Decimal, currency: str, *, places: int = 2, language: str | No
     currency = currency.lower()
     places = max(0, places - 2) if currency in ZERO_DECIMAL_CURRENCIES else places
     if language not in (None, i18n.FALLBACK):
-        return i18n.money(language, amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP), currency)
+        return i18n.money(language, amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP), currency,
+                          places=places)
     text = f"{amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):,.{places}f}"
     symbol = CURRENCY_SYMBOLS.get(currency)
     return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
@@ -119,7 +120,7 @@ def headline(pricing: Pricing, catalog: Catalog, language: str | None = None) ->
         parts.append(i18n.t(language, "ui.pricing.headline_plans", price=price_text(cheapest, language)))
     if savings:
         parts.append(i18n.t(language, "ui.pricing.headline_save", percent=max(savings)))
-    offer = f"{' · '.join(parts)}.\n\n" if parts else ""
+    offer = f"{' · '.join(parts)}{i18n.t(language, 'ui.pricing.sentence_end')}\n\n" if parts else ""
     rules = f"{i18n.t(language, 'price.plan_rule')} {i18n.t(language, 'price.pack_rule')}"
     return (f"## {i18n.t(language, 'nav.pricing')}\n{offer}"
             f"{i18n.t(language, 'ui.pricing.one_image', costs=image_costs(catalog, language))} {rules}")
@@ -229,6 +230,11 @@ def build(services: Services, shell: Shell) -> None:
                 buy = gr.Button(shell.words(f"ui.pricing.buy.{pack.key}", lambda lang, pack=pack: i18n.t(
                     lang, "ui.pricing.buy_pack", credits=i18n.number(lang, pack.credits))), interactive=can_buy)
                 buy.click(_buy_pack(services, shell, pack), None, [link], api_visibility="private")
+
+    from ui.web import support_html  # the way to a person, under the offer (SUPPORT_*)
+
+    gr.HTML(shell.words("ui.pricing.support", lambda lang: support_html(services, lang)),
+            elem_classes="pricing-support")
 
     @user_facing
     def show_interval(value: str, request: gr.Request):

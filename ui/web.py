@@ -114,6 +114,12 @@ def language_context(language: str) -> dict:
             "languages": i18n.LANGUAGES}
 
 
+def support_html(services: Services, language: str) -> str:
+    """The support block (_support.html) alone, e.g. for the studio's Pricing tab; "" when unset."""
+    return templates.get_template("_support.html").render(support=support_context(services),
+                                                          **language_context(language)).strip()
+
+
 def render_page(services: Services, template: str, **context) -> str:
     """A page of ui/templates/ in the product's look (base.html), in the request's language, with
     the footer's support contact."""

@@ -27,8 +27,12 @@ def english_left(page, *also_allowed: str) -> list[str]:
     return sorted(set(ENGLISH.findall(text)))
 
 
-def test_the_zh_cn_walk_has_no_english(serve_app, browser, shots):
-    app = serve_app()
+def test_the_zh_cn_walk_has_no_english(serve_app, browser, shots, tmp_path):
+    from PIL import Image
+
+    qr = tmp_path / "wecom.png"
+    Image.new("RGB", (96, 96), "black").save(qr)
+    app = serve_app(SUPPORT_QR_IMAGE=str(qr), SUPPORT_HOURS="9:00–18:00")
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     page = context.new_page()
     email = f"zh-{uuid.uuid4().hex[:8]}@example.com"
@@ -64,6 +68,8 @@ def test_the_zh_cn_walk_has_no_english(serve_app, browser, shots):
     page.get_by_role("tab", name="价格").click()
     page.get_by_text("点数包").first.wait_for(timeout=30_000)
     page.get_by_role("button", name="购买 100 个点数").wait_for()
+    page.locator(".pricing-support img.support-qr").wait_for()  # the way to a person, on the money page
+    page.get_by_text("扫码联系客服").wait_for()
     assert english_left(page, email) == []
     page.screenshot(path=str(shots / "i18n-zh-pricing.png"), full_page=True)
     context.close()
