@@ -61,7 +61,8 @@ class AccountReset:
         """Set a new password with a reset token; revokes the token and every session. The
         token is checked before the new password is hashed."""
         check_password(new_password)
-        invalid = ValidationFailed("This reset link is invalid or has expired. Ask for a new one.")
+        invalid = ValidationFailed("This reset link is invalid or has expired. Ask for a new one.",
+                                   key="error.reset_link_invalid")
         if not token or len(token) > 200:
             raise invalid
         now = self.clock()

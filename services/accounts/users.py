@@ -55,7 +55,7 @@ class AccountUsers:
         check_password(password)
         if is_blocked_domain(email, self.blocked_domains):
             raise ValidationFailed("Sign-ups with addresses from this email provider are not accepted. "
-                                   "Use another address.")
+                                   "Use another address.", key="error.blocked_domain")
         attempt = self._admit(
             kind=SIGNUP_PENDING, email=email, ip=ip, counted=SIGNUP_KINDS, window=SIGNUP_IP_WINDOW,
             limit=self.settings.signup_rate_per_ip_per_hour,
@@ -93,7 +93,8 @@ class AccountUsers:
                 else:
                     s.exec(update(AuthEvent).where(AuthEvent.id == attempt).values(kind=SIGNUP_OK))
         except IntegrityError:
-            raise Conflict("An account with this email already exists. Sign in instead.") from None
+            raise Conflict("An account with this email already exists. Sign in instead.",
+                           key="error.account_exists") from None
         log.info("user created id=%s role=%s", user.id, role)
         return user
 

@@ -160,7 +160,9 @@ class Studio(StudioGallery, StudioRecovery):
         block = self.entitlements.resolution_block(user_id=user_id, is_admin=is_admin,
                                                    resolution=request.resolution.key)
         if block:
-            raise PermissionDenied(block)
+            gate = request.resolution.requires
+            raise PermissionDenied(block, key=f"ui.generate.gate_{gate}_block" if gate else None,
+                                   resolution=request.resolution.key)
         if not is_admin:
             await self._in(self._io, self._check_rate, user_id)
 

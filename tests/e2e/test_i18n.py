@@ -36,6 +36,18 @@ def test_pages_follow_accept_language(served_app):
     assert "入门点数包" in pricing and "US$4.99" in pricing and "Starter pack" not in pricing
 
 
+def test_form_refusals_are_in_the_page_s_language(served_app):
+    client = served_app.client(follow_redirects=False, headers=ZH)
+    page = client.get("/signup")
+    r = client.post("/signup", data={"email": "short@example.com", "password": "short", "csrf": csrf_of(page)})
+    assert r.status_code == 400 and "密码至少需要 8 个字符" in r.text and "Use a password" not in r.text
+    page = client.get("/login")
+    r = client.post("/login", data={"email": "nobody@example.com", "password": "whatever pass", "csrf": csrf_of(page)})
+    assert r.status_code == 401 and "邮箱或密码不正确" in r.text
+    r = client.post("/reset", data={"token": "nope", "password": "correct horse battery", "csrf": "bad"})
+    assert r.status_code == 400 and "表单已过期" in r.text
+
+
 def test_the_switch_sets_a_cookie_that_beats_the_browser(served_app):
     client = served_app.client(follow_redirects=False, headers=EN)
     r = client.get("/language/zh-CN", params={"next": "/pricing"})
