@@ -83,7 +83,13 @@ def create_app(settings: Settings, services=None):
     from ui.observability import build_router as build_ops_router
     from ui.oidc import build_router as build_oidc_router
     from ui.theme import studio_theme
-    from ui.web import BrowserRedirectMiddleware, authenticate, build_router, unexpected_error
+    from ui.web import (
+        BrowserRedirectMiddleware,
+        LanguageMiddleware,
+        authenticate,
+        build_router,
+        unexpected_error,
+    )
 
     services = services or build_services(settings)
     mcp = StudioMCP(services)
@@ -118,6 +124,7 @@ def create_app(settings: Settings, services=None):
     app.include_router(admin_routes(services))  # /admin/export/{table}.csv: the console's tables, admins only
     app.include_router(style_routes())  # /style-thumbs: the style picker's thumbnails (assets/styles/)
     app.add_middleware(BrowserRedirectMiddleware, services=services)
+    app.add_middleware(LanguageMiddleware, services=services)  # outside it: the language of every page
 
     async def auth_dependency(request) -> str | None:
         # Gradio awaits it on the event loop: the lookup runs in a worker thread, once per request

@@ -23,6 +23,7 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     disabled_at: datetime | None = None
     email_verified_at: datetime | None = None  # a mailed link was opened, or a provider vouched for it
+    language: str | None = Field(default=None, max_length=16)  # "en", "zh-CN" (services/i18n.py); None: not chosen
 
     @property
     def is_admin(self) -> bool:

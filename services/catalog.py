@@ -227,7 +227,8 @@ class Catalog:
         for style in self.styles:
             if style.name.lower() == wanted:
                 return style
-        raise ValidationFailed(f"Unknown style {_show(name)}. Choose one of: {', '.join(self.style_names)}.")
+        raise ValidationFailed(f"Unknown style {_show(name)}. Choose one of: {', '.join(self.style_names)}.",
+                               key="error.unknown_style", name=_show(name), choices=", ".join(self.style_names))
 
     def aspect_ratio(self, ratio: str) -> AspectRatio:
         wanted = ratio.strip() if isinstance(ratio, str) else None
@@ -235,7 +236,8 @@ class Catalog:
             if item.ratio == wanted:
                 return item
         raise ValidationFailed(
-            f"Unknown aspect ratio {_show(ratio)}. Choose one of: {', '.join(r.ratio for r in self.aspect_ratios)}."
+            f"Unknown aspect ratio {_show(ratio)}. Choose one of: {', '.join(r.ratio for r in self.aspect_ratios)}.",
+            key="error.unknown_aspect_ratio", name=_show(ratio), choices=", ".join(r.ratio for r in self.aspect_ratios),
         )
 
     def resolution(self, key: str) -> Resolution:
@@ -244,7 +246,8 @@ class Catalog:
             if item.key.upper() == wanted:
                 return item
         raise ValidationFailed(
-            f"Unknown resolution {_show(key)}. Choose one of: {', '.join(r.key for r in self.resolutions)}."
+            f"Unknown resolution {_show(key)}. Choose one of: {', '.join(r.key for r in self.resolutions)}.",
+            key="error.unknown_resolution", name=_show(key), choices=", ".join(r.key for r in self.resolutions),
         )
 
     @property

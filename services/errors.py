@@ -1,4 +1,6 @@
-"""Domain errors. Each carries a message fit to show the user as it is."""
+"""Domain errors. Each carries a message fit to show the user as it is (English), and may carry a
+key of assets/i18n/*.json with the values of its placeholders, so the place where errors become
+what a person sees (ui/common.py `user_facing`, the pages) shows it in that person's language."""
 
 from __future__ import annotations
 
@@ -8,9 +10,19 @@ class DomainError(Exception):
 
     status_code = 400
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, key: str | None = None, **params):
         super().__init__(message)
         self.message = message
+        self.key = key
+        self.params = params
+
+    def text(self, language: str | None) -> str:
+        """The message in `language` when it has a key, else the English message."""
+        if self.key is None:
+            return self.message
+        from services.i18n import t
+
+        return t(language, self.key, **self.params)
 
 
 class ValidationFailed(DomainError):
@@ -23,7 +35,7 @@ class AuthError(DomainError):
 
 class InvalidCredentials(AuthError):
     def __init__(self, message: str = "Incorrect email or password."):
-        super().__init__(message)
+        super().__init__(message, key="error.invalid_credentials" if message == "Incorrect email or password." else None)
 
 
 class AccountLocked(AuthError):
@@ -62,7 +74,8 @@ class InsufficientCredits(DomainError):
         self.shortfall = max(0, needed - available)
         super().__init__(
             message
-            or f"This needs {needed} credits and you have {available}. Buy more credits on the Pricing tab."
+            or f"This needs {needed} credits and you have {available}. Buy more credits on the Pricing tab.",
+            key=None if message else "error.insufficient_credits", needed=needed, available=available,
         )
 
 
@@ -80,7 +93,8 @@ class PaymentsNotConfigured(DomainError):
     status_code = 503
 
     def __init__(self, message: str = "Payments are not configured on this instance."):
-        super().__init__(message)
+        super().__init__(message, key="error.payments_not_configured"
+                         if message == "Payments are not configured on this instance." else None)
 
 
 class PaymentError(DomainError):
@@ -91,4 +105,4 @@ class WebhookRejected(DomainError):
     """A webhook whose signature is missing, wrong or stale, or whose body is not an event."""
 
     def __init__(self, message: str = "Invalid webhook signature."):
-        super().__init__(message)
+        super().__init__(message, key="error.webhook_rejected" if message == "Invalid webhook signature." else None)

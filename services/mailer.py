@@ -32,8 +32,13 @@ class Email:
     body: str
 
 
-def compose(template: str, **context) -> Email:
-    """The message of assets/email/<template>: a "Subject: ..." line, a blank line, then the body."""
+def compose(template: str, *, language: str | None = None, **context) -> Email:
+    """The message of assets/email/<template>: a "Subject: ..." line, a blank line, then the body; in
+    `language` when assets/email/<name>.<language>.txt exists (reset_password.zh-CN.txt)."""
+    stem, dot, suffix = template.rpartition(".")
+    localized = f"{stem}.{language}.{suffix}" if language and dot else None
+    if localized and (EMAIL_TEMPLATES / localized).exists():
+        template = localized
     head, _, body = _templates.get_template(template).render(**context).partition("\n\n")
     if not head.startswith("Subject: ") or "\n" in head:
         raise ValueError(f"{template} must start with one 'Subject: ...' line and a blank line")

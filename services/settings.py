@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     # Unset: on when mail is configured (SMTP_HOST), off otherwise.
     trial_requires_verified_email_setting: bool | None = Field(default=None, alias="TRIAL_REQUIRES_VERIFIED_EMAIL")
     support_contact: str = Field(default="support@example.com", alias="SUPPORT_CONTACT")
+    # A picture people scan to reach support (e.g. a WeCom QR code), served at /support/qr; and when.
+    support_qr_image: Path | None = Field(default=None, alias="SUPPORT_QR_IMAGE")
+    support_hours: str = Field(default="", alias="SUPPORT_HOURS")
+    # The language of a visitor whose browser asks for none we have (services/i18n.py: LANGUAGES).
+    default_language: str = Field(default="en", alias="DEFAULT_LANGUAGE")
 
     server_name: str = Field(default="127.0.0.1", alias="GRADIO_SERVER_NAME")
     server_port: int = Field(default=7860, ge=1, le=65535, alias="GRADIO_SERVER_PORT")
@@ -108,6 +113,8 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = Field(default=None, alias="STRIPE_API_BASE")
     # "pack_100=price_123,pro_monthly=price_456": Stripe price ids by product key (else pricing.json, else lookup_key).
     stripe_price_ids: str = Field(default="", alias="STRIPE_PRICE_IDS")
+    # Checkout's payment methods for credit packs, e.g. "card,alipay,wechat_pay" (plans: card only).
+    stripe_payment_methods: str = Field(default="", alias="STRIPE_PAYMENT_METHODS")
 
     # Images: local disk under DATA_DIR (default) or `s3://bucket/prefix` (services/s3storage.py).
     storage_url: str | None = Field(default=None, alias="STORAGE_URL")
@@ -139,7 +146,7 @@ class Settings(BaseSettings):
         "smtp_from", "openai_api_key", "openai_base_url", "stripe_secret_key",
         "stripe_webhook_secret", "stripe_api_base", "trial_requires_verified_email_setting",
         "oauth_client_id", "oauth_client_secret", "oauth_scopes", "openid_provider_url", "space_host",
-        mode="before",
+        "support_qr_image", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value):
@@ -192,6 +199,23 @@ class Settings(BaseSettings):
             _parse_prices(value)
         return value
 
+    @field_validator("default_language")
+    @classmethod
+    def _default_language(cls, value: str) -> str:
+        from services.i18n import LANGUAGES, supported
+
+        if supported(value) is None:
+            raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
+        return supported(value)
+
+    @field_validator("stripe_payment_methods")
+    @classmethod
+    def _payment_methods(cls, value: str) -> str:
+        methods = [m.strip() for m in value.split(",") if m.strip()]
+        if any(not m.replace("_", "").isalnum() for m in methods):
+            raise ValueError("must look like card,alipay,wechat_pay")
+        return ",".join(methods)
+
     # Derived values -------------------------------------------------------------------------
 
     @property
@@ -206,6 +230,10 @@ class Settings(BaseSettings):
         if self.provider_prices.strip():
             table.update(_parse_prices(self.provider_prices))
         return table
+
+    @property
+    def payment_method_list(self) -> list[str]:
+        return [m for m in self.stripe_payment_methods.split(",") if m]
 
     @property
     def stripe_price_id_map(self) -> dict[str, str]:

@@ -78,27 +78,24 @@ def history_html(rows) -> str:
 def build(services: Services, shell: Shell) -> None:
     page = gr.State(1)
     balance_md = gr.Markdown()
-    with gr.Accordion("History", open=True):
+    with gr.Accordion(shell.text("ui.account.history"), open=True):
         history = gr.HTML(js_on_load=None, css_template=HISTORY_CSS, elem_id="account-history")
         with gr.Row():
-            prev_btn = gr.Button("← Newer", size="sm")
+            prev_btn = gr.Button(shell.text("ui.account.newer"), size="sm")
             page_label = gr.Markdown()
-            next_btn = gr.Button("Older →", size="sm")
-    with gr.Accordion("API keys", open=False):
-        gr.Markdown(
-            "Use a key as `Authorization: Bearer <key>`, e.g. "
-            "`gradio_client.Client(url, headers={\"Authorization\": \"Bearer <key>\"})`. "
-            "A key is shown once, when you create it."
-        )
+            next_btn = gr.Button(shell.text("ui.account.older"), size="sm")
+    with gr.Accordion(shell.text("ui.account.api_keys"), open=False):
+        gr.Markdown(shell.text("ui.account.api_keys_note"))
         with gr.Row():
-            key_name = gr.Textbox(label="Name", placeholder="e.g. laptop script", max_length=100, scale=3)
-            create_btn = gr.Button("Create key", variant="primary", scale=1)
-        new_key = gr.Textbox(label="Your new key (copy it now: it will not be shown again)",
+            key_name = gr.Textbox(label=shell.text("ui.account.key_name"), placeholder=shell.text("ui.account.key_placeholder"),
+                                  max_length=100, scale=3)
+            create_btn = gr.Button(shell.text("ui.account.create_key"), variant="primary", scale=1)
+        new_key = gr.Textbox(label=shell.text("ui.account.new_key"),
                              visible=False, buttons=["copy"], interactive=False)
         keys = gr.Dataframe(headers=KEY_COLUMNS, interactive=False)
         with gr.Row():
-            revoke_choice = gr.Dropdown(label="Revoke a key", choices=[], scale=3)
-            revoke_btn = gr.Button("Revoke", variant="stop", scale=1)
+            revoke_choice = gr.Dropdown(label=shell.text("ui.account.revoke_choice"), choices=[], scale=3)
+            revoke_btn = gr.Button(shell.text("ui.account.revoke"), variant="stop", scale=1)
 
     devices.build(services, shell)  # signed-in devices, sign-in methods (ui/devices.py)
     @user_facing
@@ -111,7 +108,7 @@ def build(services: Services, shell: Shell) -> None:
             history_html(hist.rows),
             f"Page {hist.page} of {max(1, hist.pages)}",
             hist.page,
-            shell.balance_text(user.id, balance),
+            shell.balance_text(user.id, balance, request),
             gr.Button(interactive=hist.page > 1),
             gr.Button(interactive=hist.page < hist.pages),
         )

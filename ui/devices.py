@@ -29,21 +29,21 @@ def _session_token(request: gr.Request) -> str | None:
 def build(services: Services, shell: Shell) -> None:
     accounts = services.accounts
     labels = {p.name: p.label for p in accounts.oidc_providers()}
-    with gr.Accordion("Signed-in devices", open=False):
+    with gr.Accordion(Shell.text("ui.devices.title"), open=False):
         devices = gr.Dataframe(headers=DEVICE_COLUMNS, interactive=False, wrap=True)
         with gr.Row():
-            device_choice = gr.Dropdown(label="Sign out a device", choices=[], scale=3)
-            sign_out_btn = gr.Button("Sign out", variant="stop", scale=1)
-        sign_out_others_btn = gr.Button("Sign out everywhere else", variant="secondary")
+            device_choice = gr.Dropdown(label=Shell.text("ui.devices.choice"), choices=[], scale=3)
+            sign_out_btn = gr.Button(Shell.text("ui.devices.sign_out"), variant="stop", scale=1)
+        sign_out_others_btn = gr.Button(Shell.text("ui.devices.sign_out_others"), variant="secondary")
         devices_note = gr.Markdown()
-    with gr.Accordion("Sign-in methods", open=False):
+    with gr.Accordion(Shell.text("ui.devices.methods"), open=False):
         methods_md = gr.Markdown()
         providers = gr.Dataframe(headers=PROVIDER_COLUMNS, interactive=False)
         with gr.Row():
-            unlink_choice = gr.Dropdown(label="Unlink a provider", choices=[], scale=3)
-            unlink_btn = gr.Button("Unlink", variant="stop", scale=1)
+            unlink_choice = gr.Dropdown(label=Shell.text("ui.devices.unlink_choice"), choices=[], scale=3)
+            unlink_btn = gr.Button(Shell.text("ui.devices.unlink"), variant="stop", scale=1)
         link_html = gr.HTML()
-        resend_btn = gr.Button("Send the verification link again", visible=False)
+        resend_btn = gr.Button(Shell.text("ui.devices.resend"), visible=False)
 
     @user_facing
     def render_devices(request: gr.Request):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,11 +35,12 @@ import gradio as gr
 from fastapi import APIRouter, Request
 from gradio.route_utils import get_request_origin
 
+from services import i18n
 from services.container import Services
 from services.errors import DomainError, ValidationFailed
 from services.studio import GenerationResult, Preview
 from ui import references as reference_area
-from ui.common import Shell, image_url, report_unexpected, user_facing
+from ui.common import Shell, image_url, language_of, report_unexpected, user_facing
 
 log = logging.getLogger("ui.generate")
 
@@ -130,22 +132,67 @@ class GenerateForm:
     references: reference_area.ReferencesArea | None = None  # the gallery's Edit / Use as reference fill it
 
 
-def style_choices(services: Services) -> list[tuple[str, str]]:
-    """The style's name only: the dropdown shows it whole; its description is shown below."""
-    return [(s.label, s.name) for s in services.catalog.styles]
+def style_label(style, language: str | None) -> str:
+    return i18n.catalog_text(language, "styles", style.name, "name", style.label)
 
 
-def style_note(services: Services, name: str | None) -> str:
+def style_choices(services: Services, shell: Shell | None = None) -> list[tuple[str, str]]:
+    """The style's name only: the dropdown shows it whole; its description is shown below. With the
+    shell, the labels are in the page's language (assets/i18n/catalog.<language>.json)."""
+    if shell is None:
+        return [(s.label, s.name) for s in services.catalog.styles]
+    return [(shell.words(f"ui.style.{s.name}", lambda lang, s=s: style_label(s, lang)), s.name)
+            for s in services.catalog.styles]
+
+
+def style_note(services: Services, name: str | None, language: str | None = None) -> str:
     style = next((s for s in services.catalog.styles if s.name == name), None)
-    return html.escape(style.description) if style is not None else ""
+    if style is None:
+        return ""
+    return html.escape(i18n.catalog_text(language, "styles", style.name, "description", style.description))
 
 
-def resolution_choices(services: Services) -> list[tuple[str, str]]:
-    out = []
-    for r in services.catalog.resolutions:
-        gate = {"paid": " · paid plans", "purchase": " · after a purchase"}.get(r.requires or "", "")
-        out.append((f"{r.label} · {r.price} credits{gate}", r.key))
-    return out
+def aspect_choices(services: Services, shell: Shell) -> list[tuple[str, str]]:
+    return [(shell.words(f"ui.aspect.{r.ratio}", lambda lang, r=r: i18n.catalog_text(
+        lang, "aspect_ratios", r.ratio, None, r.label)), r.ratio) for r in services.catalog.aspect_ratios]
+
+
+def resolution_choices(services: Services, shell: Shell | None = None) -> list[tuple[str, str]]:
+    def label(r, language):
+        gate = {"paid": "ui.generate.gate_paid", "purchase": "ui.generate.gate_purchase"}.get(r.requires or "")
+        return i18n.t(language, "ui.generate.resolution_choice", resolution=r.label, credits=r.price) + (
+            i18n.t(language, gate) if gate else "")
+
+    if shell is None:
+        return [(label(r, None), r.key) for r in services.catalog.resolutions]
+    return [(shell.words(f"ui.resolution.{r.key}", lambda lang, r=r: label(r, lang)), r.key)
+            for r in services.catalog.resolutions]
+
+
+STAGES = {"Checking the prompt": "ui.stage.checking", "Generating the image": "ui.stage.generating",
+          "Generating the image (offline preview)": "ui.stage.generating_offline",
+          "Finishing the image": "ui.stage.finishing", "Saving": "ui.stage.saving", "Done": "ui.stage.done"}
+
+
+def stage_text(stage: str, language: str | None) -> str:
+    """The studio's stage ("Checking the prompt", "Preview 1 of 3") in the page's language."""
+    if stage in STAGES:
+        return i18n.t(language, STAGES[stage])
+    match = re.fullmatch(r"Preview (\d+) of (\d+)", stage)
+    if match:
+        return i18n.t(language, "ui.stage.preview", index=match.group(1), total=match.group(2))
+    return stage
+
+
+def result_text(result: GenerationResult, catalog, language: str | None) -> str:
+    """What a finished generation says, in the page's language."""
+    g = result.generation
+    if language in (None, i18n.FALLBACK):
+        return result.message
+    style = next((s for s in catalog.styles if s.name == g.style), None)
+    return i18n.t(language, "ui.generate.done_offline" if g.engine == "offline" else "ui.generate.done",
+                  width=g.width, height=g.height, resolution=g.resolution,
+                  style=style_label(style, language) if style else g.style, cost=g.cost)
 
 
 def image_file(url: str, *, for_api: bool, name: str = "image.webp") -> dict:
@@ -187,14 +234,16 @@ def preview_routes(services: Services) -> APIRouter:
     return router
 
 
-def notice(message: str, *, session_ended: bool = False) -> str:
+def notice(message: str, *, session_ended: bool = False, language: str | None = None) -> str:
     """The inline notice next to Generate (warning look, the app's words)."""
-    link = f' <a href="{SIGN_IN_AGAIN}">Sign in</a>' if session_ended else ""
+    link = f' <a href="{SIGN_IN_AGAIN}">{html.escape(i18n.t(language, "ui.generate.sign_in"))}</a>' \
+        if session_ended else ""
     return f'<div class="studio-notice" role="status">{html.escape(message)}{link}</div>'
 
 
-def status_line(stage: str, elapsed: float) -> str:
-    return f"**{html.escape(stage)}** · {elapsed:.0f} s"
+def status_line(stage: str, elapsed: float, language: str | None = None) -> str:
+    seconds = i18n.t(language, "ui.generate.seconds", seconds=f"{elapsed:.0f}")
+    return f"**{html.escape(stage_text(stage, language))}** · {seconds}"
 
 
 def uploaded(value) -> tuple[str, Path]:
@@ -262,31 +311,33 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
 
     with gr.Row(equal_height=False, elem_classes="studio-generate"):
         with gr.Column(scale=2, min_width=320, elem_classes="studio-form"):
-            prompt = gr.Textbox(label="Prompt", lines=4, max_lines=12, max_length=4000, elem_id="studio-prompt",
-                                placeholder="Describe the image you want… (Ctrl+Enter to generate)")
-            style = gr.Dropdown(style_choices(services), value=catalog.default_style, label="Style",
-                                elem_id="studio-style")
-            style_info = gr.HTML(style_note(services, catalog.default_style), elem_classes="studio-style-note")
-            aspect_ratio = gr.Radio([(r.label, r.ratio) for r in catalog.aspect_ratios],
-                                    value=catalog.default_aspect_ratio, label="Aspect ratio",
+            prompt = gr.Textbox(label=shell.text("ui.generate.prompt"), lines=4, max_lines=12, max_length=4000,
+                                elem_id="studio-prompt", placeholder=shell.text("ui.generate.placeholder"))
+            style = gr.Dropdown(style_choices(services, shell), value=catalog.default_style,
+                                label=shell.text("ui.generate.style"), elem_id="studio-style")
+            style_info = gr.Markdown(shell.words("ui.style_note", lambda lang: style_note(
+                services, catalog.default_style, lang)), elem_classes="studio-style-note")
+            aspect_ratio = gr.Radio(aspect_choices(services, shell),
+                                    value=catalog.default_aspect_ratio, label=shell.text("ui.generate.aspect_ratio"),
                                     elem_classes="studio-compact")
-            resolution = gr.Radio(resolution_choices(services), value=catalog.default_resolution,
-                                  label="Resolution", elem_classes="studio-compact")
+            resolution = gr.Radio(resolution_choices(services, shell), value=catalog.default_resolution,
+                                  label=shell.text("ui.generate.resolution"), elem_classes="studio-compact")
             refs = reference_area.build(services, shell)
             cost = gr.Markdown(elem_classes="cost-line")
             with gr.Row(elem_classes="studio-actions"):
-                go = gr.Button("Generate", variant="primary", scale=3, elem_id="studio-generate")
-                buy = gr.Button("Buy credits", visible=False, scale=1)
+                go = gr.Button(shell.text("ui.generate.go"), variant="primary", scale=3, elem_id="studio-generate")
+                buy = gr.Button(shell.text("ui.generate.buy"), visible=False, scale=1)
             notice_box = gr.HTML("", elem_id="studio-notice", js_on_load=PAGE_JS % {
                 "ended": f'"{SESSION_ENDED}"', "login": f'"{SIGN_IN_AGAIN}"'})
-            with gr.Accordion("Exact prompt sent to the engine", open=False):
+            with gr.Accordion(shell.text("ui.generate.sent"), open=False):
                 sent = gr.Textbox(show_label=False, interactive=False, lines=3, max_lines=12)
         with gr.Column(scale=3, min_width=320, elem_id="studio-result-column"):
-            image = gr.Image(label="Offline preview" if studio.offline else "Your image", type="filepath",
+            image = gr.Image(label=shell.text("ui.generate.offline_image" if studio.offline else "ui.generate.image"),
+                             type="filepath",
                              format="webp", interactive=False, buttons=["fullscreen"], height=560,
                              elem_id="studio-result")
             message = gr.Markdown(elem_id="studio-message")
-            balance = gr.Number(label="Balance", precision=0, visible=False)
+            balance = gr.Number(label=shell.text("ui.generate.balance"), precision=0, visible=False)
     last_good = gr.State(None)  # (image, details) of the last image made here: it stays after a refusal
     # The public /generate endpoint takes plain strings, so that a value outside the catalog gets
     # the studio's own message (Dropdown and Radio would refuse it with Gradio's generic one).
@@ -301,9 +352,9 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
 
     @user_facing
     def cost_line(resolution_key: str, items, request: gr.Request):
-        return cost_for(shell.user(request), resolution_key, count=len(items or []))
+        return cost_for(shell.user(request), resolution_key, count=len(items or []), language=language_of(request))
 
-    def cost_for(user, resolution_key: str, have: int | None = None, count: int = 0):
+    def cost_for(user, resolution_key: str, have: int | None = None, count: int = 0, language: str | None = None):
         """(the cost line, Buy credits, Generate): Generate is off, with the reason, when this
         user cannot have this resolution now (the studio refuses it anyway). `count`: reference
         images, each adding the catalog's surcharge."""
@@ -312,21 +363,22 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
             block = services.entitlements.resolution_block(user_id=user.id, is_admin=user.is_admin,
                                                            resolution=res.key)
         except DomainError as err:
-            return err.message, gr.Button(visible=False), gr.Button(interactive=False)
+            return err.text(language), gr.Button(visible=False), gr.Button(interactive=False)
         if have is None:
             have = services.ledger.balance(user.id).total
         total = studio.reference_cost(resolution=res.key, references=count)
-        parts = ""
         if count and catalog.reference_surcharge:
-            parts = (f" ({res.price} + {count} reference image{'s' if count != 1 else ''} × "
-                     f"{catalog.reference_surcharge})")
-        text = f"This image costs **{total} credits**{parts} · you have **{have}**"
+            text = i18n.t(language, "ui.generate.cost_references", total=total, price=res.price, count=count,
+                          surcharge=catalog.reference_surcharge, have=have)
+        else:
+            text = i18n.t(language, "ui.generate.cost", price=total, have=have)
         short = have < total
         if block:
-            text += f"  \n{block}"
+            gate = {"paid": "ui.generate.gate_paid_block", "purchase": "ui.generate.gate_purchase_block"}.get(
+                res.requires or "")
+            text += f"  \n{i18n.t(language, gate, resolution=res.key) if gate else block}"
         elif short:
-            text += (f"  \nNot enough credits for a {res.key} image: buy a pack or a plan on the "
-                     "**Pricing** tab. Nothing is charged for a refused request.")
+            text += f"  \n{i18n.t(language, 'ui.generate.short', resolution=res.key)}"
         return (text, gr.Button(visible=bool(short or block) and tabs is not None),
                 gr.Button(interactive=not (short or block)))
 
@@ -335,8 +387,8 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         return studio.styled_prompt(prompt=prompt_text or "", style=style_name or "")
 
     @user_facing
-    def describe_style(style_name: str) -> str:
-        return style_note(services, style_name)
+    def describe_style(style_name: str, request: gr.Request) -> str:
+        return style_note(services, style_name, language_of(request))
 
     @user_facing
     def refresh(prompt_text: str, style_name: str, resolution_key: str, items, request: gr.Request):
@@ -344,8 +396,10 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         return preview(prompt_text, style_name), line, button, can_go
 
     def details_of(result: GenerationResult, request: gr.Request, elapsed: float | None = None) -> str:
-        took = f" ({elapsed:.0f} s)" if elapsed is not None else ""
-        return f"{html.escape(result.message)}{took}  \n[Download PNG]({image_url(request, result.id, 'png')})"
+        language = language_of(request)
+        took = f" ({i18n.t(language, 'ui.generate.seconds', seconds=f'{elapsed:.0f}')})" if elapsed is not None else ""
+        return (f"{html.escape(result_text(result, catalog, language))}{took}  \n"
+                f"[{i18n.t(language, 'ui.generate.download_png')}]({image_url(request, result.id, 'png')})")
 
     @user_facing
     async def generate(prompt: str, style: str, aspect_ratio: str, resolution: str, request: gr.Request,
@@ -396,14 +450,16 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         """The page's Generate: the same studio call; what it says goes into the page, not an error.
         With reference images, once the image is made they are the stored copies (the uploads go)."""
         started = time.perf_counter()
+        language = language_of(request)
         keep = (gr.skip(), gr.skip())  # the reference list and its thumbnails, unchanged
         try:
             user = await anyio.to_thread.run_sync(shell.user, request)
         except gr.Error:
-            yield gr.skip(), gr.skip(), notice(SESSION_ENDED, session_ended=True), gr.skip(), *keep
+            yield gr.skip(), gr.skip(), notice(i18n.t(language, "ui.generate.session_ended"), session_ended=True,
+                                               language=language), gr.skip(), *keep
             return
         shown_preview = False
-        yield gr.skip(), status_line("Checking the prompt", 0), "", gr.skip(), *keep
+        yield gr.skip(), status_line("Checking the prompt", 0, language), "", gr.skip(), *keep
         try:
             job_refs, mask = await anyio.to_thread.run_sync(reference_area.job_inputs, items, editor_value, editing)
             async for kind, value in generation_events(studio, user=user, prompt=prompt, style=style,
@@ -412,10 +468,10 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                 elapsed = time.perf_counter() - started
                 if kind == "preview":
                     shown_preview = True
-                    yield (image_file(preview_url(request, value), for_api=False), status_line(value.stage, elapsed),
-                           gr.skip(), gr.skip(), *keep)
+                    yield (image_file(preview_url(request, value), for_api=False),
+                           status_line(value.stage, elapsed, language), gr.skip(), gr.skip(), *keep)
                 elif kind == "tick":
-                    yield gr.skip(), status_line(value, elapsed), gr.skip(), gr.skip(), *keep
+                    yield gr.skip(), status_line(value, elapsed, language), gr.skip(), gr.skip(), *keep
                 else:
                     shown = image_file(image_url(request, value.id, "webp"), for_api=False)
                     details = details_of(value, request, elapsed)
@@ -426,9 +482,11 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                         keep = (stored, reference_area.thumbs_html(request, stored))
                     yield shown, details, "", (shown, details), *keep
         except Exception as err:  # noqa: BLE001 - every outcome is shown inline, none as an error badge
-            said = err.message if isinstance(err, DomainError) else report_unexpected(err, "ui.generate")
+            said = (err.text(language_of(request)) if isinstance(err, DomainError)
+                    else report_unexpected(err, "ui.generate", language_of(request)))
             previous_image, previous_details = last or (None, "")
-            yield (previous_image if shown_preview else gr.skip()), previous_details, notice(said), gr.skip(), *keep
+            yield ((previous_image if shown_preview else gr.skip()), previous_details, notice(said, language=language),
+                   gr.skip(), *keep)
 
     @user_facing
     def balance_now(request: gr.Request) -> int:
@@ -440,10 +498,11 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
     def after(resolution_key: str, items, request: gr.Request):
         user = shell.user(request)
         balance = services.ledger.balance(user.id)  # one read for the cost line and the header
-        line, button, can_go = cost_for(user, resolution_key, balance.total, count=len(items or []))
+        line, button, can_go = cost_for(user, resolution_key, balance.total, count=len(items or []),
+                                        language=language_of(request))
         if shell.balance is None:
             return line, button, can_go
-        return line, button, can_go, shell.balance_text(user.id, balance=balance)
+        return line, button, can_go, shell.balance_text(user.id, balance=balance, request=request)
 
     # postprocess=False: the image is a URL on the owner-checked route (see image_file).
     api_trigger.click(generate, [prompt, api_style, api_aspect_ratio, api_resolution], [image, message, balance],

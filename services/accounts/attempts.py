@@ -35,6 +35,15 @@ _LOCKOUT_KINDS = (SIGNIN_PENDING, SIGNIN_FAILED)
 _LOCKOUT_RESET_KINDS = (SIGNIN_OK, "password_reset")
 
 
+# The refusals callers pass to `_admit`, by their key in assets/i18n/ (shown in the visitor's language).
+REFUSAL_KEYS = {
+    "Too many sign-in attempts from your network. Wait a minute and try again.": "error.too_many_sign_ins",
+    "Too many sign-ups from your network. Try again later.": "error.too_many_sign_ups",
+    "Too many reset requests from your network. Try again later.": "error.too_many_resets",
+    "Too many verification requests from your network. Try again later.": "error.too_many_verifications",
+}
+
+
 class AccountAttempts:
     """Admitting, refusing and settling attempts (a mixin of `Accounts`, which sets these attributes)."""
 
@@ -90,14 +99,14 @@ class AccountAttempts:
             if ip and s.exec(select(func.count()).select_from(AuthEvent).where(
                     col(AuthEvent.kind).in_(counted), AuthEvent.ip == ip,
                     AuthEvent.created_at > now - window)).one() >= limit:
-                raise RateLimited(refusal)
+                raise RateLimited(refusal, key=REFUSAL_KEYS.get(refusal))
             if lockout and email:
                 locked_until = self._locked_until(s, email, now)
                 if locked_until is not None:
                     minutes = max(1, int((locked_until - now).total_seconds() // 60) + 1)
                     raise AccountLocked(
                         f"Too many failed sign-in attempts. This account is locked for {minutes} more "
-                        "minute(s). You can reset your password meanwhile."
+                        "minute(s). You can reset your password meanwhile.", key="error.account_locked", minutes=minutes,
                     )
             event = AuthEvent(kind=kind, email=email, ip=ip, created_at=now)
             s.add(event)

@@ -25,15 +25,17 @@ def token_hash(token: str) -> str:
 def normalize_email(email: str) -> str:
     email = (email or "").strip().lower()
     if len(email) > 320 or not _EMAIL.match(email):
-        raise ValidationFailed("Enter a valid email address.")
+        raise ValidationFailed("Enter a valid email address.", key="error.invalid_email")
     return email
 
 
 def check_password(password: str) -> str:
     if not isinstance(password, str) or len(password) < PASSWORD_MIN:
-        raise ValidationFailed(f"Use a password of at least {PASSWORD_MIN} characters.")
+        raise ValidationFailed(f"Use a password of at least {PASSWORD_MIN} characters.", key="error.password_too_short",
+                               min=PASSWORD_MIN)
     if len(password) > PASSWORD_MAX:
-        raise ValidationFailed(f"Use a password of at most {PASSWORD_MAX} characters.")
+        raise ValidationFailed(f"Use a password of at most {PASSWORD_MAX} characters.", key="error.password_too_long",
+                               max=PASSWORD_MAX)
     return password
 
 

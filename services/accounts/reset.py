@@ -54,14 +54,15 @@ class AccountReset:
         with self.db.transaction() as s:
             s.add(PasswordReset(user_id=user.id, token_hash=token_hash(token), created_at=now,
                                 expires_at=now + RESET_TTL))
-        message = compose("reset_password.txt", reset_link=f"{reset_url}?token={token}")
+        message = compose("reset_password.txt", language=user.language, reset_link=f"{reset_url}?token={token}")
         self.mailer.send(to=user.email, subject=message.subject, body=message.body)
 
     def reset_password(self, *, token: str, new_password: str) -> User:
         """Set a new password with a reset token; revokes the token and every session. The
         token is checked before the new password is hashed."""
         check_password(new_password)
-        invalid = ValidationFailed("This reset link is invalid or has expired. Ask for a new one.")
+        invalid = ValidationFailed("This reset link is invalid or has expired. Ask for a new one.",
+                                   key="error.reset_link_invalid")
         if not token or len(token) > 200:
             raise invalid
         now = self.clock()

@@ -48,7 +48,8 @@ class AccountUsers:
         return self._insert_user(email=email, password_hash=self.hasher.hash(password), admin=admin, ip=ip)
 
     def sign_up(self, *, email: str, password: str, ip: str | None = None, user_agent: str | None = None,
-                verify_url: str | None = None, invite: str | None = None) -> SignIn:
+                verify_url: str | None = None, invite: str | None = None,
+                language: str | None = None) -> SignIn:
         """Browser sign-up: throttled per IP (in-flight sign-ups count); signs the new user in.
         The team rules (SIGNUP_MODE, ALLOWED_EMAIL_DOMAINS, the `invite` token) are checked before
         anything is counted or hashed, and again where the account is created (services/team.py).
@@ -61,7 +62,7 @@ class AccountUsers:
             check_new_account(s, settings=self.settings, email=email, invite=invite, now=self.clock())
         if is_blocked_domain(email, self.blocked_domains):
             raise ValidationFailed("Sign-ups with addresses from this email provider are not accepted. "
-                                   "Use another address.")
+                                   "Use another address.", key="error.blocked_domain")
         attempt = self._admit(
             kind=SIGNUP_PENDING, email=email, ip=ip, counted=SIGNUP_KINDS, window=SIGNUP_IP_WINDOW,
             limit=self.settings.signup_rate_per_ip_per_hour,
@@ -75,8 +76,11 @@ class AccountUsers:
         except BaseException:
             self._settle(attempt, SIGNUP_FAILED)
             raise
+        if language:  # the language the visitor signed up in: its mails and pages follow it
+            user.language = self.set_language(user_id=user.id, language=language)
         if self.settings.mail_configured and verify_url:
-            self._queue_verification(user_id=user.id, email=user.email, verify_url=verify_url)
+            self._queue_verification(user_id=user.id, email=user.email, verify_url=verify_url,
+                                     language=user.language)
         return self._open_session(user, ip=ip, user_agent=user_agent)
 
     def _insert_user(self, *, email: str, password_hash: str, admin: bool, ip: str | None,
@@ -106,7 +110,8 @@ class AccountUsers:
                 else:
                     s.exec(update(AuthEvent).where(AuthEvent.id == attempt).values(kind=SIGNUP_OK))
         except IntegrityError:
-            raise Conflict("An account with this email already exists. Sign in instead.") from None
+            raise Conflict("An account with this email already exists. Sign in instead.",
+                           key="error.account_exists") from None
         log.info("user created id=%s role=%s", user.id, role)
         return user
 
@@ -116,6 +121,17 @@ class AccountUsers:
         if user is None or user.disabled_at is not None:
             raise NotFound("No such user.")
         return user
+
+    def set_language(self, *, user_id: int, language: str) -> str:
+        """Remember the language a user chose (the switch); an unknown tag changes nothing."""
+        from services.i18n import supported
+
+        chosen = supported(language)
+        if chosen is None:
+            raise ValidationFailed("Unknown language.", key="error.unknown_language")
+        with self.db.transaction() as s:
+            s.exec(update(User).where(User.id == user_id).values(language=chosen))
+        return chosen
 
     def get_user_by_email(self, email: str) -> User:
         email = normalize_email(email)

@@ -42,18 +42,18 @@ class AccountVerification:
     ledger: object
     clock: Callable[[], datetime]
 
-    def _queue_verification(self, *, user_id: int, email: str, verify_url: str) -> None:
+    def _queue_verification(self, *, user_id: int, email: str, verify_url: str, language: str | None = None) -> None:
         """Mail a verification link from the outbox (mail errors are logged, never shown)."""
         self.outbox.submit(functools.partial(self._mail_verification, user_id=user_id, email=email,
-                                             verify_url=verify_url))
+                                             verify_url=verify_url, language=language))
 
-    def _mail_verification(self, *, user_id: int, email: str, verify_url: str) -> None:
+    def _mail_verification(self, *, user_id: int, email: str, verify_url: str, language: str | None = None) -> None:
         token = secrets.token_urlsafe(32)
         now = self.clock()
         with self.db.transaction() as s:
             s.add(EmailVerification(user_id=user_id, email=email, token_hash=token_hash(token), created_at=now,
                                     expires_at=now + VERIFY_TTL))
-        message = compose("verify_email.txt", verify_link=f"{verify_url}?token={token}",
+        message = compose("verify_email.txt", language=language, verify_link=f"{verify_url}?token={token}",
                           hours=int(VERIFY_TTL.total_seconds() // 3600),
                           trial_credits=self.settings.trial_credits if self.settings.trial_requires_verified_email
                           else 0)
@@ -70,7 +70,8 @@ class AccountVerification:
         self._admit(kind=VERIFY_REQUEST, email=user.email, ip=ip, counted=(VERIFY_REQUEST,),
                     window=SIGNUP_IP_WINDOW, limit=self.settings.signup_rate_per_ip_per_hour,
                     refusal="Too many verification requests from your network. Try again later.")
-        self._queue_verification(user_id=user.id, email=user.email, verify_url=verify_url)
+        self._queue_verification(user_id=user.id, email=user.email, verify_url=verify_url,
+                                 language=user.language)
 
     def verify_email(self, *, token: str) -> Verified:
         """Use a verification link: once, before it expires, for the address it was sent to."""

@@ -66,9 +66,16 @@ class CheckoutMixin:
             params["customer_email"] = user.email
         if item.kind == "plan":
             params["subscription_data"] = {"metadata": metadata}
+            # Subscriptions: card only (Alipay and WeChat Pay are not offered for recurring payments).
+            params["payment_method_types"] = ["card"]
         else:
             params["customer_creation"] = "always"  # so the customer can be reused and see receipts
             params["payment_intent_data"] = {"metadata": metadata}
+            methods = self.settings.payment_method_list  # STRIPE_PAYMENT_METHODS, e.g. card,alipay,wechat_pay
+            if methods:
+                params["payment_method_types"] = methods
+                if "wechat_pay" in methods:  # WeChat Pay on Checkout needs the client it runs in
+                    params["payment_method_options"] = {"wechat_pay": {"client": "web"}}
         key = f"checkout:{user.id}:{item.key}:{uuid.uuid4().hex}"
         session = gateway.create_checkout_session(params, idempotency_key=key)
         if not session.get("url"):

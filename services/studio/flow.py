@@ -152,20 +152,22 @@ class Studio(StudioGallery, StudioRecovery):
         """Check every input against the rules and the catalog (and the user's own styles);
         raises ValidationFailed. A saved style's default ratio and resolution fill empty ones."""
         if not isinstance(prompt, str):
-            raise ValidationFailed("Please enter a prompt.")
+            raise ValidationFailed("Please enter a prompt.", key="error.prompt_empty")
         text = prompt.replace("\r\n", "\n").replace("\r", "\n").strip()
         if not text:
-            raise ValidationFailed("Please enter a prompt.")
+            raise ValidationFailed("Please enter a prompt.", key="error.prompt_empty")
         if len(text) > MAX_PROMPT_CHARS:
             raise ValidationFailed(
-                f"The prompt is too long: {len(text):,} characters (at most {MAX_PROMPT_CHARS:,})."
+                f"The prompt is too long: {len(text):,} characters (at most {MAX_PROMPT_CHARS:,}).",
+                key="error.prompt_too_long", length=len(text), limit=MAX_PROMPT_CHARS,
             )
         for ch in text:
             if ch in "\n\t":
                 continue
             if unicodedata.category(ch) in ("Cc", "Cs"):
                 raise ValidationFailed(
-                    f"The prompt contains a control character (U+{ord(ch):04X}). Please remove it."
+                    f"The prompt contains a control character (U+{ord(ch):04X}). Please remove it.",
+                    key="error.prompt_control_character", code=f"U+{ord(ch):04X}",
                 )
         style_obj = self.style_for(style, user_id=user_id)
         aspect_ratio = aspect_ratio or getattr(style_obj, "aspect_ratio", None) or aspect_ratio
@@ -202,7 +204,9 @@ class Studio(StudioGallery, StudioRecovery):
         block = self.entitlements.resolution_block(user_id=user_id, is_admin=is_admin,
                                                    resolution=request.resolution.key)
         if block:
-            raise PermissionDenied(block)
+            gate = request.resolution.requires
+            raise PermissionDenied(block, key=f"ui.generate.gate_{gate}_block" if gate else None,
+                                   resolution=request.resolution.key)
         if references or mask is not None:
             t = time.perf_counter()
             request = await self._in(self._cpu, self.with_references, request, user_id=user_id,
@@ -219,7 +223,8 @@ class Studio(StudioGallery, StudioRecovery):
             await self._in(self._io, self._record_rejection, user_id, request.prompt, verdict.source,
                                     verdict.categories)
             raise ContentRejected(
-                "This prompt was refused by our content rules, so nothing was made and nothing was charged."
+                "This prompt was refused by our content rules, so nothing was made and nothing was charged.",
+                key="error.prompt_refused",
             )
         if request.references:
             report(0.1, "Checking the reference images")

@@ -76,7 +76,8 @@ def check_rate(db: Database, user_id: int, *, limit: int, now: datetime, session
         recent = session.exec(query).one()
     if recent >= limit:
         raise RateLimited(
-            f"You can start {limit} images a minute. Please wait a moment and try again — nothing was charged."
+            f"You can start {limit} images a minute. Please wait a moment and try again — nothing was charged.",
+            key="error.rate_limited", limit=limit,
         )
 
 

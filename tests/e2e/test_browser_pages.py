@@ -124,7 +124,8 @@ def test_a_pack_bought_on_the_pricing_tab_shows_its_credits(serve_app, browser, 
     session_id = link.get_attribute("href").rsplit("/pay/", 1)[1]
     fake_stripe.complete_checkout(session_id)
     page.goto(f"{app.url}/billing/success?session_id={session_id}")
-    page.get_by_text("Thank you! Your payment was received").wait_for(timeout=30_000)
+    page.get_by_text("Thank you! Your payment was received").first.wait_for(timeout=30_000)
+    page.get_by_role("link", name="Back to the studio").click()  # the result page, then the studio
     page.locator(".studio-balance").get_by_text(f"{trial + pack.credits} credits").wait_for(timeout=30_000)
     page.screenshot(path=str(shots / f"pages-paid-{name}.png"), full_page=True)
     assert page.outside == [], f"requests left the machine: {page.outside}"

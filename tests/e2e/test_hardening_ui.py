@@ -198,7 +198,8 @@ def test_the_gallery_gets_the_generate_form_as_an_argument(served_app):
             form = generate.build(services, shell, tabs=tabs)
         with gr.Tab("Gallery", id="gallery"):
             gallery.build(services, shell, form=form, tabs=tabs)
-    assert set(vars(shell)) == {"services", "balance", "tab_loaders"}, "no tab left anything on the shell"
+    # built_words: the per-language words (Shell.words) the tabs register for gr.I18n, made by Shell itself
+    assert set(vars(shell)) == {"services", "balance", "tab_loaders", "built_words"}, "no tab left anything on the shell"
     reuse = [f for f in demo.fns.values() if f.name == "reuse_settings"]
     assert len(reuse) == 1
     refs = form.references  # "Reuse settings" re-attaches the references (issue #11)

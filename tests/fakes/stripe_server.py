@@ -342,6 +342,17 @@ class FakeStripe(LoopbackServer):
         if "subscription_data" in p and mode != "subscription":
             raise StripeApiError(400, "subscription_data can only be used in subscription mode.",
                                  param="subscription_data")
+        methods = p.get("payment_method_types") or []
+        unknown = [m for m in methods if m not in ("card", "alipay", "wechat_pay", "link", "us_bank_account")]
+        if unknown:
+            raise StripeApiError(400, f"Invalid payment_method_types: {unknown[0]}", param="payment_method_types")
+        if mode == "subscription" and {"alipay", "wechat_pay"} & set(methods):
+            raise StripeApiError(400, "The payment method `wechat_pay` or `alipay` cannot be used in subscription "
+                                 "mode.", param="payment_method_types")
+        if "wechat_pay" in methods and ((p.get("payment_method_options") or {}).get("wechat_pay") or {}).get(
+                "client") not in ("web", "ios", "android"):
+            raise StripeApiError(400, "payment_method_options[wechat_pay][client] is required for wechat_pay.",
+                                 param="payment_method_options[wechat_pay][client]")
         items = []
         for i, li in enumerate(p.get("line_items") or []):
             price = self.prices.get(li.get("price"))
@@ -370,6 +381,7 @@ class FakeStripe(LoopbackServer):
             "amount_total": sum(i["amount_total"] for i in items), "currency": items[0]["currency"],
             "subscription": None, "invoice": None, "payment_intent": None, "created": now,
             "expires_at": now + 24 * 3600, "livemode": False,
+            "payment_method_types": list(methods) or ["card"],
         }
         self.sessions[sid] = session
         self.line_items[sid] = items

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import html
 import json
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
 import pytest
+from gradio.i18n import I18nData
 
 from services.accounts import Accounts
 from services.billing import Billing, make_gateway
@@ -39,6 +41,7 @@ def build_tab(db, tmp_path, *, stripe_url: str | None, catalog: Catalog | None =
     shell = Shell(services)
     with gr.Blocks() as demo:
         pricing_ui.build(services, shell)
+    demo.english = partial(shown_in, shell.translations().translations_dict["en"])
     if demo_out is not None:
         demo_out += [demo, services]
     # Handlers by what a person does: the label of the button or radio that triggers them, and
@@ -46,10 +49,20 @@ def build_tab(db, tmp_path, *, stripe_url: str | None, catalog: Catalog | None =
     handlers: dict[str, list] = {}
     for block_fn in demo.fns.values():
         for block_id, _event in block_fn.targets:
-            handlers.setdefault(demo.blocks[block_id].label or demo.blocks[block_id].value, []).append(block_fn.fn)
+            handlers.setdefault(demo.english(demo.blocks[block_id].label or demo.blocks[block_id].value),
+                                []).append(block_fn.fn)
     for fn, _inputs, _outputs in shell.tab_loaders:
         handlers.setdefault("shown", []).append(fn)
     return billing, handlers
+
+
+def shown_in(words: dict, value):
+    """A component's value or label as the page shows it in a language (gr.I18n keys looked up)."""
+    if isinstance(value, I18nData):
+        return words[value.key]
+    if isinstance(value, str) and value.startswith("__i18n__"):
+        return words[json.loads(value.removeprefix("__i18n__"))["key"]]
+    return value
 
 
 def buttons(handlers: dict, prefix: str) -> list:
@@ -67,9 +80,10 @@ def test_offer_shows_and_buy_explains_without_stripe(sqlite_database, tmp_path, 
     status, _, manage = h["shown"][0](as_user(user))
     assert status == pricing_ui.PAYMENTS_OFF and manage["visible"] is False
     buy_buttons = [b for b in built[0].blocks.values() if isinstance(b, gr.Button)
-                   and str(b.value).startswith(("Buy ", "Subscribe to "))]
+                   and built[0].english(b.value).startswith(("Buy ", "Subscribe to "))]
     assert len(buy_buttons) == 5 and all(b.interactive is False for b in buy_buttons), "drawn disabled"
-    manage_button = next(b for b in built[0].blocks.values() if getattr(b, "value", None) == "Manage subscription")
+    manage_button = next(b for b in built[0].blocks.values()
+                         if built[0].english(getattr(b, "value", None)) == "Manage subscription")
     assert manage_button.visible is False
     # The handlers still refuse if called anyway (a stale page, a crafted event).
     for buy in buttons(h, "Subscribe to "):
@@ -78,10 +92,10 @@ def test_offer_shows_and_buy_explains_without_stripe(sqlite_database, tmp_path, 
     for buy in buttons(h, "Buy "):
         with pytest.raises(gr.Error, match="not configured"):
             buy(as_user(user))
-    annual = h["Billing"][0]("year")
+    annual = h["Billing"][0]("year", gr.Request())
     # 12 x $9.99 - $41.96 and 12 x $24.99 - $104.96, in money and in percent
     assert "save $77.92 a year** (65%)" in annual[0] and "save $194.92 a year** (65%)" in annual[1]
-    assert "$9.99" in h["Billing"][0]("month")[0]
+    assert "$9.99" in h["Billing"][0]("month", gr.Request())[0]
     with pytest.raises(gr.Error, match="sign in"):
         h["shown"][0](gr.Request())
 
@@ -130,7 +144,7 @@ def test_the_tab_and_the_public_page_state_the_catalog_prices(sqlite_database, t
     built: list = []
     build_tab(sqlite_database, tmp_path, stripe_url=None, catalog=Catalog.from_dicts(styles, doc), demo_out=built)
     demo, services = built
-    texts = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    texts = [demo.english(block.value) for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
     headline = next(t for t in texts if t.startswith("## Pricing"))
     public = pricing_html(services)
 
