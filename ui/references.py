@@ -21,10 +21,11 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from services import i18n
 from services.container import Services
 from services.references import mask_from_layers
 from services.studio import GalleryImage
-from ui.common import Shell, image_url, user_facing
+from ui.common import Shell, image_url, tr, user_facing
 
 THUMBS_CSS = """
 .sr-list { display: flex; flex-wrap: wrap; gap: 8px; }
@@ -77,18 +78,22 @@ class ReferencesArea:
 def build(services: Services, shell: Shell) -> ReferencesArea:
     limit = services.settings.reference_max_images
     surcharge = services.catalog.reference_surcharge
-    price = f" · {surcharge} credits each" if surcharge else ""
-    with gr.Accordion(f"Reference images (up to {limit}{price})", open=False, elem_id="studio-references"):
+    def title(language: str) -> str:
+        if surcharge:
+            return i18n.t(language, "ui.references.title_priced", limit=limit, surcharge=surcharge)
+        return i18n.t(language, "ui.references.title", limit=limit)
+
+    with gr.Accordion(shell.words("ui.references.title_built", title), open=False, elem_id="studio-references"):
         items = gr.State([])
-        picker = gr.File(label="Add reference images: choose, drop or paste (PNG, JPEG, WebP)",
+        picker = gr.File(label=shell.text("ui.references.picker"),
                          file_count="multiple", file_types=[".png", ".jpg", ".jpeg", ".webp"], type="filepath",
                          elem_id="studio-ref-picker")
         thumbs = gr.HTML(thumbs_html(None, []), js_on_load=THUMBS_JS, css_template=THUMBS_CSS,
                          elem_id="studio-ref-thumbs", apply_default_css=False)
         with gr.Row():
-            edit_region = gr.Button("Edit a region", size="sm", interactive=False, elem_id="studio-edit-region")
-            stop = gr.Button("Stop editing", size="sm", visible=False, elem_id="studio-stop-editing")
-        editor = gr.ImageEditor(label="Paint the region to change (on the first reference)", type="pil",
+            edit_region = gr.Button(shell.text("ui.references.edit_region"), size="sm", interactive=False, elem_id="studio-edit-region")
+            stop = gr.Button(shell.text("ui.references.stop_editing"), size="sm", visible=False, elem_id="studio-stop-editing")
+        editor = gr.ImageEditor(label=shell.text("ui.references.editor"), type="pil",
                                 visible=False, sources=[], transforms=(), layers=False, elem_id="studio-editor",
                                 brush=gr.Brush(colors=["#ff2e88"], default_size=40, color_mode="fixed"),
                                 canvas_size=(1024, 1024))
@@ -103,7 +108,7 @@ def build(services: Services, shell: Shell) -> ReferencesArea:
         current = list(current or [])
         for value in files or []:
             if len(current) >= limit:
-                gr.Warning(f"At most {limit} reference images per image.", title="Too many images")
+                gr.Warning(tr(request, "ui.references.too_many", limit=limit), title=tr(request, "ui.references.too_many_title"))
                 break
             path = Path(value)
             current.append({"kind": "upload", "path": str(path), "name": path.name})
@@ -128,7 +133,7 @@ def build(services: Services, shell: Shell) -> ReferencesArea:
     def open_editor(current, request: gr.Request):
         user = shell.user(request)
         if not current:
-            raise gr.Error("Add a reference image first.", title="No reference image")
+            raise gr.Error(tr(request, "ui.references.none_yet"), title=tr(request, "ui.references.none_yet_title"))
         return editor_open(first_image(services, user.id, current[0]))
 
     picker.upload(add, [picker, items], [items, thumbs, picker, edit_region], api_visibility="private",
