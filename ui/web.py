@@ -523,6 +523,7 @@ def api_context(services: Services) -> dict:
     return {"base_url": services.settings.base_url, "styles": catalog.style_names,
             "aspect_ratios": [r.ratio for r in catalog.aspect_ratios],
             "resolutions": [{"key": r.key, "price": r.price} for r in catalog.resolutions],
+            "reference_surcharge": catalog.reference_surcharge,
             "example": {"style": catalog.default_style, "aspect_ratio": catalog.default_aspect_ratio,
                         "resolution": catalog.default_resolution}}
 

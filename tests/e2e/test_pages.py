@@ -118,6 +118,9 @@ def test_the_api_page_shows_the_header_the_real_values_and_working_links(served_
     for value in [*catalog.style_names, *(a.ratio for a in catalog.aspect_ratios), *(x.key for x in catalog.resolutions)]:
         assert f"<code>{value}</code>" in page, value
     assert f'"{catalog.default_style}",  # style' in page and "Hello!!" not in page
+    assert 'api_name="/edit"' in page and 'api_name="/compare"' in page, "the other doors are shown too"
+    assert f"{served_app.settings.base_url}/v1" in page and f"{served_app.settings.base_url}/mcp" in page
+    assert f"(/edit):</strong> {catalog.reference_surcharge}</p>" in page
     links = set(re.findall(r'href="([^"]+)"', r.text)) - {f"mailto:{served_app.settings.support_contact}"}
     assert {"/", "/pricing", "/terms", "/api"} <= links
     for link in links:
