@@ -94,7 +94,7 @@ class App:
                "IMAGE_MODEL": "gpt-image-2", "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                "QUEUE_CONCURRENCY": str(max(64, users)), "STRIPE_SECRET_KEY": "", "SMTP_HOST": "",
                "GRADIO_ANALYTICS_ENABLED": "False", "PARTIAL_IMAGES": str(previews),
-               "GENERATION_MAX_CONCURRENT": "6", "GENERATION_RATE_PER_MINUTE": "1000"}  # a 6-style compare runs at once (test 6)
+               "GENERATION_MAX_CONCURRENT": "6", "GENERATION_RATE_PER_MINUTE": "1000"}  # a 6-style compare runs at once (test 7)
         settings = load_settings(env_file=None, DATA_DIR=str(self.data_dir), SECRET_KEY="bench-secret")
         self.services = build_services(settings)  # migrates the database
         self.served = ServedApp(env, data_dir=self.data_dir, timeout=90)
@@ -145,7 +145,7 @@ COMPARE_STYLES = ["photographic", "anime", "watercolor", "pixel art", "comic", "
 
 
 async def compare_six(app: App, fake: Fake, key: str, latency: float) -> dict:
-    """Test 6: one /compare of 6 styles at 1K through Gradio's REST API, then every image downloaded."""
+    """Test 7: one /compare of 6 styles at 1K through Gradio's REST API, then every image downloaded."""
     fake.config(latency=latency)
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=app.url, timeout=300) as http:
@@ -347,7 +347,7 @@ async def run(args) -> dict:
             for _ in range(3):  # warm-up: imports, connections, caches
                 await generate(http, users[-1][1], "warm up", "none", "1:1", "1K")
         fake.reset()
-        if args.only_compare:  # test 6 alone
+        if args.only_compare:  # test 7 alone
             runs = [await compare_six(app, fake, users[-1][1], args.latency) for _ in range(args.compare_runs)]
             return {"image": args.image, "compare_6": runs, "targets": {
                 "compare_6_wall_over_latency<=1.3": statistics.median(r["wall_over_latency"] for r in runs) <= 1.3}}
@@ -563,8 +563,8 @@ def main() -> int:
     parser.add_argument("--image", choices=("photo", "flat"), default="photo")
     parser.add_argument("--rounds", type=int, default=2, help="peer/ours burst pairs for test 5")
     parser.add_argument("--previews", type=int, default=2, choices=range(4), help="PARTIAL_IMAGES for our app")
-    parser.add_argument("--compare-runs", type=int, default=3, help="6-style compares for test 6")
-    parser.add_argument("--only-compare", action="store_true", help="run test 6 only")
+    parser.add_argument("--compare-runs", type=int, default=3, help="6-style compares for test 7")
+    parser.add_argument("--only-compare", action="store_true", help="run test 7 only")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--replicas", type=int, default=1,
                         help="N >= 2: the burst through one replica vs spread over N (needs --postgres)")
