@@ -322,13 +322,14 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
                                     elem_classes="studio-compact")
             resolution = gr.Radio(resolution_choices(services, shell), value=catalog.default_resolution,
                                   label=shell.text("ui.generate.resolution"), elem_classes="studio-compact")
-            refs = reference_area.build(services, shell)
             cost = gr.Markdown(elem_classes="cost-line")
             with gr.Row(elem_classes="studio-actions"):
                 go = gr.Button(shell.text("ui.generate.go"), variant="primary", scale=3, elem_id="studio-generate")
                 buy = gr.Button(shell.text("ui.generate.buy"), visible=False, scale=1)
             notice_box = gr.HTML("", elem_id="studio-notice", js_on_load=PAGE_JS % {
                 "ended": f'"{SESSION_ENDED}"', "login": f'"{SIGN_IN_AGAIN}"'})
+            # Below Generate: on a phone the prompt, the choices and Generate fit the first screen.
+            refs = reference_area.build(services, shell)
             with gr.Accordion(shell.text("ui.generate.sent"), open=False):
                 sent = gr.Textbox(show_label=False, interactive=False, lines=3, max_lines=12)
         with gr.Column(scale=3, min_width=320, elem_id="studio-result-column"):

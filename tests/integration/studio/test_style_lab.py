@@ -105,7 +105,9 @@ def test_share_code_imports_an_independent_copy_and_reveals_nothing_else(lab):
     owner, other = rig.user(), rig.user()
     mine = styles.create(user_id=owner, name="Shared", template="shared {prompt}", aspect_ratio="16:9")
     code = styles.export(user_id=owner, style_id=mine.id)
-    assert len(code) == 16 and str(owner) not in code and code == styles.export(user_id=owner, style_id=mine.id)
+    assert len(code) == 16 and code == styles.export(user_id=owner, style_id=mine.id)
+    second = styles.create(user_id=owner, name="Shared too", template="too {prompt}")
+    assert styles.export(user_id=owner, style_id=second.id) != code, "a random code per style, not the owner's"
     copy = styles.import_code(user_id=other, code=f"  {code} ")
     assert (copy.user_id, copy.name, copy.template, copy.aspect_ratio, copy.share_code) == \
         (other, "Shared", "shared {prompt}", "16:9", None)
