@@ -192,9 +192,8 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
                                   label=shell.text("ui.compare.start_from"), scale=2)
             duplicate = gr.Button(shell.text("ui.compare.duplicate"), scale=1, size="sm")
         style_name = gr.Textbox(label=shell.text("ui.compare.name"), max_length=60, elem_id="my-style-name")
-        # The label shows "{prompt}" itself: quoted for the front end's message format (ICU).
-        template = gr.Textbox(label=shell.words("ui.compare.template", lambda lang: i18n.t(
-                                  lang, "compare.template_label").replace("{prompt}", "'{prompt}'")),
+        # The label shows "{prompt}" itself (a literal, not one of i18n.t's values).
+        template = gr.Textbox(label=shell.words("ui.compare.template", lambda lang: i18n.t(lang, "compare.template_label")),
                               max_length=1000, lines=2, elem_id="my-style-template")
         with gr.Row():
             default_ratio = gr.Dropdown([(shell.text("ui.compare.no_default"), ""), *aspect_choices(services, shell)],

@@ -86,6 +86,14 @@ def test_the_zh_cn_walk_has_no_english(serve_app, browser, shots, tmp_path):
     assert english_left(page, email) == []
     page.screenshot(path=str(shots / "i18n-zh-account.png"), full_page=True)
 
+    # Compare: the style wall, the cost line, My styles (its template label shows {prompt} itself).
+    page.get_by_role("tab", name="对比").click()
+    page.locator("#compare-cost").get_by_text("最多选择").wait_for(timeout=30_000)
+    page.locator("#my-styles").get_by_text("我的风格").first.click()
+    page.get_by_text("模板：您的提示词会放在 {prompt} 处").wait_for(timeout=30_000)
+    assert english_left(page, email, "{prompt}") == []  # the template's placeholder, typed as it is
+    page.screenshot(path=str(shots / "i18n-zh-compare.png"), full_page=True)
+
     page.get_by_role("tab", name="价格").click()
     page.get_by_text("点数包").first.wait_for(timeout=30_000)
     page.get_by_role("button", name="购买 100 个点数").wait_for()
