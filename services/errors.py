@@ -46,7 +46,8 @@ class AccountDisabled(AuthError):
     status_code = 403
 
     def __init__(self, message: str = "This account is disabled. Ask an administrator of this studio."):
-        super().__init__(message)
+        super().__init__(message, key="error.account_disabled"
+                         if message == "This account is disabled. Ask an administrator of this studio." else None)
 
 
 class RateLimited(DomainError):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import re
 import string
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_date
+from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 
 I18N_DIR = Path(__file__).resolve().parent.parent / "assets" / "i18n"
@@ -130,3 +130,13 @@ def number(language: str | None, value: int | float | Decimal) -> str:
 
 def date(language: str | None, when: datetime, form: str = "medium") -> str:
     return format_date(when, format=form, locale=_locale(language))
+
+
+def day(language: str | None, when: datetime) -> str:
+    """A day as the language writes it (its "format.date" pattern): "2026-11-28", "2026年11月28日"."""
+    return format_date(when, format=t(language, "format.date"), locale=_locale(language))
+
+
+def moment(language: str | None, when: datetime) -> str:
+    """A day and time (UTC) as the language writes it ("format.datetime"): "2026-11-28 11:20"."""
+    return format_datetime(when, format=t(language, "format.datetime"), tzinfo=UTC, locale=_locale(language))

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from services import i18n
 from services.errors import ValidationFailed
 
 ACCEPTED = ("PNG", "JPEG", "WEBP")
@@ -42,27 +43,33 @@ MAX_EDGE = 2048
 JPEG_QUALITY = 95
 PARALLEL = 4  # references of one job prepared at once (at most one per core)
 
-# (leading bytes, or a test on the first bytes) → the name a person knows the format by
+# (leading bytes, or a test on the first bytes) → the format a person knows (error.reference.is_<format>)
 _KNOWN_OTHERS = (
-    (lambda b: b.startswith((b"GIF87a", b"GIF89a")), "a GIF"),
-    (lambda b: b.startswith(b"%PDF"), "a PDF"),
-    (lambda b: b.startswith((b"PK\x03\x04", b"PK\x05\x06")), "a zip archive"),
-    (lambda b: b.startswith(b"BM"), "a BMP"),
-    (lambda b: b.startswith((b"II*\x00", b"MM\x00*")), "a TIFF"),
-    (lambda b: b[4:8] == b"ftyp" and b[8:12] in (b"avif", b"avis"), "an AVIF"),
+    (lambda b: b.startswith((b"GIF87a", b"GIF89a")), "gif"),
+    (lambda b: b.startswith(b"%PDF"), "pdf"),
+    (lambda b: b.startswith((b"PK\x03\x04", b"PK\x05\x06")), "zip"),
+    (lambda b: b.startswith(b"BM"), "bmp"),
+    (lambda b: b.startswith((b"II*\x00", b"MM\x00*")), "tiff"),
+    (lambda b: b[4:8] == b"ftyp" and b[8:12] in (b"avif", b"avis"), "avif"),
     (lambda b: b[4:8] == b"ftyp" and b[8:12] in (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim",
-                                                 b"heis"), "a HEIC/HEIF photo"),
+                                                 b"heis"), "heic"),
     (lambda b: b"<svg" in b[:1024].lower() or (b.lstrip().startswith(b"<?xml") and b"svg" in b[:2048].lower()),
-     "an SVG"),
+     "svg"),
 )
 
 
 class ReferenceRefused(ValidationFailed):
-    """One reference (or the set) refused: the message names the file and says why."""
+    """One reference (or the set) refused: the message names the file and says why (`reason_key`,
+    a key of assets/i18n/ with its values; `text(language)` says it in that language)."""
 
-    def __init__(self, name: str | None, reason: str):
-        super().__init__(f"{name}: {reason}" if name else reason)
+    def __init__(self, name: str | None, reason_key: str, **params):
+        reason = i18n.t(None, reason_key, **params)
+        super().__init__(f"{name}: {reason}" if name else reason, key=reason_key, **params)
         self.name, self.reason = name, reason
+
+    def text(self, language: str | None) -> str:
+        reason = i18n.t(language, self.key, **self.params)
+        return i18n.t(language, "error.reference.named", name=self.name, reason=reason) if self.name else reason
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,7 @@ class ReferenceRules:
         """[(name, bytes or path)] → cleaned references, in order; ReferenceRefused on the first
         file that fails (nothing is kept of the others: the caller holds or stores nothing)."""
         if len(files) > self.max_images:
-            raise ReferenceRefused(None, f"{len(files)} reference images: at most {self.max_images} per image.")
+            raise ReferenceRefused(None, "error.reference.too_many", count=len(files), limit=self.max_images)
         if len(files) <= 1:
             return [self.prepare_one(name, source) for name, source in files]
         # Pillow decodes and encodes without the GIL: a few at once use the machine's cores.
@@ -115,23 +122,23 @@ class ReferenceRules:
         except UnidentifiedImageError:
             raise ReferenceRefused(name, _unsupported(head)) from None
         except Image.DecompressionBombError:  # Pillow's own ceiling (~179 megapixels), met at open
-            raise ReferenceRefused(name, f"the image claims more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
-                                         f"megapixels; at most {self.max_pixels / 1e6:.0f} megapixels.") from None
+            raise ReferenceRefused(name, "error.reference.bomb", claimed=f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f}",
+                                   limit=f"{self.max_pixels / 1e6:.0f}") from None
         except (OSError, ValueError, SyntaxError):
-            raise ReferenceRefused(name, "the file is damaged and cannot be read.") from None
+            raise ReferenceRefused(name, "error.reference.damaged") from None
         with image:
             width, height = image.size
             if width < 1 or height < 1:
-                raise ReferenceRefused(name, "the image has no pixels.")
+                raise ReferenceRefused(name, "error.reference.no_pixels")
             if width * height > self.max_pixels:
-                raise ReferenceRefused(name, f"{width}×{height} pixels is {width * height / 1e6:.0f} megapixels; "
-                                             f"at most {self.max_pixels / 1e6:.0f} megapixels.")
+                raise ReferenceRefused(name, "error.reference.too_many_pixels", width=width, height=height,
+                                       megapixels=f"{width * height / 1e6:.0f}", limit=f"{self.max_pixels / 1e6:.0f}")
             if getattr(image, "n_frames", 1) > 1:
-                raise ReferenceRefused(name, "animated images are not supported; upload a single frame.")
+                raise ReferenceRefused(name, "error.reference.animated")
             try:
                 cleaned = self._normalise(image)
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-                raise ReferenceRefused(name, "the file is damaged or incomplete and cannot be read.") from None
+                raise ReferenceRefused(name, "error.reference.incomplete") from None
         return self._encode(name, cleaned)
 
     def prepare_mask(self, name: str, source: bytes | str | os.PathLike, first: Reference) -> bytes:
@@ -143,30 +150,29 @@ class ReferenceRules:
         try:
             image = Image.open(io.BytesIO(data), formats=("PNG", "WEBP"))
         except UnidentifiedImageError:
-            raise ReferenceRefused(name, "a mask must be a PNG or WebP image with transparency.") from None
+            raise ReferenceRefused(name, "error.reference.mask_format") from None
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            raise ReferenceRefused(name, "the mask is damaged and cannot be read.") from None
+            raise ReferenceRefused(name, "error.reference.mask_damaged") from None
         with image:
             width, height = image.size
             if width * height > self.max_pixels:
-                raise ReferenceRefused(name, f"the mask has {width * height / 1e6:.0f} megapixels; "
-                                             f"at most {self.max_pixels / 1e6:.0f} megapixels.")
+                raise ReferenceRefused(name, "error.reference.mask_too_many_pixels",
+                                       megapixels=f"{width * height / 1e6:.0f}", limit=f"{self.max_pixels / 1e6:.0f}")
             if abs(width / height - first.width / first.height) > 0.02 * (first.width / first.height):
-                raise ReferenceRefused(name, f"the mask is {width}×{height} but the first reference is "
-                                             f"{first.width}×{first.height}; paint the mask on the first reference.")
+                raise ReferenceRefused(name, "error.reference.mask_shape", width=width, height=height,
+                                       first_width=first.width, first_height=first.height)
             try:
                 image.load()
                 has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
                 if not has_alpha:
-                    raise ReferenceRefused(name, "the mask has no transparency; its transparent area marks "
-                                                 "what to change.")
+                    raise ReferenceRefused(name, "error.reference.mask_opaque")
                 alpha = image.convert("RGBA").getchannel("A")
             except (OSError, ValueError, SyntaxError):
-                raise ReferenceRefused(name, "the mask is damaged or incomplete and cannot be read.") from None
+                raise ReferenceRefused(name, "error.reference.mask_incomplete") from None
         if alpha.size != (first.width, first.height):
             alpha = alpha.resize((first.width, first.height), Image.Resampling.NEAREST)
         if alpha.getextrema()[0] > 0:
-            raise ReferenceRefused(name, "the mask marks no region: paint the area to change.")
+            raise ReferenceRefused(name, "error.reference.mask_empty")
         mask = Image.new("RGBA", alpha.size, (0, 0, 0, 255))
         mask.putalpha(alpha)
         out = io.BytesIO()
@@ -177,22 +183,22 @@ class ReferenceRules:
         if isinstance(source, bytes | bytearray | memoryview):
             size = len(source)
             if size > self.max_bytes:
-                raise ReferenceRefused(name, _too_big(size, self.max_bytes))
+                raise ReferenceRefused(name, "error.reference.too_big", **_too_big(size, self.max_bytes))
             data = bytes(source)
         else:
             path = Path(source)
             try:
                 size = path.stat().st_size
                 if size > self.max_bytes:
-                    raise ReferenceRefused(name, _too_big(size, self.max_bytes))
+                    raise ReferenceRefused(name, "error.reference.too_big", **_too_big(size, self.max_bytes))
                 with path.open("rb") as f:
                     data = f.read(self.max_bytes + 1)  # a file growing under us is still capped
             except OSError:
-                raise ReferenceRefused(name, "the file could not be read.") from None
+                raise ReferenceRefused(name, "error.reference.unreadable") from None
             if len(data) > self.max_bytes:
-                raise ReferenceRefused(name, _too_big(len(data), self.max_bytes))
+                raise ReferenceRefused(name, "error.reference.too_big", **_too_big(len(data), self.max_bytes))
         if not data:
-            raise ReferenceRefused(name, "the file is empty.")
+            raise ReferenceRefused(name, "error.reference.empty")
         return data
 
     def _normalise(self, image: Image.Image) -> Image.Image:
@@ -267,12 +273,12 @@ def _rgb(image: Image.Image) -> Image.Image:
 def _unsupported(head: bytes) -> str:
     for test, what in _KNOWN_OTHERS:
         if test(head):
-            return f"this is {what}; upload a PNG, JPEG or WebP image."
-    return "this is not an image we can read; upload a PNG, JPEG or WebP image."
+            return f"error.reference.is_{what}"
+    return "error.reference.not_an_image"
 
 
-def _too_big(size: int, limit: int) -> str:
-    return f"{size / 1e6:.1f} MB is too large; at most {limit / 1e6:.0f} MB per image."
+def _too_big(size: int, limit: int) -> dict[str, str]:
+    return {"size": f"{size / 1e6:.1f}", "limit": f"{limit / 1e6:.0f}"}
 
 
 def _shown_name(name: str | None) -> str:

@@ -73,31 +73,36 @@ def check_new_account(s: Session, *, settings: Settings, email: str, invite: str
     `by_email` (provider sign-ins, which carry no link): an open invitation bound to the verified
     address counts as its link."""
     if settings.signup_mode == "closed":
-        raise SignupRefused("Sign-ups are closed on this studio. Ask an administrator to create your account.")
+        raise SignupRefused("Sign-ups are closed on this studio. Ask an administrator to create your account.",
+                            key="error.team.closed")
     row = None
     if invite:
         row = s.exec(select(Invite).where(Invite.token_hash == _hash(invite.strip()))).first()
         if row is None:
-            raise SignupRefused("This invitation link is not valid. Ask an administrator for a new one.")
+            raise SignupRefused("This invitation link is not valid. Ask an administrator for a new one.",
+                                key="error.team.invite_invalid")
         if row.used_at is not None:
-            raise SignupRefused("This invitation has already been used. Ask an administrator for a new one.")
+            raise SignupRefused("This invitation has already been used. Ask an administrator for a new one.",
+                                key="error.team.invite_used")
         if row.expires_at <= now:
-            raise SignupRefused("This invitation has expired. Ask an administrator for a new one.")
+            raise SignupRefused("This invitation has expired. Ask an administrator for a new one.",
+                                key="error.team.invite_expired")
         if row.email and row.email != email:
             raise SignupRefused("This invitation is for another email address: sign up with the address "
-                                "it was sent to.")
+                                "it was sent to.", key="error.team.invite_other_address")
     elif email_verified and by_email and (row := _open_invite_for(s, email, now)) is not None:
         pass  # a provider vouches for an address an invitation was sent to
     elif settings.signup_mode == "invite":
         raise SignupRefused("This studio is open by invitation only. Ask an administrator for an invitation "
-                            "link.")
+                            "link.", key="error.team.invite_only")
     domains = settings.allowed_email_domain_set
     if domains and not (row is not None and row.email):
         if email.rpartition("@")[2] not in domains:
-            raise SignupRefused(f"Sign-ups are open to addresses at {', '.join(sorted(domains))} only.")
+            raise SignupRefused(f"Sign-ups are open to addresses at {', '.join(sorted(domains))} only.",
+                                key="error.team.domain", domains=", ".join(sorted(domains)))
         if not email_verified:
             raise SignupRefused("Your provider does not confirm your email address, and this studio accepts "
-                                "only confirmed addresses of its own domains.")
+                                "only confirmed addresses of its own domains.", key="error.team.unverified")
     return row
 
 
@@ -112,7 +117,8 @@ def consume_invite(s: Session, invite: Invite, *, user_id: int, now: datetime) -
         Invite.id == invite.id, col(Invite.used_at).is_(None), Invite.expires_at > now,
     ).values(used_at=now, used_by=user_id))
     if done.rowcount != 1:
-        raise SignupRefused("This invitation has already been used. Ask an administrator for a new one.")
+        raise SignupRefused("This invitation has already been used. Ask an administrator for a new one.",
+                            key="error.team.invite_used")
 
 
 def grant_allowance(ledger, settings: Settings, *, user_id: int, now: datetime,

@@ -7,10 +7,12 @@ import html
 
 import gradio as gr
 
-from models.ledger import CREDIT_KIND_LABELS, GRANT_KINDS
+from models.ledger import GRANT_KINDS
+from services import i18n
 from services.container import Services
+from services.ledger.reads import credit_label
 from ui import devices
-from ui.common import Shell, image_name, user_facing
+from ui.common import Shell, image_name, language_of, tr, user_facing
 
 HISTORY_PER_PAGE = 20
 HISTORY_CSS = """
@@ -25,53 +27,65 @@ HISTORY_CSS = """
 .sh-balance { text-align: right; color: var(--body-text-color-subdued); font-size: 0.9em; white-space: nowrap; }
 .sh-empty { color: var(--body-text-color-subdued); }
 """
-KEY_COLUMNS = ["Name", "Key", "Created (UTC)", "Last used (UTC)", "Status"]
+KEY_COLUMNS = ["name", "key", "created", "last_used", "status"]  # account.column.<name>
+
+
+def key_columns(language: str | None = None) -> list[str]:
+    return [i18n.t(language, f"account.column.{c}") for c in KEY_COLUMNS]
 
 
 def _when(dt) -> str:
     return dt.strftime("%Y-%m-%d %H:%M") if dt else "—"
 
 
-def balance_markdown(b) -> str:
+def balance_markdown(b, language: str | None = None) -> str:
     """The Account tab's balance panel for a services.ledger.Balance."""
-    lines = [f"## {b.total} credits available", ""]
+    def say(key: str, **params) -> str:
+        return i18n.t(language, key, **params)
+
+    lines = [say("account.available", total=b.total), ""]
     for kind in GRANT_KINDS:
         amount = b.buckets.get(kind, 0)
         if not amount:
             continue
-        label = CREDIT_KIND_LABELS[kind]
+        label = credit_label(kind, language)
         if kind == "subscription" and b.subscription_expires_at:
-            label += f" (until {b.subscription_expires_at:%Y-%m-%d})"
+            label = say("account.until", label=label, date=i18n.day(language, b.subscription_expires_at))
         lines.append(f"- {label}: **{amount}**")
     if b.held:
-        lines.append(f"- Held by generations in progress: **{b.held}**")
+        lines.append("- " + say("account.held", held=b.held))
     if b.next_expiry:
-        lines.append(f"\nNext expiry: {b.next_expiry:%Y-%m-%d %H:%M} UTC")
+        lines.append("\n" + say("account.next_expiry", when=i18n.moment(language, b.next_expiry)))
     if b.total == 0 and not b.held:
-        lines.append("You have no credits left. Buy a pack or a plan on the **Pricing** tab.")
+        lines.append(say("account.no_credits"))
     return "\n".join(lines)
 
 
-def history_html(rows) -> str:
+def history_html(rows, language: str | None = None) -> str:
     """The history page as a list of cards (readable at any width: nothing is cut on a phone).
     Every text is escaped; a generation links to its image on the owner-checked /images route."""
+    def say(key: str, **params) -> str:
+        return html.escape(i18n.t(language, key, **params))
+
     if not rows:
-        return '<p class="sh-empty">No credit movements yet.</p>'
+        return f'<p class="sh-empty">{say("account.no_movements")}</p>'
     cards = []
     for r in rows:
         detail = html.escape(r.detail)
         if r.generation_id and r.image == "gallery":
             url = f"/images/{r.generation_id}/webp/{image_name(r.generation_id, 'webp')}"
-            link = f'<a class="sh-image" href="{html.escape(url)}" target="_blank" rel="noopener">View image</a>'
+            link = (f'<a class="sh-image" href="{html.escape(url)}" target="_blank" rel="noopener">'
+                    f'{say("account.view_image")}</a>')
             detail = f"{detail} · {link}" if detail else link
         delta = f"{r.delta:+,d}" if r.delta else "0"
+        when = i18n.moment(language, r.at) if r.at else "—"
         cards.append(
             f'<li class="sh-row sh-{html.escape(r.kind)}">'
             f'<span class="sh-what">{html.escape(r.what)}</span>'
             f'<span class="sh-delta{" sh-plus" if r.delta > 0 else ""}">{delta}</span>'
             f'<span class="sh-detail">{detail}</span>'
-            f'<span class="sh-balance">balance {r.balance_after:,}</span>'
-            f'<span class="sh-when">{_when(r.at)} UTC</span></li>')
+            f'<span class="sh-balance">{say("account.balance_after", balance=f"{r.balance_after:,}")}</span>'
+            f'<span class="sh-when">{say("account.when", when=when)}</span></li>')
     return f'<ul class="sh-list">{"".join(cards)}</ul>'
 
 
@@ -92,7 +106,7 @@ def build(services: Services, shell: Shell) -> None:
             create_btn = gr.Button(shell.text("ui.account.create_key"), variant="primary", scale=1)
         new_key = gr.Textbox(label=shell.text("ui.account.new_key"),
                              visible=False, buttons=["copy"], interactive=False)
-        keys = gr.Dataframe(headers=KEY_COLUMNS, interactive=False)
+        keys = gr.Dataframe(headers=key_columns(), interactive=False)
         with gr.Row():
             revoke_choice = gr.Dropdown(label=shell.text("ui.account.revoke_choice"), choices=[], scale=3)
             revoke_btn = gr.Button(shell.text("ui.account.revoke"), variant="stop", scale=1)
@@ -101,12 +115,14 @@ def build(services: Services, shell: Shell) -> None:
     @user_facing
     def render(page_no: int, request: gr.Request):
         user = shell.user(request)
-        hist = services.ledger.history(user.id, page=max(1, int(page_no or 1)), per_page=HISTORY_PER_PAGE)
+        language = language_of(request)
+        hist = services.ledger.history(user.id, page=max(1, int(page_no or 1)), per_page=HISTORY_PER_PAGE,
+                                       language=language)
         balance = services.ledger.balance(user.id)
         return (
-            balance_markdown(balance),
-            history_html(hist.rows),
-            f"Page {hist.page} of {max(1, hist.pages)}",
+            balance_markdown(balance, language),
+            history_html(hist.rows, language),
+            i18n.t(language, "account.page", page=hist.page, pages=max(1, hist.pages)),
             hist.page,
             shell.balance_text(user.id, balance, request),
             gr.Button(interactive=hist.page > 1),
@@ -116,13 +132,14 @@ def build(services: Services, shell: Shell) -> None:
     @user_facing
     def render_keys(request: gr.Request):
         user = shell.user(request)
+        language = language_of(request)
         rows, choices = [], []
         for k in services.accounts.list_api_keys(user_id=user.id):
-            status = "revoked" if k.revoked_at else "active"
+            status = i18n.t(language, "account.key_revoked" if k.revoked_at else "account.key_active")
             rows.append([k.name or "—", f"{k.prefix}…", _when(k.created_at), _when(k.last_used_at), status])
             if not k.revoked_at:
-                choices.append((f"{k.name or 'unnamed'} ({k.prefix}…)", k.id))
-        return rows, gr.Dropdown(choices=choices, value=None)
+                choices.append((f"{k.name or i18n.t(language, 'account.key_unnamed')} ({k.prefix}…)", k.id))
+        return {"headers": key_columns(language), "data": rows}, gr.Dropdown(choices=choices, value=None)
 
     @user_facing
     def create_key(name: str, request: gr.Request):
@@ -135,11 +152,11 @@ def build(services: Services, shell: Shell) -> None:
     def revoke_key(key_id, request: gr.Request):
         user = shell.user(request)
         if key_id is None:
-            raise gr.Error("Choose a key to revoke.")
+            raise gr.Error(tr(request, "account.choose_key"))
         try:
             key_id = int(key_id)
         except (TypeError, ValueError):
-            raise gr.Error("No such API key.") from None
+            raise gr.Error(tr(request, "account.no_such_key")) from None
         services.accounts.revoke_api_key(user_id=user.id, key_id=key_id)
         return render_keys(request)
 

@@ -14,10 +14,11 @@ import gradio as gr
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from models.ledger import CREDIT_KIND_LABELS
+from services import i18n
 from services.container import Services
 from services.errors import DomainError
-from ui.common import Shell, user_facing
+from services.ledger.reads import credit_label
+from ui.common import Shell, language_of, tr, user_facing
 
 EXPORT_PATH = "/admin/export"
 
@@ -30,61 +31,61 @@ def export_link(name: str, label: str, query: str = "") -> str:
 def build(services: Services, shell: Shell, *, tab: gr.Tab) -> None:
     admin = services.admin
     overview = gr.Markdown()
-    with gr.Accordion("Members", open=True):
+    with gr.Accordion(shell.text("ui.admin.members"), open=True):
         with gr.Row():
-            search = gr.Textbox(label="Search by email", scale=4)
-            search_btn = gr.Button("Search", scale=1)
-        members = gr.Dataframe(interactive=False, wrap=True, label="Members")
-        members_csv = gr.HTML(export_link("members", "Download members (CSV)"))
+            search = gr.Textbox(label=shell.text("ui.admin.search"), scale=4)
+            search_btn = gr.Button(shell.text("ui.gallery.search_go"), scale=1)
+        members = gr.Dataframe(interactive=False, wrap=True, label=shell.text("ui.admin.members"))
+        members_csv = gr.HTML(shell.words("ui.admin.csv.members", lambda lang: export_link("members", i18n.t(lang, "admin.csv_members"))))
         with gr.Row():
-            email = gr.Textbox(label="Member email", scale=3)
+            email = gr.Textbox(label=shell.text("ui.admin.member_email"), scale=3)
             # precision=None: precision=0 would round 1.5 to 2 before the service could refuse it.
-            amount = gr.Number(label="Credits", value=100, precision=None, minimum=1, scale=1)
-            note = gr.Textbox(label="Note (kept in the ledger)", scale=2)
+            amount = gr.Number(label=shell.text("ui.admin.credits"), value=100, precision=None, minimum=1, scale=1)
+            note = gr.Textbox(label=shell.text("ui.admin.note"), scale=2)
         with gr.Row():
-            grant_btn = gr.Button("Grant credits", variant="primary")
-            take_btn = gr.Button("Take back credits")
-            disable_btn = gr.Button("Disable member", variant="stop")
-            enable_btn = gr.Button("Enable member")
+            grant_btn = gr.Button(shell.text("ui.admin.grant"), variant="primary")
+            take_btn = gr.Button(shell.text("ui.admin.take_back"))
+            disable_btn = gr.Button(shell.text("ui.admin.disable"), variant="stop")
+            enable_btn = gr.Button(shell.text("ui.admin.enable"))
         result = gr.Markdown()
-    with gr.Accordion("Invitations", open=False):
+    with gr.Accordion(shell.text("ui.admin.invitations"), open=False):
         with gr.Row():
-            invite_email = gr.Textbox(label="Only for this email (optional)", scale=3)
-            invite_days = gr.Number(label="Valid for (days)", value=services.settings.invite_days, precision=None,
+            invite_email = gr.Textbox(label=shell.text("ui.admin.invite_email"), scale=3)
+            invite_days = gr.Number(label=shell.text("ui.admin.invite_days"), value=services.settings.invite_days, precision=None,
                                     minimum=1, maximum=365, scale=1)
-            invite_btn = gr.Button("Create invitation link", variant="primary", scale=1)
-        invite_link = gr.Textbox(label="Invitation link (single use; copy it now)", visible=False,
+            invite_btn = gr.Button(shell.text("ui.admin.invite"), variant="primary", scale=1)
+        invite_link = gr.Textbox(label=shell.text("ui.admin.invite_link"), visible=False,
                                  buttons=["copy"], interactive=False)
-        invites = gr.Dataframe(interactive=False, label="Invitations")
-    with gr.Accordion("Usage (last 30 days)", open=False):
-        usage_daily = gr.Dataframe(interactive=False, label="Per day: failures, refunds, moderation refusals")
-        gr.HTML(export_link("usage_daily", "Download (CSV)"))
-        usage = gr.Dataframe(interactive=False, label="Generations per day by resolution and engine")
-        gr.HTML(export_link("usage", "Download (CSV)"))
+        invites = gr.Dataframe(interactive=False, label=shell.text("ui.admin.invitations"))
+    with gr.Accordion(shell.text("ui.admin.usage"), open=False):
+        usage_daily = gr.Dataframe(interactive=False, label=shell.text("ui.admin.usage_daily"))
+        gr.HTML(shell.words("ui.admin.csv.usage_daily", lambda lang: export_link("usage_daily", i18n.t(lang, "admin.csv"))))
+        usage = gr.Dataframe(interactive=False, label=shell.text("ui.admin.usage_kind"))
+        gr.HTML(shell.words("ui.admin.csv.usage", lambda lang: export_link("usage", i18n.t(lang, "admin.csv"))))
         rejections = gr.Dataframe(headers=["Date (UTC)", "User", "Source", "Prompt"], interactive=False,
-                                  wrap=True, label="Recent moderation refusals")
-    with gr.Accordion("Money (last 30 days)", open=False):
-        gr.Markdown("Revenue as Stripe recorded it at fulfilment (refunds negative); provider cost estimated "
-                    "from each generation's token usage and `PROVIDER_PRICES`.")
-        money_daily = gr.Dataframe(interactive=False, label="Margin per day")
-        gr.HTML(export_link("money_daily", "Download (CSV)"))
-        money_plans = gr.Dataframe(interactive=False, label="Margin per plan (members' current plan)")
-        gr.HTML(export_link("money_plans", "Download (CSV)"))
+                                  wrap=True, label=shell.text("ui.admin.rejections"))
+    with gr.Accordion(shell.text("ui.admin.money"), open=False):
+        gr.Markdown(shell.text("ui.admin.money_note"))
+        money_daily = gr.Dataframe(interactive=False, label=shell.text("ui.admin.money_daily"))
+        gr.HTML(shell.words("ui.admin.csv.money_daily", lambda lang: export_link("money_daily", i18n.t(lang, "admin.csv"))))
+        money_plans = gr.Dataframe(interactive=False, label=shell.text("ui.admin.money_plans"))
+        gr.HTML(shell.words("ui.admin.csv.money_plans", lambda lang: export_link("money_plans", i18n.t(lang, "admin.csv"))))
 
     def frame(table) -> dict:
         return gr.Dataframe(value=table.rows, headers=table.headers)
 
-    def members_view(actor, query: str):
+    def members_view(actor, query: str, language: str | None = None):
         table = admin.members(actor=actor, query=query or "")
-        return frame(table), export_link("members", "Download members (CSV)", (query or "").strip())
+        return frame(table), export_link("members", i18n.t(language, "admin.csv_members"), (query or "").strip())
 
     @user_facing
     def admin_load(query: str, request: gr.Request):
         actor = shell.user(request)
         o = admin.overview(actor=actor)
-        text = (f"**{o.users}** members · last 24 h: **{o.generations_24h}** generations, "
-                f"{o.failed_24h} failed (not charged), {o.rejections_24h} moderation refusals")
-        table, link = members_view(actor, query)
+        language = language_of(request)
+        text = i18n.t(language, "admin.overview", users=o.users, generations=o.generations_24h, failed=o.failed_24h,
+                      rejections=o.rejections_24h)
+        table, link = members_view(actor, query, language)
         per_kind, per_day = admin.usage(actor=actor)
         daily, plans = admin.money(actor=actor)
         refused = [[f"{e.created_at:%Y-%m-%d %H:%M}", who, e.source, e.prompt[:200]]
@@ -94,36 +95,37 @@ def build(services: Services, shell: Shell, *, tab: gr.Tab) -> None:
 
     @user_facing
     def admin_search(query: str, request: gr.Request):
-        return members_view(shell.user(request), query)
+        return members_view(shell.user(request), query, language_of(request))
 
     @user_facing
     def admin_grant(member: str, credits, text: str, request: gr.Request):
         actor = shell.user(request)
         # the service refuses what is not a whole number (1.5, None), never rounds it
         balance = admin.grant_credits(actor=actor, email=member, amount=credits, note=text)
-        shown_note = f" · note: {html.escape(text.strip())}" if text and text.strip() else ""
-        return (f"{CREDIT_KIND_LABELS['admin']}: **{int(credits)}** credits{shown_note}. "
-                f"{html.escape(member.strip().lower())} now has **{balance}** credits.")
+        language = language_of(request)
+        shown_note = i18n.t(language, "admin.note_shown", note=html.escape(text.strip())) if text and text.strip() else ""
+        return i18n.t(language, "admin.granted", label=credit_label("admin", language), credits=int(credits),
+                      note=shown_note, email=html.escape(member.strip().lower()), balance=balance)
 
     @user_facing
     def admin_take_back(member: str, credits, text: str, request: gr.Request):
         actor = shell.user(request)
         taken, balance = admin.take_back_credits(actor=actor, email=member, amount=credits, note=text)
         asked = int(credits)
-        short = f" (asked {asked}: the balance never goes below zero)" if taken < asked else ""
-        return (f"Took back **{taken}** credits{short}. {html.escape(member.strip().lower())} now has "
-                f"**{balance}** credits.")
+        language = language_of(request)
+        short = i18n.t(language, "admin.asked", asked=asked) if taken < asked else ""
+        return i18n.t(language, "admin.taken", taken=taken, short=short, email=html.escape(member.strip().lower()),
+                      balance=balance)
 
     @user_facing
     def admin_disable(member: str, request: gr.Request):
         user = admin.set_disabled(actor=shell.user(request), email=member, disabled=True)
-        return (f"{html.escape(user.email)} is disabled: signed out everywhere, API keys revoked; "
-                "sign-in and the API refuse them.")
+        return tr(request, "admin.disabled", email=html.escape(user.email))
 
     @user_facing
     def admin_enable(member: str, request: gr.Request):
         user = admin.set_disabled(actor=shell.user(request), email=member, disabled=False)
-        return f"{html.escape(user.email)} is enabled again (they sign in anew and create new API keys)."
+        return tr(request, "admin.enabled", email=html.escape(user.email))
 
     @user_facing
     def admin_invite(for_email: str, days, request: gr.Request):

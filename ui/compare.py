@@ -32,11 +32,21 @@ import gradio as gr
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse
 
+from services import i18n
 from services.container import Services
 from services.errors import DomainError
 from services.studio.compare import Cell
-from ui.common import Shell, image_url, report_unexpected, user_facing
-from ui.generate import GenerateForm, image_file, notice, preview_url, resolution_choices
+from ui.common import Shell, image_url, language_of, report_unexpected, tr, user_facing
+from ui.generate import (
+    GenerateForm,
+    aspect_choices,
+    image_file,
+    notice,
+    preview_url,
+    resolution_choices,
+    style_choices,
+    style_label,
+)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 THUMBS = ASSETS / "styles"
@@ -106,42 +116,60 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
         """The built-in styles, then the user's own (as Styles the studio uses)."""
         return [*catalog.styles, *(my.as_style(row) for row in my.list(user_id=user_id))]
 
-    def choices(styles) -> list[tuple[str, str]]:
-        return [(f"{s.label} (yours)" if getattr(s, "owned", False) else s.label, s.name) for s in styles]
+    def label_of(s, language: str | None) -> str:
+        """A built-in style's name in the language; the user's own as they named it."""
+        return s.label if getattr(s, "owned", False) else style_label(s, language)
 
-    def picker_html(styles, chosen) -> str:
+    def description_of(s, language: str | None) -> str:
+        if getattr(s, "owned", False):
+            return s.description
+        return i18n.catalog_text(language, "styles", s.name, "description", s.description)
+
+    def cell_label(cell, language: str | None) -> str:
+        built_in = next((s for s in catalog.styles if s.name == cell.style), None)
+        return style_label(built_in, language) if built_in is not None else cell.label
+
+    def choices(styles, language: str | None = None) -> list[tuple[str, str]]:
+        return [(i18n.t(language, "compare.yours_label", label=s.label) if getattr(s, "owned", False)
+                 else style_label(s, language), s.name) for s in styles]
+
+    def picker_html(styles, chosen, language: str | None = None) -> str:
         on = {c.lower() for c in (chosen or [])}
         cards = []
         for s in styles:
-            mine = '<span class="sl-mine">yours</span>' if getattr(s, "owned", False) else ""
+            mine = (f'<span class="sl-mine">{html.escape(i18n.t(language, "compare.yours"))}</span>'
+                    if getattr(s, "owned", False) else "")
+            label, description = label_of(s, language), description_of(s, language)
             cards.append(
                 f'<button type="button" class="sl-card{" sl-on" if s.name.lower() in on else ""}" '
                 f'data-name="{html.escape(s.name, quote=True)}" aria-pressed="{str(s.name.lower() in on).lower()}">'
                 f'<img src="{thumb_url(s)}" alt="" loading="lazy" width="160" height="120">'
-                f'<span class="sl-text"><b>{html.escape(s.label)}{mine}</b>'
-                f'<small title="{html.escape(s.description, quote=True)}">{html.escape(s.description)}</small>'
+                f'<span class="sl-text"><b>{html.escape(label)}{mine}</b>'
+                f'<small title="{html.escape(description, quote=True)}">{html.escape(description)}</small>'
                 f'</span></button>')
         return f'<div class="sl-wall">{"".join(cards)}</div>'
 
     # Components -------------------------------------------------------------------------------
     with gr.Row(equal_height=False), gr.Column(scale=2, min_width=320):
-            prompt = gr.Textbox(label="Prompt", lines=3, max_lines=10, max_length=4000, elem_id="compare-prompt",
-                                placeholder="One prompt, several styles side by side…")
-            history = gr.Dropdown([], value=None, label="Recent prompts (click one to reuse)", elem_id="compare-history",
+            prompt = gr.Textbox(label=shell.text("ui.generate.prompt"), lines=3, max_lines=10, max_length=4000,
+                                elem_id="compare-prompt", placeholder=shell.text("ui.compare.placeholder"))
+            history = gr.Dropdown([], value=None, label=shell.text("ui.compare.history"), elem_id="compare-history",
                                   allow_custom_value=False)
             picker = gr.HTML("", js_on_load=PICKER_JS, css_template=PICKER_CSS, elem_id="compare-picker",
                              apply_default_css=False)
-            chosen = gr.CheckboxGroup(choices(catalog.styles), value=[], label=f"Styles (up to {most})",
+            shell.words("ui.compare.styles", lambda lang: i18n.t(lang, "compare.styles_label", most=most))
+            chosen = gr.CheckboxGroup(style_choices(services, shell), value=[], label=shell.text("ui.compare.styles"),
                                       elem_id="compare-styles")
-            aspect_ratio = gr.Radio([(r.label, r.ratio) for r in catalog.aspect_ratios],
-                                    value=catalog.default_aspect_ratio, label="Aspect ratio", elem_classes="studio-compact")
-            resolution = gr.Radio(resolution_choices(services), value=catalog.default_resolution, label="Resolution",
-                                  elem_classes="studio-compact")
+            aspect_ratio = gr.Radio(aspect_choices(services, shell), value=catalog.default_aspect_ratio,
+                                    label=shell.text("ui.generate.aspect_ratio"), elem_classes="studio-compact")
+            resolution = gr.Radio(resolution_choices(services, shell), value=catalog.default_resolution,
+                                  label=shell.text("ui.generate.resolution"), elem_classes="studio-compact")
             cost = gr.Markdown(elem_id="compare-cost", elem_classes="cost-line")
             with gr.Row():
-                go = gr.Button("Compare", variant="primary", scale=3, elem_id="compare-go", interactive=False)
-                count = gr.Dropdown([2, 3, 4], value=2, label="Variations", scale=1, min_width=90)
-                vary = gr.Button("Variations of the first style", scale=2, elem_id="compare-vary", interactive=False)
+                go = gr.Button(shell.text("ui.compare.go"), variant="primary", scale=3, elem_id="compare-go",
+                               interactive=False)
+                count = gr.Dropdown([2, 3, 4], value=2, label=shell.text("ui.compare.variations"), scale=1, min_width=90)
+                vary = gr.Button(shell.text("ui.compare.vary"), scale=2, elem_id="compare-vary", interactive=False)
             notice_box = gr.HTML("", elem_id="compare-notice")
     status = gr.Markdown(elem_id="compare-status")
     cells_state = gr.State([])  # what each cell shows: style, generation id (for "Use this style")
@@ -153,33 +181,35 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
                                buttons=["fullscreen"], elem_id=f"compare-cell-{i}")
                 caption = gr.Markdown(elem_id=f"compare-caption-{i}")
                 links = gr.HTML("")
-                use = gr.Button("Use this style", size="sm", elem_id=f"compare-use-{i}", interactive=False)
+                use = gr.Button(shell.text("ui.compare.use"), size="sm", elem_id=f"compare-use-{i}", interactive=False)
             cell_parts.append((column, img, caption, links, use))
 
-    with gr.Accordion("My styles", open=False, elem_id="my-styles"):
+    with gr.Accordion(shell.text("ui.compare.my_styles"), open=False, elem_id="my-styles"):
         with gr.Row():
-            mine = gr.Dropdown([], value=None, label="Your styles", elem_id="my-style-pick", scale=2,
-                               allow_custom_value=True)  # the owner check is the service's
-            builtin = gr.Dropdown([(s.label, s.name) for s in catalog.styles], value=catalog.default_style,
-                                  label="Start from a built-in style", scale=2)
-            duplicate = gr.Button("Duplicate", scale=1, size="sm")
-        style_name = gr.Textbox(label="Name (1-60 characters)", max_length=60, elem_id="my-style-name")
-        template = gr.Textbox(label="Template: your prompt goes where {prompt} is (once, up to 1,000 characters)",
+            mine = gr.Dropdown([], value=None, label=shell.text("ui.compare.your_styles"), elem_id="my-style-pick",
+                               scale=2, allow_custom_value=True)  # the owner check is the service's
+            builtin = gr.Dropdown(style_choices(services, shell), value=catalog.default_style,
+                                  label=shell.text("ui.compare.start_from"), scale=2)
+            duplicate = gr.Button(shell.text("ui.compare.duplicate"), scale=1, size="sm")
+        style_name = gr.Textbox(label=shell.text("ui.compare.name"), max_length=60, elem_id="my-style-name")
+        # The label shows "{prompt}" itself (a literal, not one of i18n.t's values).
+        template = gr.Textbox(label=shell.words("ui.compare.template", lambda lang: i18n.t(lang, "compare.template_label")),
                               max_length=1000, lines=2, elem_id="my-style-template")
         with gr.Row():
-            default_ratio = gr.Dropdown([("No default", ""), *[(r.label, r.ratio) for r in catalog.aspect_ratios]],
-                                        value="", label="Default aspect ratio")
-            default_res = gr.Dropdown([("No default", ""), *[(r.key, r.key) for r in catalog.resolutions]], value="",
-                                      label="Default resolution")
+            default_ratio = gr.Dropdown([(shell.text("ui.compare.no_default"), ""), *aspect_choices(services, shell)],
+                                        value="", label=shell.text("ui.compare.default_ratio"))
+            default_res = gr.Dropdown([(shell.text("ui.compare.no_default"), ""),
+                                       *[(r.key, r.key) for r in catalog.resolutions]], value="",
+                                      label=shell.text("ui.compare.default_resolution"))
         with gr.Row():
-            save = gr.Button("Save style", variant="primary", elem_id="my-style-save")
-            new = gr.Button("New style")
-            delete = gr.Button("Delete", variant="stop")
-            export = gr.Button("Share code")
+            save = gr.Button(shell.text("ui.compare.save"), variant="primary", elem_id="my-style-save")
+            new = gr.Button(shell.text("ui.compare.new"))
+            delete = gr.Button(shell.text("ui.compare.delete"), variant="stop")
+            export = gr.Button(shell.text("ui.compare.share"))
         with gr.Row():
-            code_out = gr.Textbox(label="Share code (another user imports a copy)", interactive=False, scale=2)
-            code_in = gr.Textbox(label="Import a style by its code", max_length=64, scale=2)
-            do_import = gr.Button("Import", scale=1)
+            code_out = gr.Textbox(label=shell.text("ui.compare.code_out"), interactive=False, scale=2)
+            code_in = gr.Textbox(label=shell.text("ui.compare.code_in"), max_length=64, scale=2)
+            do_import = gr.Button(shell.text("ui.compare.import"), scale=1)
         styles_note = gr.Markdown(elem_id="my-style-note")
 
     # The public API's plain inputs (a list of names, not the checkbox choices) ------------------
@@ -197,46 +227,48 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
 
     # Reading ------------------------------------------------------------------------------------
 
-    def cost_for(user, names, resolution_key):
+    def cost_for(user, names, resolution_key, language: str | None = None):
         """(the cost line, Compare, Variations)."""
+        def say(key: str, **params) -> str:
+            return i18n.t(language, key, **params)
+
         try:
             quote = compare.quote(user_id=user.id, count=max(1, len(names or [])), resolution=resolution_key)
             block = services.entitlements.resolution_block(user_id=user.id, is_admin=user.is_admin,
                                                            resolution=resolution_key)
         except DomainError as err:
-            return err.message, gr.Button(interactive=False), gr.Button(interactive=False)
+            return err.text(language), gr.Button(interactive=False), gr.Button(interactive=False)
         n = len(names or [])
         if n == 0:
-            return (f"Choose up to {most} styles · each image costs {quote.unit} credits · you have {quote.balance}",
+            return (say("compare.choose", most=most, unit=quote.unit, balance=quote.balance),
                     gr.Button(interactive=False), gr.Button(interactive=False))
-        text = f"**{quote.line}**"
+        text = f"**{quote.text(language)}**"
         ok = quote.affordable and n <= most and not block
         if n > most:
-            text += f"  \nAt most {most} styles at once: untick {n - most}."
+            text += "  \n" + say("compare.too_many", most=most, extra=n - most)
         elif block:
             text += f"  \n{block}"
         elif not quote.affordable:
             could = quote.can_pay_for
-            text += (f"  \nNot enough credits for all {n}: enough for {could}. Choose fewer styles or buy credits "
-                     "on the **Pricing** tab. Nothing is charged for a refused request.")
+            text += "  \n" + say("compare.short", count=n, could=could)
         one = quote.balance >= 2 * quote.unit and not block
         return text, gr.Button(interactive=ok), gr.Button(interactive=one)
 
     @user_facing
     def cost_line(names, resolution_key, request: gr.Request):
-        return cost_for(shell.user(request), names, resolution_key)
+        return cost_for(shell.user(request), names, resolution_key, language_of(request))
 
-    def lists_for(user, names, selected_id=None):
+    def lists_for(user, names, selected_id=None, language: str | None = None):
         """Everything that shows the user's styles: picker, checkboxes, My styles, the Generate list."""
         styles = all_styles(user.id)
         known = {s.name.lower(): s.name for s in styles}
         kept = [known[n.lower()] for n in (names or []) if n.lower() in known]
         rows = my.list(user_id=user.id)
         mine_choices = [(r.name, r.id) for r in rows]
-        out = [picker_html(styles, kept), gr.CheckboxGroup(choices=choices(styles), value=kept),
+        out = [picker_html(styles, kept, language), gr.CheckboxGroup(choices=choices(styles, language), value=kept),
                gr.Dropdown(choices=mine_choices, value=selected_id if selected_id in [r.id for r in rows] else None)]
         if form is not None:
-            out.append(gr.Dropdown(choices=[(s.label, s.name) for s in styles]))
+            out.append(gr.Dropdown(choices=[(label_of(s, language), s.name) for s in styles]))
         return out
 
     list_outputs = [picker, chosen, mine] + ([form.style] if form is not None else [])
@@ -245,8 +277,9 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
     def on_show(names, resolution_key, request: gr.Request):
         user = shell.user(request)
         recent = my.prompt_history(user_id=user.id)
-        return (*lists_for(user, names), gr.Dropdown(choices=recent, value=None),
-                *cost_for(user, names, resolution_key))
+        language = language_of(request)
+        return (*lists_for(user, names, language=language), gr.Dropdown(choices=recent, value=None),
+                *cost_for(user, names, resolution_key, language))
 
     @user_facing
     def toggle(names, resolution_key, evt: gr.EventData, request: gr.Request):
@@ -258,55 +291,65 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
             if name in names:
                 names.remove(name)
             elif len(names) >= most:
-                gr.Warning(f"At most {most} styles at once.")
+                gr.Warning(tr(request, "compare.at_most", most=most))
             else:
                 names.append(name)
         styles = all_styles(user.id)
         valid = {s.name for s in styles}
         names = [n for n in names if n in valid]
-        return (picker_html(styles, names), gr.CheckboxGroup(value=names), *cost_for(user, names, resolution_key))
+        language = language_of(request)
+        return (picker_html(styles, names, language), gr.CheckboxGroup(value=names),
+                *cost_for(user, names, resolution_key, language))
 
     @user_facing
     def ticked(names, resolution_key, request: gr.Request):
         user = shell.user(request)
-        return (picker_html(all_styles(user.id), names), *cost_for(user, names, resolution_key))
+        language = language_of(request)
+        return (picker_html(all_styles(user.id), names, language), *cost_for(user, names, resolution_key, language))
 
     # Running a set --------------------------------------------------------------------------------
 
     def cell_view(request, cell: Cell | None, label: str | None = None):
         """(column, image, caption, links, use) for one cell."""
+        language = language_of(request)
+
+        def say(key: str, **params) -> str:
+            return html.escape(i18n.t(language, key, **params))
+
         if cell is None and label is None:
             return gr.Column(visible=False), None, "", "", gr.Button(interactive=False)
         if cell is None:
-            return gr.Column(visible=True), None, f"**{html.escape(label)}** · waiting", "", gr.Button(interactive=False)
-        title = f"**{html.escape(cell.label)}**"
+            return gr.Column(visible=True), None, f"**{html.escape(label)}** · {say('compare.waiting')}", "", gr.Button(interactive=False)
+        title = f"**{html.escape(cell_label(cell, language))}**"
         if cell.status == "done":
             g = cell.result.generation
-            links = (f'<a href="{image_url(request, g.id, "png")}" download>Download PNG</a> · '
-                     f'<a href="{GALLERY_LINK}" target="_blank">Open in gallery</a>')
+            links = (f'<a href="{image_url(request, g.id, "png")}" download>{say("ui.generate.download_png")}</a> · '
+                     f'<a href="{GALLERY_LINK}" target="_blank">{say("compare.open_gallery")}</a>')
             return (gr.Column(visible=True), image_file(image_url(request, g.id, "webp"), for_api=False),
-                    f"{title} · {html.escape(cell.message)}", links, gr.Button(interactive=True))
+                    f"{title} · {html.escape(cell.text(language))}", links, gr.Button(interactive=True))
         if cell.status == "failed":
-            return (gr.Column(visible=True), None, f"{title} · ⚠ {html.escape(cell.message)}", "",
+            return (gr.Column(visible=True), None, f"{title} · ⚠ {html.escape(cell.text(language))}", "",
                     gr.Button(interactive=True))
         if cell.status == "preview" and cell.preview is not None:
             p = cell.preview
             return (gr.Column(visible=True), image_file(preview_url(request, p), for_api=False),
-                    f"{title} · preview {p.index + 1} of {p.total}", "", gr.Button(interactive=False))
-        return gr.Column(visible=True), None, f"{title} · generating…", "", gr.Button(interactive=False)
+                    f"{title} · {say('compare.preview', index=p.index + 1, total=p.total)}", "",
+                    gr.Button(interactive=False))
+        return gr.Column(visible=True), None, f"{title} · {say('compare.generating')}", "", gr.Button(interactive=False)
 
     async def run_set(start, request, shown_labels):
         """Yield the page's outputs while a set runs: every cell, the status line, the notice, the state."""
         started = time.perf_counter()
+        language = language_of(request)
         try:
             user = await anyio.to_thread.run_sync(shell.user, request)
         except gr.Error:
-            yield (*[gr.skip()] * (5 * most), gr.skip(), notice("Please sign in again."), gr.skip())
+            yield (*[gr.skip()] * (5 * most), gr.skip(), notice(i18n.t(language, "compare.sign_in_again")), gr.skip())
             return
         views = []
         for i in range(most):
             views.extend(cell_view(request, None, shown_labels[i] if i < len(shown_labels) else None))
-        yield (*views, "Checking the prompt and the price…", "", [])
+        yield (*views, i18n.t(language, "compare.checking"), "", [])
         updates: asyncio.Queue[Cell] = asyncio.Queue()
         task = asyncio.ensure_future(start(user, updates.put_nowait))
         state = [{"style": label, "id": None} for label in shown_labels]
@@ -317,7 +360,7 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
                 elapsed = time.perf_counter() - started
                 if getter not in done:
                     getter.cancel()
-                    yield (*[gr.skip()] * (5 * most), f"Generating · {elapsed:.0f} s", gr.skip(), gr.skip())
+                    yield (*[gr.skip()] * (5 * most), i18n.t(language, "compare.running", seconds=f"{elapsed:.0f}"), gr.skip(), gr.skip())
                     continue
                 changed = {getter.result().index: getter.result()}
                 while not updates.empty():
@@ -328,12 +371,12 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
                     out.extend(cell_view(request, changed[i]) if i in changed else [gr.skip()] * 5)
                     if i in changed:
                         state[i] = {"style": changed[i].style, "id": changed[i].result.id if changed[i].result else None}
-                yield (*out, f"Generating · {elapsed:.0f} s", gr.skip(), list(state))
+                yield (*out, i18n.t(language, "compare.running", seconds=f"{elapsed:.0f}"), gr.skip(), list(state))
             result = task.result()
         except Exception as err:  # noqa: BLE001 - a refusal is shown inline, nothing was charged
             if not task.done():
                 task.cancel()
-            said = err.message if isinstance(err, DomainError) else report_unexpected(err, "ui.compare")
+            said = err.text(language) if isinstance(err, DomainError) else report_unexpected(err, "ui.compare", language)
             blank = []
             for _ in range(most):
                 blank.extend(cell_view(request, None))
@@ -345,11 +388,12 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
             out.extend(cell_view(request, cell) if cell is not None else cell_view(request, None))
         state = [{"style": c.style, "id": c.result.id if c.result else None} for c in result.cells]
         took = time.perf_counter() - started
-        yield (*out, f"{html.escape(result.summary)} ({took:.0f} s)", "", state)
+        yield (*out, f"{html.escape(result.summary_text(language))} ({took:.0f} s)", "", state)
 
     def labels_of(request, names) -> list[str]:
         """The cells' titles before the set runs (the user's own spelling of their styles)."""
-        styles = {s.name.lower(): s.label for s in all_styles(shell.user(request).id)}
+        language = language_of(request)
+        styles = {s.name.lower(): label_of(s, language) for s in all_styles(shell.user(request).id)}
         return [styles.get(n.lower(), n) for n in (names or [])]
 
     @user_facing
@@ -407,7 +451,8 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
         balance = services.ledger.balance(user.id)
         recent = my.prompt_history(user_id=user.id)
         extra = [shell.balance_text(user.id, balance=balance)] if shell.balance is not None else []
-        return (*cost_for(user, names, resolution_key), gr.Dropdown(choices=recent, value=None), *extra)
+        return (*cost_for(user, names, resolution_key, language_of(request)), gr.Dropdown(choices=recent, value=None),
+                *extra)
 
     # "Use this style": back to Generate, filled in ---------------------------------------------------
 
@@ -417,7 +462,7 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
             user = shell.user(request)
             picked = state[i] if isinstance(state, list) and i < len(state) and isinstance(state[i], dict) else None
             if not picked:
-                raise gr.Error("Nothing to use in this cell yet.", title="No image chosen")
+                raise gr.Error(tr(request, "compare.nothing_to_use"), title=tr(request, "gallery.choose_first_title"))
             style = picked.get("style")
             if isinstance(picked.get("id"), str):  # the image's own settings, checked against the owner
                 g = services.studio.get(user_id=user.id, generation_id=picked["id"])
@@ -446,39 +491,41 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
         if style_id:
             row = my.update(user_id=user.id, style_id=style_id, name=name, template=tmpl, aspect_ratio=ratio,
                             resolution=res)
-            said = f"Saved “{row.name}”."
+            said = tr(request, "compare.saved", name=row.name)
         else:
             row = my.create(user_id=user.id, name=name, template=tmpl, aspect_ratio=ratio, resolution=res)
-            said = f"Saved “{row.name}”: it is in the style picker, marked as yours."
-        gr.Info(said, title="Style saved")
-        return (*lists_for(user, names, row.id), said)
+            said = tr(request, "compare.saved_new", name=row.name)
+        gr.Info(said, title=tr(request, "compare.saved_title"))
+        return (*lists_for(user, names, row.id, language_of(request)), said)
 
     @user_facing
     def delete_ui(style_id, names, request: gr.Request):
         user = shell.user(request)
         if not style_id:
-            raise gr.Error("Choose one of your styles first.", title="No style chosen")
+            raise gr.Error(tr(request, "compare.choose_mine"), title=tr(request, "compare.choose_mine_title"))
         name = my.delete(user_id=user.id, style_id=style_id)
-        return (*lists_for(user, names), *editor(None), f"Deleted “{name}”.")
+        return (*lists_for(user, names, language=language_of(request)), *editor(None), tr(request, "compare.deleted", name=name))
 
     @user_facing
     def duplicate_ui(style, names, request: gr.Request):
         user = shell.user(request)
         row = my.duplicate(user_id=user.id, style=style)
-        return (*lists_for(user, names, row.id), *editor(row), f"Copied as “{row.name}”: edit it and save.")
+        return (*lists_for(user, names, row.id, language_of(request)), *editor(row),
+                tr(request, "compare.copied", name=row.name))
 
     @user_facing
     def export_ui(style_id, request: gr.Request):
         user = shell.user(request)
         if not style_id:
-            raise gr.Error("Choose one of your styles first.", title="No style chosen")
+            raise gr.Error(tr(request, "compare.choose_mine"), title=tr(request, "compare.choose_mine_title"))
         return my.export(user_id=user.id, style_id=style_id)
 
     @user_facing
     def import_ui(code, names, request: gr.Request):
         user = shell.user(request)
         row = my.import_code(user_id=user.id, code=code)
-        return (*lists_for(user, names, row.id), *editor(row), f"Imported “{row.name}” as your own copy.")
+        return (*lists_for(user, names, row.id, language_of(request)), *editor(row),
+                tr(request, "compare.imported", name=row.name))
 
     # The API's style operations (gr.api: typed, public) ---------------------------------------------
 
@@ -501,7 +548,7 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
 
     def delete_style(style_id: int, request: gr.Request) -> str:
         """Delete one of your styles (its share code stops working)."""
-        return f"Deleted “{my.delete(user_id=shell.user(request).id, style_id=style_id)}”."
+        return tr(request, "compare.deleted", name=my.delete(user_id=shell.user(request).id, style_id=style_id))
 
     def duplicate_style(style: str, request: gr.Request) -> dict:
         """A copy of a built-in style (or of one of yours) as a new style of yours."""
@@ -556,7 +603,11 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
 
     editor_outputs = [style_name, template, default_ratio, default_res, styles_note]
     mine.input(pick_mine, [mine], editor_outputs, api_visibility="private", show_progress="hidden")
-    new.click(user_facing(lambda: (None, "", "", "", "", "New style: fill in a name and a template.")), None,
+    @user_facing
+    def new_style(request: gr.Request):
+        return None, "", "", "", "", tr(request, "compare.new_style")
+
+    new.click(new_style, None,
               [mine, *editor_outputs], api_visibility="private", queue=False)
     save.click(save_ui, [mine, style_name, template, default_ratio, default_res, chosen], [*list_outputs, styles_note],
                api_name="save_style_ui", api_visibility="private")

@@ -21,12 +21,13 @@ import json
 
 import gradio as gr
 
+from services import i18n
 from services.container import Services
 from services.studio.gallery import TRASH_DAYS
 from ui import references as reference_area
-from ui.common import Shell, image_url, user_facing
+from ui.common import Shell, image_url, language_of, tr, user_facing
 from ui.downloads import DOWNLOAD_ALL, trash_url
-from ui.generate import GenerateForm
+from ui.generate import GenerateForm, style_choices, style_label
 
 PER_PAGE = 24
 GALLERY, TRASH = "Gallery", "Trash"
@@ -118,7 +119,8 @@ function show(i) {
     refs.hidden = !list.length;
     b.querySelector('.sg-refs-label').hidden = !list.length;
   }
-  b.querySelector('.sg-count').textContent = `${index + 1} of ${list.length}`;
+  b.querySelector('.sg-count').textContent = (b.dataset.count || '{n} of {total}')
+    .replace('{n}', index + 1).replace('{total}', list.length);
   b.querySelector('.sg-prev').disabled = index === 0;
   b.querySelector('.sg-next').disabled = index === list.length - 1;
   b.querySelector('.sg-confirm').hidden = true;
@@ -182,18 +184,27 @@ def _attr(value) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _style_name(name: str, language: str | None) -> str:
+    """The style an image was made in: its catalog name in the language (as stored when there is no
+    translation, e.g. in English or for a style of the user's own)."""
+    return i18n.catalog_text(language, "styles", name, "name", name)
+
+
 def item_html(request: gr.Request | None, studio, g, *, trash: bool) -> str:
     """One image of the grid; everything the preview shows rides on data-* attributes (escaped)."""
+    language = language_of(request)
     width, height = g.width or 1, g.height or 1
     if trash:
         thumb, full, png = trash_url(g.id, "thumb"), trash_url(g.id, "webp"), ""
         expires = studio.trash_expires_at(g)
-        when = f"deleted {g.deleted_at:%Y-%m-%d}, gone for good after {expires:%Y-%m-%d}"
+        when = i18n.t(language, "gallery.deleted_when", deleted=i18n.day(language, g.deleted_at),
+                      gone=i18n.day(language, expires))
     else:
         thumb, full, png = (image_url(request, g.id, v) for v in ("thumb", "webp", "png"))
-        when = f"{g.created_at:%Y-%m-%d %H:%M} UTC" if g.created_at else "—"
+        when = i18n.t(language, "gallery.created_when", when=i18n.moment(language, g.created_at)) \
+            if g.created_at else "—"
     data = {
-        "id": g.id, "prompt": g.prompt, "style": g.style, "resolution": f"{g.resolution} · {g.aspect_ratio}",
+        "id": g.id, "prompt": g.prompt, "style": _style_name(g.style, language), "resolution": f"{g.resolution} · {g.aspect_ratio}",
         "size": f"{width} × {height} px", "bytes": _size(studio.png_size(g)), "date": when,
         "credits": str(g.cost), "full": full, "png": png,
         "refs": json.dumps([{"src": image_url(request, g.id, str(r.get("variant"))) if not trash else "",
@@ -201,42 +212,50 @@ def item_html(request: gr.Request | None, studio, g, *, trash: bool) -> str:
                             ] if not trash else []),
     }
     attrs = " ".join(f'data-{k}="{_attr(v)}"' for k, v in data.items())
-    return (f'<figure class="sg-item" tabindex="0" role="button" aria-label="Open: {_attr(g.prompt[:120])}" '
+    opens = i18n.t(language, "gallery.open", prompt=g.prompt[:120])
+    return (f'<figure class="sg-item" tabindex="0" role="button" aria-label="{_attr(opens)}" '
             f'style="--w:{int(width)};--h:{int(height)}" {attrs}>'
             f'<img src="{_attr(thumb)}" alt="{_attr(g.prompt[:300])}" width="{int(width)}" height="{int(height)}" '
             f'loading="lazy"></figure>')
 
 
-def lightbox_html(*, trash: bool) -> str:
+def lightbox_html(*, trash: bool, language: str | None = None) -> str:
+    def say(key: str, **params) -> str:
+        return html.escape(i18n.t(language, key, **params))
+
     if trash:
-        actions = '<button type="button" class="sg-restore">Restore</button>'
+        actions = f'<button type="button" class="sg-restore">{say("gallery.restore")}</button>'
         confirm = ""
     else:
-        actions = ('<a class="sg-btn sg-download" href="" download>Download PNG</a>'
-                   '<button type="button" class="sg-reuse">Reuse settings</button>'
-                   '<button type="button" class="sg-edit">Edit</button>'
-                   '<button type="button" class="sg-use">Use as reference</button>'
-                   '<button type="button" class="sg-delete sg-danger">Delete</button>')
-        confirm = (f'<p>Move this image to the trash? You can restore it from the Trash for {TRASH_DAYS} days.</p>'
-                   '<button type="button" class="sg-confirm-delete sg-danger">Move to trash</button> '
-                   '<button type="button" class="sg-cancel">Cancel</button>')
-    fields = [("Style", "style"), ("Resolution", "resolution"), ("Size", "size"), ("File", "bytes"),
-              ("Deleted" if trash else "Created", "date"), ("Credits", "credits")]
-    rows = "".join(f'<dt>{label}</dt><dd data-field="{name}"></dd>' for label, name in fields)
+        actions = (f'<a class="sg-btn sg-download" href="" download>{say("gallery.download_png")}</a>'
+                   f'<button type="button" class="sg-reuse">{say("gallery.reuse")}</button>'
+                   f'<button type="button" class="sg-edit">{say("gallery.edit")}</button>'
+                   f'<button type="button" class="sg-use">{say("gallery.use_reference")}</button>'
+                   f'<button type="button" class="sg-delete sg-danger">{say("gallery.delete")}</button>')
+        confirm = (f'<p>{say("gallery.confirm_delete", days=TRASH_DAYS)}</p>'
+                   f'<button type="button" class="sg-confirm-delete sg-danger">{say("gallery.move_to_trash")}</button> '
+                   f'<button type="button" class="sg-cancel">{say("gallery.cancel")}</button>')
+    fields = [("gallery.field.style", "style"), ("gallery.field.resolution", "resolution"),
+              ("gallery.field.size", "size"), ("gallery.field.file", "bytes"),
+              ("gallery.field.deleted" if trash else "gallery.field.created", "date"),
+              ("gallery.field.credits", "credits")]
+    rows = "".join(f'<dt>{say(label)}</dt><dd data-field="{name}"></dd>' for label, name in fields)
     return (
-        '<div class="sg-lightbox" hidden role="dialog" aria-modal="true" aria-label="Image preview">'
-        '<button type="button" class="sg-close" aria-label="Close preview">✕</button>'
-        '<button type="button" class="sg-nav sg-prev" aria-label="Previous image">‹</button>'
+        f'<div class="sg-lightbox" hidden role="dialog" aria-modal="true" aria-label="{say("gallery.preview")}" '
+        f'data-count="{say("gallery.count")}">'
+        f'<button type="button" class="sg-close" aria-label="{say("gallery.close")}">✕</button>'
+        f'<button type="button" class="sg-nav sg-prev" aria-label="{say("gallery.previous")}">‹</button>'
         '<div class="sg-stage"><img class="sg-full" alt=""></div>'
         f'<aside class="sg-details"><p class="sg-count"></p><p class="sg-prompt"></p><dl>{rows}</dl>'
-        '<p class="sg-refs-label" hidden>Made from these reference images</p><div class="sg-refs" hidden></div>'
+        f'<p class="sg-refs-label" hidden>{say("gallery.made_from")}</p><div class="sg-refs" hidden></div>'
         f'<div class="sg-actions">{actions}</div><div class="sg-confirm" hidden>{confirm}</div></aside>'
-        '<button type="button" class="sg-nav sg-next" aria-label="Next image">›</button>'
+        f'<button type="button" class="sg-nav sg-next" aria-label="{say("gallery.next")}">›</button>'
         '</div>'
     )
 
 
 def grid_html(request, studio, items, *, trash: bool, empty: str) -> str:
+    language = language_of(request)
     if not items:
         return f'<p class="sg-empty">{html.escape(empty)}</p>'
     cells = []
@@ -246,10 +265,11 @@ def grid_html(request, studio, items, *, trash: bool, empty: str) -> str:
             cells.append(inner)
         else:  # one Compare or Variations request: shown together, each image still its own item
             styles = len({g.style for g in group})
-            what = f"Compare · {styles} styles" if styles > 1 else f"Variations · {len(group)} images"
+            what = i18n.t(language, "gallery.batch_compare", count=styles) if styles > 1 else \
+                i18n.t(language, "gallery.batch_variations", count=len(group))
             cells.append(f'<div class="sg-batch" data-batch="{_attr(batch_id)}"><p class="sg-batch-label">'
                          f'{html.escape(what)} · “{html.escape(group[0].prompt[:80])}”</p>{inner}</div>')
-    return f'<div class="sg-grid">{"".join(cells)}</div>{lightbox_html(trash=trash)}'
+    return f'<div class="sg-grid">{"".join(cells)}</div>{lightbox_html(trash=trash, language=language)}'
 
 
 def _batches(items) -> list[tuple[str | None, list]]:
@@ -265,28 +285,28 @@ def _batches(items) -> list[tuple[str | None, list]]:
     return groups
 
 
-def summary_html(total: int, view: dict, catalog) -> str:
-    plural = "s" if total != 1 else ""
+def summary_html(total: int, view: dict, catalog, language: str | None = None) -> str:
+    many = "other" if total != 1 else "one"
     if view["trash"]:
-        text = (f"{total} image{plural} in the trash. Restore one within {TRASH_DAYS} days of deleting it; "
-                "after that it is deleted for good.") if total else \
-            f"The trash is empty. Deleted images stay here for {TRASH_DAYS} days."
+        text = i18n.t(language, f"gallery.summary.trash_{many}", count=total, days=TRASH_DAYS) if total else \
+            i18n.t(language, "gallery.summary.trash_empty", days=TRASH_DAYS)
         return f'<p class="sg-summary">{html.escape(text)}</p>'
     filters = []
     if view["query"]:
-        filters.append(f"“{view['query']}”")
+        filters.append(i18n.t(language, "gallery.quoted", text=view["query"]))
     if view["style"]:
-        filters.append(next((s.label for s in catalog.styles if s.name == view["style"]), view["style"]))
+        style = next((s for s in catalog.styles if s.name == view["style"]), None)
+        filters.append(style_label(style, language) if style is not None else view["style"])
     if view["resolution"]:
         filters.append(view["resolution"])
     if filters:
-        text = f"{total} image{plural} matching {' · '.join(filters)}, newest first." if total else \
-            f"No image matches {' · '.join(filters)}."
+        text = i18n.t(language, f"gallery.summary.matching_{many}", count=total, filters=" · ".join(filters)) \
+            if total else i18n.t(language, "gallery.summary.no_match", filters=" · ".join(filters))
     else:
-        text = f"{total} image{plural}, newest first." if total else \
-            "No images yet: make one on the Generate tab."
-    link = (f' <a class="sg-download-all" href="{DOWNLOAD_ALL}" download>Download all (PNG originals, full size)</a>'
-            if total and not filters else "")
+        text = i18n.t(language, f"gallery.summary.all_{many}", count=total) if total else \
+            i18n.t(language, "gallery.summary.none_yet")
+    link = (f' <a class="sg-download-all" href="{DOWNLOAD_ALL}" download>'
+            f'{html.escape(i18n.t(language, "gallery.download_all"))}</a>' if total and not filters else "")
     return f'<p class="sg-summary">{html.escape(text)}{link}</p>'
 
 
@@ -297,21 +317,23 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
     view = gr.State(dict(FIRST_VIEW))  # what this browser tab shows: filters, page, gallery or trash
 
     with gr.Row(equal_height=True, elem_classes="sg-filters"):
-        search = gr.Textbox(label="Search prompts", placeholder="e.g. lighthouse", max_length=200,
-                            submit_btn="Search", scale=3, min_width=200)
-        style = gr.Dropdown([("All styles", ""), *[(s.label, s.name) for s in catalog.styles]], value="",
-                            label="Style", scale=2, min_width=150)
-        resolution = gr.Dropdown([("All resolutions", ""), *[(r.key, r.key) for r in catalog.resolutions]],
-                                 value="", label="Resolution", scale=1, min_width=130)
-        where = gr.Radio([GALLERY, TRASH], value=GALLERY, label="Show", scale=1, min_width=150)
+        search = gr.Textbox(label=shell.text("ui.gallery.search"), placeholder=shell.text("ui.gallery.search_example"),
+                            max_length=200, submit_btn=shell.text("ui.gallery.search_go"), scale=3, min_width=200)
+        style = gr.Dropdown([(shell.text("ui.gallery.all_styles"), ""), *style_choices(services, shell)], value="",
+                            label=shell.text("ui.gallery.style"), scale=2, min_width=150)
+        resolution = gr.Dropdown([(shell.text("ui.gallery.all_resolutions"), ""),
+                                  *[(r.key, r.key) for r in catalog.resolutions]],
+                                 value="", label=shell.text("ui.gallery.resolution"), scale=1, min_width=130)
+        where = gr.Radio([(shell.text("ui.gallery.gallery"), GALLERY), (shell.text("ui.gallery.trash"), TRASH)],
+                         value=GALLERY, label=shell.text("ui.gallery.show"), scale=1, min_width=150)
     summary = gr.HTML(js_on_load=None, elem_classes="sg-summary-box")
     hide_reuse = "" if form is not None else "\n.sg-reuse, .sg-edit, .sg-use { display: none; }"
     grid = gr.HTML(js_on_load=GRID_JS, css_template=GRID_CSS + hide_reuse, elem_id="studio-gallery",
                    apply_default_css=False)
     with gr.Row(elem_classes="sg-pages"):
-        newer = gr.Button("← Newer", size="sm", interactive=False)
+        newer = gr.Button(shell.text("ui.account.newer"), size="sm", interactive=False)
         page_label = gr.Markdown()
-        older = gr.Button("Older →", size="sm", interactive=False)
+        older = gr.Button(shell.text("ui.account.older"), size="sm", interactive=False)
 
     def render(v: dict, request: gr.Request):
         user = shell.user(request)
@@ -322,11 +344,13 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
                                     style=v["style"] or None, resolution=v["resolution"] or None)
         if result.items == [] and result.page > 1:  # e.g. the last image of the last page was deleted
             return render({**v, "page": result.pages}, request)
-        empty = "Nothing here." if result.total == 0 and (v["trash"] or v["query"] or v["style"] or v["resolution"]) \
-            else "Your images appear here."
-        return (summary_html(result.total, v, catalog),
+        language = language_of(request)
+        empty = i18n.t(language, "gallery.nothing_here") \
+            if result.total == 0 and (v["trash"] or v["query"] or v["style"] or v["resolution"]) \
+            else i18n.t(language, "gallery.appear_here")
+        return (summary_html(result.total, v, catalog, language),
                 grid_html(request, studio, result.items, trash=v["trash"], empty=empty),
-                f"Page {result.page} of {result.pages}",
+                i18n.t(language, "gallery.page", page=result.page, pages=result.pages),
                 gr.Button(interactive=result.page > 1), gr.Button(interactive=result.page < result.pages),
                 {**v, "page": result.page})
 
@@ -355,15 +379,15 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
     @user_facing
     def move_to_trash(v, evt: gr.EventData, request: gr.Request):
         user = shell.user(request)
-        studio.delete(user_id=user.id, generation_id=_picked(evt))
-        gr.Info(f"You can restore it from the Trash for {TRASH_DAYS} days.", title="Moved to the trash")
+        studio.delete(user_id=user.id, generation_id=_picked(evt, request))
+        gr.Info(tr(request, "gallery.moved", days=TRASH_DAYS), title=tr(request, "gallery.moved_title"))
         return render(_view(v), request)
 
     @user_facing
     def restore(v, evt: gr.EventData, request: gr.Request):
         user = shell.user(request)
-        studio.restore(user_id=user.id, generation_id=_picked(evt))
-        gr.Info("The image is back in your gallery.", title="Restored")
+        studio.restore(user_id=user.id, generation_id=_picked(evt, request))
+        gr.Info(tr(request, "gallery.restored"), title=tr(request, "gallery.restored_title"))
         return render(_view(v), request)
 
     filters = [search, style, resolution, where]
@@ -382,7 +406,7 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
     @user_facing
     def reuse_settings(evt: gr.EventData, request: gr.Request):
         user = shell.user(request)
-        g = studio.get(user_id=user.id, generation_id=_picked(evt))
+        g = studio.get(user_id=user.id, generation_id=_picked(evt, request))
         own = services.styles is not None and services.styles.find(user_id=user.id, name=g.style) is not None
         style_name = g.style if g.style in catalog.style_names or own else catalog.default_style
         ratio = g.aspect_ratio if g.aspect_ratio in [r.ratio for r in catalog.aspect_ratios] \
@@ -397,19 +421,20 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
     @user_facing
     def use_as_reference(current, evt: gr.EventData, request: gr.Request):
         user = shell.user(request)
-        g = studio.get(user_id=user.id, generation_id=_picked(evt))
+        g = studio.get(user_id=user.id, generation_id=_picked(evt, request))
         items = list(current or [])
         if len(items) >= refs.max_images:
-            raise gr.Error(f"At most {refs.max_images} reference images per image.", title="Too many images")
+            raise gr.Error(tr(request, "ui.references.too_many", limit=refs.max_images),
+                           title=tr(request, "ui.references.too_many_title"))
         items.append(reference_area.original_item(g))
-        gr.Info("Added to the reference images on the Generate tab.", title="Reference added")
+        gr.Info(tr(request, "gallery.reference_added"), title=tr(request, "gallery.reference_added_title"))
         switch = [gr.Tabs(selected=form.tab_id)] if tabs is not None else []
         return (items, reference_area.thumbs_html(request, items), gr.Button(interactive=True), *switch)
 
     @user_facing
     def edit_image(evt: gr.EventData, request: gr.Request):
         user = shell.user(request)
-        g = studio.get(user_id=user.id, generation_id=_picked(evt))
+        g = studio.get(user_id=user.id, generation_id=_picked(evt, request))
         items = [reference_area.original_item(g)]
         background = reference_area.first_image(services, user.id, items[0])
         switch = [gr.Tabs(selected=form.tab_id)] if tabs is not None else []
@@ -442,10 +467,10 @@ def _view(v) -> dict:
             "resolution": str(v.get("resolution") or ""), "trash": v.get("trash") is True}
 
 
-def _picked(evt: gr.EventData) -> str:
+def _picked(evt: gr.EventData, request: gr.Request | None = None) -> str:
     """The image id an action of the grid carries (checked against the owner by the service)."""
     data = getattr(evt, "_data", None)
     picked = data.get("id") if isinstance(data, dict) else None
     if not isinstance(picked, str) or not picked:
-        raise gr.Error("Choose an image first.", title="No image chosen")
+        raise gr.Error(tr(request, "gallery.choose_first"), title=tr(request, "gallery.choose_first_title"))
     return picked

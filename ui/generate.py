@@ -253,10 +253,10 @@ def uploaded(value) -> tuple[str, Path]:
 
     raw = value.get("path") if isinstance(value, dict) else getattr(value, "path", value)
     if not isinstance(raw, str | Path) or not str(raw):
-        raise ValidationFailed("A reference image must be an uploaded file.")
+        raise ValidationFailed("A reference image must be an uploaded file.", key="error.reference_not_uploaded")
     path = Path(raw).resolve()
     if not path.is_relative_to(Path(get_upload_folder()).resolve()):
-        raise ValidationFailed("A reference image must be an uploaded file.")
+        raise ValidationFailed("A reference image must be an uploaded file.", key="error.reference_not_uploaded")
     return path.name, path
 
 
@@ -422,7 +422,8 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
         painted = uploaded(mask) if mask else None
         if not files:
             await anyio.to_thread.run_sync(discard_uploads, [painted[1]] if painted else [])
-            raise ValidationFailed("Add at least one reference image (without any, use /generate).")
+            raise ValidationFailed("Add at least one reference image (without any, use /generate).",
+                                   key="error.edit_needs_reference")
         try:
             async for shown in api_events(request, progress, prompt=prompt, style=style, aspect_ratio=aspect_ratio,
                                           resolution=resolution, references=files, mask=painted):
@@ -433,16 +434,19 @@ def build(services: Services, shell: Shell, *, tabs: gr.Tabs | None = None, tab_
     async def api_events(request: gr.Request, progress, **job):
         """What /generate and /edit yield: each preview frame, then (image, details, balance)."""
         user = await anyio.to_thread.run_sync(shell.user, request)  # a database read: off the loop
+        language = language_of(request)  # an API client says Accept-Language: zh-CN
         async for kind, value in generation_events(studio, user=user, progress=progress, **job):
             if kind == "preview":
+                seconds = i18n.t(language, "ui.generate.seconds", seconds=f"{value.elapsed:.0f}")
                 yield (image_file(preview_url(request, value), for_api=True,
                                   name=preview_name(value.generation_id, value.index)),
-                       f"{value.stage} · {value.elapsed:.0f} s", None)
+                       f"{stage_text(value.stage, language)} · {seconds}", None)
             elif kind == "result":
                 g = value.generation
-                details = (f"{html.escape(value.message)}  \n"
-                           f"[Download PNG]({value.png_url}) · {g.width}×{g.height} · {g.aspect_ratio} · "
-                           f"{'offline preview' if g.engine == 'offline' else g.model}")
+                engine = i18n.t(language, "api.offline_preview") if g.engine == "offline" else g.model
+                details = (f"{html.escape(result_text(value, catalog, language))}  \n"
+                           f"[{i18n.t(language, 'ui.generate.download_png')}]({value.png_url}) · "
+                           f"{g.width}×{g.height} · {g.aspect_ratio} · {engine}")
                 yield image_file(image_url(request, g.id, "webp"), for_api=True), details, value.balance
 
     @user_facing

@@ -10,9 +10,10 @@ import logging
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from services import i18n
 from services.container import Services
 from services.errors import DomainError
-from ui.web import SESSION_COOKIE, Pages, authenticate, client_ip, safe_next
+from ui.web import SESSION_COOKIE, Pages, authenticate, client_ip, current_language, safe_next
 
 log = logging.getLogger("studio.web")
 
@@ -26,8 +27,11 @@ def build_router(services: Services) -> APIRouter:
     settings = services.settings
     accounts = services.accounts
 
-    def refused(message: str, status: int = 400) -> Response:
-        return pages.render("auth_message.html", title="Sign-in failed", message=message, ok=False, status=status)
+    def refused(message: str | DomainError, status: int = 400) -> Response:
+        language = current_language.get()
+        said = message.text(language) if isinstance(message, DomainError) else message
+        return pages.render("auth_message.html", title=i18n.t(language, "oidc.failed"), message=said, ok=False,
+                            status=status)
 
     def to_provider(request: Request, name: str, next_url: str, link_user_id: int | None = None) -> Response:
         try:
@@ -35,7 +39,7 @@ def build_router(services: Services) -> APIRouter:
                                         browser_token=request.cookies.get(OIDC_BROWSER_COOKIE),
                                         ip=client_ip(request))
         except DomainError as err:
-            return refused(err.message, err.status_code)
+            return refused(err, err.status_code)
         response = RedirectResponse(start.authorize_url, status_code=303)
         response.headers["Cache-Control"] = "no-store"
         # Lax: the provider's redirect back is a top-level GET, which carries it.
@@ -53,8 +57,7 @@ def build_router(services: Services) -> APIRouter:
         user = authenticate(services, request)
         token = request.cookies.get(SESSION_COOKIE)
         if user is None or not hmac.compare_digest(accounts.link_proof(token), csrf or ""):
-            return refused("This request did not come from your Account tab. Open the Account tab and try again.",
-                           403)
+            return refused(i18n.t(current_language.get(), "oidc.not_from_account"), 403)
         return to_provider(request, name, "/?tab=account", link_user_id=user.id)
 
     @router.get("/auth/oidc/{name}/callback", include_in_schema=False)
@@ -68,7 +71,7 @@ def build_router(services: Services) -> APIRouter:
                 current_user_id=current.id if current else None,
                 ip=client_ip(request), user_agent=request.headers.get("user-agent"))
         except DomainError as err:
-            return refused(err.message, err.status_code)
+            return refused(err, err.status_code)
         response = RedirectResponse(safe_next(outcome.next_url), status_code=303)
         response.headers["Cache-Control"] = "no-store"
         if outcome.sign_in is not None:

@@ -119,7 +119,8 @@ class OidcProvider:
             data = response.json()
         except Exception as err:  # noqa: BLE001 - any failure to reach the provider
             log.warning("OIDC discovery failed for %s: %s", self.config.name, err)
-            raise OidcRefused(f"{self.config.label} cannot be reached right now. Try again later.") from None
+            raise OidcRefused(f"{self.config.label} cannot be reached right now. Try again later.",
+                              key="error.oidc.unreachable", provider=self.config.label) from None
         if not isinstance(data, dict) or data.get("issuer", "").rstrip("/") != self.config.issuer:
             log.warning("OIDC discovery for %s names another issuer: %r", self.config.name, data.get("issuer"))
             raise OidcRefused(f"{self.config.label} is not set up correctly on this instance.")
@@ -150,7 +151,8 @@ class OidcProvider:
                               "expired). Please start again.") from None
         except Exception as err:  # noqa: BLE001 - network or protocol failure
             log.warning("OIDC token exchange failed for %s: %s", self.config.name, err)
-            raise OidcRefused(f"{self.config.label} cannot be reached right now. Try again later.") from None
+            raise OidcRefused(f"{self.config.label} cannot be reached right now. Try again later.",
+                              key="error.oidc.unreachable", provider=self.config.label) from None
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
             raise OidcRefused(f"{self.config.label} did not send an ID token.")
@@ -182,7 +184,8 @@ class OidcProvider:
                 nonce={"essential": True, "value": nonce},
             ).validate(claims)
         except ExpiredTokenError:
-            raise OidcRefused(f"The sign-in from {self.config.label} has expired. Please start again.") from None
+            raise OidcRefused(f"The sign-in from {self.config.label} has expired. Please start again.",
+                              key="error.oidc.expired", provider=self.config.label) from None
         except (JoseError, ValueError, KeyError) as err:
             log.warning("ID token from %s refused: %s", self.config.name, err)
             raise OidcRefused(f"The sign-in from {self.config.label} could not be verified "
@@ -203,7 +206,8 @@ class OidcProvider:
             keys = KeySet.import_key_set(response.json())
         except Exception as err:  # noqa: BLE001
             log.warning("JWKS of %s unavailable: %s", self.config.name, err)
-            raise OidcRefused(f"{self.config.label} cannot be reached right now. Try again later.") from None
+            raise OidcRefused(f"{self.config.label} cannot be reached right now. Try again later.",
+                              key="error.oidc.unreachable", provider=self.config.label) from None
         with self._lock:
             self._keys = keys
         return keys
@@ -307,14 +311,14 @@ class AccountOidc:
                 raise expired
             login = s.exec(select(OidcLogin).where(OidcLogin.state_hash == token_hash(state))).one()
         if error:
-            raise OidcRefused(f"The sign-in with {label} was cancelled.")
+            raise OidcRefused(f"The sign-in with {label} was cancelled.", key="error.oidc.cancelled", provider=label)
         if not code or len(code) > 2000:
             raise expired
         identity = p.identity(code=code, redirect_uri=self.oidc_redirect_uri(provider),
                               code_verifier=login.code_verifier, nonce=login.nonce)
         if login.link_user_id is not None:
             if current_user_id != login.link_user_id:
-                raise OidcRefused("Sign in to the account you are linking first.")
+                raise OidcRefused("Sign in to the account you are linking first.", key="error.oidc.link_sign_in")
             granted = self._link_identity(login.link_user_id, provider, identity)
             return OidcOutcome(next_url=login.next_url, linked=label, trial_granted=granted)
         user, granted = self._user_for_identity(provider, label, identity, ip=ip)
@@ -337,7 +341,7 @@ class AccountOidc:
                 UserIdentity.issuer == identity.issuer, UserIdentity.subject == identity.subject)).first()
         if known is not None:
             if known.disabled_at is not None:
-                raise OidcRefused("This account is disabled.")
+                raise OidcRefused("This account is disabled.", key="error.oidc.disabled")
             with self.db.transaction() as s:
                 s.exec(update(UserIdentity).where(UserIdentity.issuer == identity.issuer,
                                                   UserIdentity.subject == identity.subject)
@@ -345,20 +349,22 @@ class AccountOidc:
             return known, 0
         if not identity.email:
             raise OidcRefused(f"{label} did not share your email address, which an account needs. "
-                              "Allow it at the provider and try again.")
+                              "Allow it at the provider and try again.", key="error.oidc.no_email", provider=label)
         try:
             email = normalize_email(identity.email)
         except ValidationFailed:
-            raise OidcRefused(f"{label} shared an email address this studio cannot use.") from None
+            raise OidcRefused(f"{label} shared an email address this studio cannot use.", key="error.oidc.bad_email",
+                              provider=label) from None
         with self.db.session() as s:
             existing = s.exec(select(User).where(User.email == email)).first()
         if existing is not None:
             if not identity.email_verified:
                 raise OidcRefused(
                     f"An account with {email} already exists, and {label} does not confirm that this address "
-                    f"is yours. Sign in with your password, then link {label} from the Account tab.")
+                    f"is yours. Sign in with your password, then link {label} from the Account tab.",
+                    key="error.oidc.unconfirmed_existing", email=email, provider=label)
             if existing.disabled_at is not None:
-                raise OidcRefused("This account is disabled.")
+                raise OidcRefused("This account is disabled.", key="error.oidc.disabled")
             return existing, self._link_identity(existing.id, provider, identity)
         return self._create_oidc_user(provider, identity, email, ip=ip)
 
@@ -370,7 +376,7 @@ class AccountOidc:
             with self.db.session() as s:
                 check_new_account(s, now=self.clock(), **rules)
         except SignupRefused as err:
-            raise OidcRefused(err.message) from None
+            raise OidcRefused(err.message, key=err.key, **err.params) from None
         attempt = self._admit(kind=SIGNUP_OK, email=email, ip=ip, counted=SIGNUP_KINDS, window=SIGNUP_IP_WINDOW,
                               limit=self.settings.signup_rate_per_ip_per_hour,
                               refusal="Too many sign-ups from your network. Try again later.")
@@ -381,7 +387,7 @@ class AccountOidc:
                 try:
                     used = check_new_account(s, now=now, **rules)
                 except SignupRefused as err:
-                    raise OidcRefused(err.message) from None
+                    raise OidcRefused(err.message, key=err.key, **err.params) from None
                 user = User(email=email, password_hash="", role=role, created_at=now,
                             email_verified_at=now if identity.email_verified else None)
                 s.add(user)

@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select
 
 from models.generation import Generation
 from models.ledger import CREDIT_KIND_LABELS, GRANT_KINDS
+from services import i18n
 from services.db import Database
 from services.errors import ValidationFailed
 from services.ledger.results import Balance, HistoryPage, HistoryRow, Reservation
@@ -55,7 +56,7 @@ class LedgerReads:
             next_expiry=next_expiry, subscription_expires_at=subscription_end,
         )
 
-    def history(self, user_id: int, page: int = 1, per_page: int = 20) -> HistoryPage:
+    def history(self, user_id: int, page: int = 1, per_page: int = 20, language: str | None = None) -> HistoryPage:
         """The movements that changed the visible balance, newest first. Captures are not
         listed (the hold already showed the charge); a released hold shows as "Not charged".
         Each row says what it was (`detail`): a generation's style and resolution with its
@@ -92,31 +93,41 @@ class LedgerReads:
         for at, kind, delta, held_delta, balance_after, grant_kind, hold_status, note, grant_note, job in rows:
             generation = images.get(job) if job else None
             out.append(HistoryRow(
-                at=at, kind=kind, what=describe(kind, grant_kind, hold_status),
+                at=at, kind=kind, what=describe(kind, grant_kind, hold_status, language),
                 delta=delta - held_delta, balance_after=balance_after,
-                detail=detail(kind, grant_kind, note, grant_note, job, generation),
+                detail=detail(kind, grant_kind, note, grant_note, job, generation, language),
                 generation_id=generation.id if generation is not None else None,
                 image=image_state(generation),
             ))
         return HistoryPage(rows=out, page=page, pages=pages, total=int(total))
 
 
-def describe(kind: str, grant_kind: str | None, hold_status: str | None) -> str:
+def credit_label(kind: str | None, language: str | None = None) -> str | None:
+    """A credit kind's label (CREDIT_KIND_LABELS in English, "credit.kind.<kind>" in the language)."""
+    if kind not in CREDIT_KIND_LABELS:
+        return None
+    return i18n.t(language, f"credit.kind.{kind}")
+
+
+def describe(kind: str, grant_kind: str | None, hold_status: str | None, language: str | None = None) -> str:
+    def say(key: str, **params) -> str:
+        return i18n.t(language, key, **params)
+
     if kind == "grant":
-        return CREDIT_KIND_LABELS.get(grant_kind or "", "Credits added")
+        return credit_label(grant_kind, language) or say("history.credits_added")
     if kind == "hold":
-        return "Image generation (in progress)" if hold_status == "pending" else "Image generation"
+        return say("history.generation_pending") if hold_status == "pending" else say("history.generation")
     if kind == "release":
-        return "Not charged: the generation did not finish" if hold_status == "expired" else "Not charged: the generation failed"
+        return say("history.not_charged_expired") if hold_status == "expired" else say("history.not_charged_failed")
     if kind == "expiry":
-        label = CREDIT_KIND_LABELS.get(grant_kind or "")
-        return f"{label}: credits expired" if label else "Credits expired"
+        label = credit_label(grant_kind, language)
+        return say("history.kind_expired", label=label) if label else say("history.expired")
     if kind == "clawback":
-        return "Credits removed after a refund"
+        return say("history.clawback")
     if kind == "adjust":
-        return "Balance correction"
+        return say("history.adjust")
     if kind == "refund":
-        return "Refund"
+        return say("history.refund")
     return kind
 
 
@@ -135,23 +146,27 @@ def image_state(generation) -> str | None:
 
 
 def detail(kind: str, grant_kind: str | None, note: str | None, grant_note: str | None, job: str | None,
-           generation) -> str:
+           generation, language: str | None = None) -> str:
     """What a history row was, in a few words (see `history`)."""
+    def say(key: str, **params) -> str:
+        return i18n.t(language, key, **params)
+
     if kind in ("hold", "release"):
         if generation is None:
-            return "the image was deleted" if kind == "hold" and job else ""
-        text = f"{generation.style} · {generation.resolution} · {generation.aspect_ratio}"
+            return say("history.image_deleted") if kind == "hold" and job else ""
+        style = i18n.catalog_text(language, "styles", generation.style, "name", generation.style)
+        text = f"{style} · {generation.resolution} · {generation.aspect_ratio}"
         state = image_state(generation)
-        return text + (" · in the trash" if state == "trash" else "") + \
-            (" · the image was deleted" if kind == "hold" and state is None else "")
+        return text + (" · " + say("history.in_trash") if state == "trash" else "") + \
+            (" · " + say("history.image_deleted") if kind == "hold" and state is None else "")
     if kind == "grant" and grant_kind == "pack":
         return product_name(note)
     if kind == "grant" and grant_kind == "subscription":
         plan = product_name(note)
-        return f"{plan} plan: credits for the new period" if plan else "Credits for the new period"
+        return say("history.plan_period", plan=plan) if plan else say("history.new_period")
     if kind == "clawback":
         pack = product_name(grant_note)
-        return f"taken back from {pack}" if pack else ""
+        return say("history.taken_back", pack=pack) if pack else ""
     if kind == "adjust" or kind == "grant" and grant_kind == "admin":
         return note or ""
     if kind == "expiry" and note:

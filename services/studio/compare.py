@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from services import i18n
 from services.errors import DomainError, InsufficientCredits, PermissionDenied, RateLimited, ValidationFailed
 from services.studio.batch import batch
 from services.studio.limits import rate_room
@@ -49,8 +50,12 @@ class Quote:
 
     @property
     def line(self) -> str:
-        images = "image" if self.count == 1 else "images"
-        return f"{self.count} {images} × {self.unit} credits = {self.total} · you have {self.balance}"
+        return self.text(None)
+
+    def text(self, language: str | None) -> str:
+        """ "6 images × 10 credits = 60 · you have 140", in the language."""
+        return i18n.t(language, "compare.line_one" if self.count == 1 else "compare.line_other", count=self.count,
+                      unit=self.unit, total=self.total, balance=self.balance)
 
 
 @dataclass
@@ -64,6 +69,19 @@ class Cell:
     preview: Preview | None = None
     result: GenerationResult | None = None
     message: str = ""
+    error: DomainError | None = None  # why a failed cell failed (None: unexpected, see the log)
+
+    def text(self, language: str | None) -> str:
+        """`message` in the language."""
+        if self.status == "done" and self.result is not None:
+            return i18n.t(language, "compare.cell_done", cost=self.result.generation.cost)
+        if self.status == "failed" and self.error is not None:
+            said = self.error.text(language)
+            return said if "charged" in self.error.message.lower() else \
+                f"{said}{i18n.t(language, 'compare.not_charged')}"
+        if self.status == "failed":
+            return i18n.t(language, "compare.cell_unexpected")
+        return self.message
 
     @property
     def charged(self) -> int:
@@ -77,6 +95,15 @@ class SetResult:
     balance: int
     quote: Quote
     summary: str = field(default="")
+
+    def summary_text(self, language: str | None) -> str:
+        """`summary` in the language."""
+        made = len(self.delivered)
+        text = i18n.t(language, "compare.summary", made=made, count=len(self.cells),
+                      charged=sum(c.charged for c in self.cells))
+        if made < len(self.cells):
+            text += i18n.t(language, "compare.summary_failed", failed=len(self.cells) - made)
+        return text + i18n.t(language, "compare.summary_balance", balance=self.balance)
 
     @property
     def delivered(self) -> list[Cell]:
@@ -108,13 +135,14 @@ class Compare:
         """The prompt in each of `styles` (1 to max_styles, each once), in that order."""
         names = _names(styles)
         if not names:
-            raise ValidationFailed("Choose at least one style to compare.")
+            raise ValidationFailed("Choose at least one style to compare.", key="error.compare.no_style")
         if len(names) > self.max_styles:
-            raise ValidationFailed(f"Compare at most {self.max_styles} styles at once (you chose {len(names)}).")
+            raise ValidationFailed(f"Compare at most {self.max_styles} styles at once (you chose {len(names)}).",
+                                   key="error.compare.too_many", most=self.max_styles, count=len(names))
         seen: set[str] = set()
         for name in names:
             if name.lower() in seen:
-                raise ValidationFailed(f"Each style once: “{name}” is chosen twice.")
+                raise ValidationFailed(f"Each style once: “{name}” is chosen twice.", key="error.compare.twice", name=name)
             seen.add(name.lower())
         return await self._run(user_id=user_id, is_admin=is_admin, prompt=prompt, styles=names,
                                aspect_ratio=aspect_ratio, resolution=resolution, on_update=on_update)
@@ -124,9 +152,10 @@ class Compare:
         """`count` (2-4) images of the same prompt and style, each priced and held on its own."""
         if isinstance(count, bool) or not isinstance(count, (int, float)) or int(count) != count \
                 or not VARIATIONS_MIN <= int(count) <= VARIATIONS_MAX:
-            raise ValidationFailed(f"Ask for {VARIATIONS_MIN} to {VARIATIONS_MAX} variations.")
+            raise ValidationFailed(f"Ask for {VARIATIONS_MIN} to {VARIATIONS_MAX} variations.", key="error.compare.variations",
+                                   least=VARIATIONS_MIN, most=VARIATIONS_MAX)
         if not isinstance(style, str) or not style.strip():
-            raise ValidationFailed("Choose a style.")
+            raise ValidationFailed("Choose a style.", key="error.compare.choose_style")
         return await self._run(user_id=user_id, is_admin=is_admin, prompt=prompt, styles=[style.strip()] * int(count),
                                aspect_ratio=aspect_ratio, resolution=resolution, on_update=on_update)
 
@@ -146,16 +175,23 @@ class Compare:
             if room < len(requests):
                 raise RateLimited(
                     f"You can start {studio.settings.generation_rate_per_minute} images a minute and have room for "
-                    f"{room} now, not {len(requests)}. Please wait a moment or choose fewer — nothing was charged.")
+                    f"{room} now, not {len(requests)}. Please wait a moment or choose fewer — nothing was charged.",
+                    key="error.compare.rate", per_minute=studio.settings.generation_rate_per_minute, room=room,
+                    count=len(requests))
         balance = await asyncio.to_thread(self.ledger.balance, user_id)
         quote = Quote(count=len(requests), unit=res.price, balance=balance.total)
         if not quote.affordable:
             could = quote.can_pay_for
             enough = (f"enough for {could} of them" if could else "not enough for one")
-            raise InsufficientCredits(
+            refused = InsufficientCredits(
                 needed=quote.total, available=quote.balance,
                 message=(f"{quote.line}: {enough}. Choose fewer, or buy credits on the Pricing tab. "
                          "Nothing was charged."))
+            refused.key = "error.compare.short_some" if could else \
+                f"error.compare.short_none_{'one' if quote.count == 1 else 'other'}"
+            refused.params = {"count": quote.count, "unit": quote.unit, "total": quote.total,
+                              "balance": quote.balance, "could": could}
+            raise refused
         cells = [Cell(index=i, style=r.style.name, label=r.style.label) for i, r in enumerate(requests)]
 
         def changed(cell: Cell) -> None:
@@ -179,7 +215,7 @@ class Compare:
                     on_preview=on_preview if on_update is not None else None)  # frames cost CPU: only if shown
             except DomainError as err:
                 said = err.message
-                cell.status = "failed"
+                cell.status, cell.error = "failed", err
                 cell.message = said if "charged" in said.lower() else f"{said} Not charged."
             except Exception:  # the studio maps its own failures; this is a bug: say so, charge nothing
                 log.exception("a compare cell failed unexpectedly")

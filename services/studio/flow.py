@@ -237,7 +237,7 @@ class Studio(StudioGallery, StudioRecovery):
                                f"{request.prompt} [with {len(request.references)} reference image(s)]",
                                verdict.source, verdict.categories)
                 raise ContentRejected("These reference images were refused by our content rules, so nothing "
-                                      "was made and nothing was charged.")
+                                      "was made and nothing was charged.", key="error.references_refused")
 
         t = time.perf_counter()
         async with self._slots.slot(user_id, exempt=is_admin) as waited:
@@ -267,7 +267,7 @@ class Studio(StudioGallery, StudioRecovery):
         if not references:
             raise ValidationFailed("A mask needs a reference image to edit: add the image first.")
         if len(references) > rules.max_images:
-            raise ReferenceRefused(None, f"{len(references)} reference images: at most {rules.max_images} per image.")
+            raise ReferenceRefused(None, "error.reference.too_many", count=len(references), limit=rules.max_images)
         uploads, stored, sources = [], {}, []
         for position, item in enumerate(references):
             if isinstance(item, GalleryImage):

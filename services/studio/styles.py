@@ -84,7 +84,7 @@ class MyStyles:
         with self.db.session() as s:
             row = s.get(SavedStyle, sid) if sid is not None else None
         if row is None or row.user_id != user_id:
-            raise NotFound("No such style among your styles.")
+            raise NotFound("No such style among your styles.", key="error.style.not_found")
         return row
 
     def find(self, *, user_id: int, name: str) -> SavedStyle | None:
@@ -128,13 +128,15 @@ class MyStyles:
                                .where(SavedStyle.user_id == user_id)).one()
                 if count >= self.max_styles:
                     raise ValidationFailed(f"You have {count} saved styles, the most you can keep is "
-                                           f"{self.max_styles}: delete one first.")
+                                           f"{self.max_styles}: delete one first.", key="error.style.too_many",
+                                           count=count, most=self.max_styles)
                 self._refuse_taken(s, user_id, fields["name_key"])
                 row = SavedStyle(user_id=user_id, base_style=base_style, created_at=now, updated_at=now, **fields)
                 s.add(row)
                 s.flush()
         except IntegrityError:
-            raise Conflict(f"You already have a style called “{fields['name']}”.") from None
+            raise Conflict(f"You already have a style called “{fields['name']}”.", key="error.style.taken",
+                           name=fields["name"]) from None
         return row
 
     def update(self, *, user_id: int, style_id, name, template, aspect_ratio=None, resolution=None) -> SavedStyle:
@@ -145,7 +147,7 @@ class MyStyles:
             with self.db.transaction() as s:
                 row = s.get(SavedStyle, sid) if sid is not None else None
                 if row is None or row.user_id != user_id:
-                    raise NotFound("No such style among your styles.")
+                    raise NotFound("No such style among your styles.", key="error.style.not_found")
                 if fields["name_key"] != row.name_key:
                     self._refuse_taken(s, user_id, fields["name_key"])
                 for key, value in fields.items():
@@ -154,7 +156,8 @@ class MyStyles:
                 s.add(row)
                 s.flush()
         except IntegrityError:
-            raise Conflict(f"You already have a style called “{fields['name']}”.") from None
+            raise Conflict(f"You already have a style called “{fields['name']}”.", key="error.style.taken",
+                           name=fields["name"]) from None
         return row
 
     def delete(self, *, user_id: int, style_id) -> str:
@@ -163,7 +166,7 @@ class MyStyles:
         with self.db.transaction() as s:
             row = s.get(SavedStyle, sid) if sid is not None else None
             if row is None or row.user_id != user_id:
-                raise NotFound("No such style among your styles.")
+                raise NotFound("No such style among your styles.", key="error.style.not_found")
             name = row.name
             s.delete(row)
         return name
@@ -183,7 +186,7 @@ class MyStyles:
         with self.db.transaction() as s:
             row = s.get(SavedStyle, sid) if sid is not None else None
             if row is None or row.user_id != user_id:
-                raise NotFound("No such style among your styles.")
+                raise NotFound("No such style among your styles.", key="error.style.not_found")
             if row.share_code is None:
                 row.share_code = secrets.token_urlsafe(12)  # 16 characters, 96 random bits
                 s.add(row)
@@ -193,11 +196,12 @@ class MyStyles:
         """Import a shared style as the user's own copy (renamed if the name is taken)."""
         code = code.strip() if isinstance(code, str) else ""
         if not CODE_RE.match(code):
-            raise ValidationFailed("That is not a style code: a code has 16 letters, digits, “-” or “_”.")
+            raise ValidationFailed("That is not a style code: a code has 16 letters, digits, “-” or “_”.",
+                                   key="error.style.bad_code")
         with self.db.session() as s:
             shared = s.exec(select(SavedStyle).where(SavedStyle.share_code == code)).first()
         if shared is None:
-            raise NotFound("No style has this code (it may have been deleted).")
+            raise NotFound("No style has this code (it may have been deleted).", key="error.style.no_code")
         return self.create(user_id=user_id, name=self._free_name(user_id, shared.name), template=shared.template,
                            aspect_ratio=shared.aspect_ratio, resolution=shared.resolution,
                            base_style=shared.base_style)
@@ -206,26 +210,33 @@ class MyStyles:
 
     def _checked(self, *, name, template, aspect_ratio, resolution) -> dict:
         if not isinstance(name, str) or not name.strip():
-            raise ValidationFailed("Please give the style a name.")
+            raise ValidationFailed("Please give the style a name.", key="error.style.no_name")
         name = name.strip()
         if len(name) > NAME_MAX:
-            raise ValidationFailed(f"The name is too long: {len(name)} characters (at most {NAME_MAX}).")
+            raise ValidationFailed(f"The name is too long: {len(name)} characters (at most {NAME_MAX}).",
+                                   key="error.style.name_long", length=len(name), most=NAME_MAX)
         if bad := _control(name):
-            raise ValidationFailed(f"The name contains a control character ({bad}). Please remove it.")
+            raise ValidationFailed(f"The name contains a control character ({bad}). Please remove it.",
+                                   key="error.style.name_control", bad=bad)
         if name.lower() in (s.name.lower() for s in self.catalog.styles):
-            raise ValidationFailed(f"“{name}” is the name of a built-in style: please choose another name.")
+            raise ValidationFailed(f"“{name}” is the name of a built-in style: please choose another name.",
+                                   key="error.style.built_in_name", name=name)
         if not isinstance(template, str) or not template.strip():
-            raise ValidationFailed("Please enter a prompt template containing {prompt}.")
+            raise ValidationFailed("Please enter a prompt template containing {prompt}.", key="error.style.no_template",
+                                   placeholder=PLACEHOLDER)
         template = template.strip()
         if len(template) > TEMPLATE_MAX:
-            raise ValidationFailed(f"The template is too long: {len(template):,} characters (at most {TEMPLATE_MAX:,}).")
+            raise ValidationFailed(f"The template is too long: {len(template):,} characters (at most {TEMPLATE_MAX:,}).",
+                                   key="error.style.template_long", length=f"{len(template):,}", most=f"{TEMPLATE_MAX:,}")
         if bad := _control(template):
             raise ValidationFailed(f"The template contains a control character ({bad}), such as a line break. "
-                                   "Please keep it on one line.")
+                                   "Please keep it on one line.", key="error.style.template_control", bad=bad)
         if template.count(PLACEHOLDER) != 1:
             where = "does not contain" if PLACEHOLDER not in template else "contains more than once"
             raise ValidationFailed(f"The template {where} {PLACEHOLDER}: it must contain {PLACEHOLDER} exactly once, "
-                                   "where your prompt goes.")
+                                   "where your prompt goes.", placeholder=PLACEHOLDER,
+                                   key="error.style.placeholder_missing" if PLACEHOLDER not in template
+                                   else "error.style.placeholder_twice")
         ratio = self.catalog.aspect_ratio(aspect_ratio).ratio if aspect_ratio else None
         res = self.catalog.resolution(resolution).key if resolution else None
         return {"name": name, "name_key": name.lower(), "template": template, "aspect_ratio": ratio, "resolution": res}

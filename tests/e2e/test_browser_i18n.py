@@ -15,7 +15,7 @@ PASSWORD = "correct horse battery"
 # Names that stay as they are in every language: the brand, products and formats, key names, the
 # resolutions and units the catalog names, and the switch's "English".
 ALLOWED = ["Image Studio", "GPT Image", "OPENAI_API_KEY", "Ctrl+Enter", "Ctrl", "Enter", "WebP", "PNG", "API",
-           "Stripe", "WeCom", "English", "US$", "USD", "support@example.com"]
+           "Stripe", "WeCom", "English", "US$", "USD", "support@example.com", "UTC"]
 ENGLISH = re.compile(r"[A-Za-z]{2,}(?:[ '’-][A-Za-z]+)*")
 
 
@@ -64,6 +64,35 @@ def test_the_zh_cn_walk_has_no_english(serve_app, browser, shots, tmp_path):
     page.locator(".studio-balance").get_by_text(f"{trial - 10} 个点数").wait_for(timeout=30_000)
     assert english_left(page, email) == []
     page.screenshot(path=str(shots / "i18n-zh-generated.png"), full_page=True)
+
+    # The gallery: filters, summary, pages and the preview's details and actions, all in Chinese.
+    page.get_by_role("tab", name="图库").click()
+    page.locator(".sg-summary").get_by_text("共 1 张图片，最新的在前。").wait_for(timeout=30_000)
+    page.get_by_text("第 1 页，共 1 页").wait_for()
+    assert english_left(page, email) == []
+    page.locator("#studio-gallery .sg-item").first.click()
+    lightbox = page.locator("#studio-gallery .sg-lightbox")
+    lightbox.get_by_role("button", name="沿用设置").wait_for()
+    assert lightbox.locator(".sg-count").inner_text() == "第 1 张，共 1 张"
+    assert "年" in lightbox.locator("[data-field=date]").inner_text()
+    assert english_left(page, email, "KB", "MB", "px") == []
+    page.screenshot(path=str(shots / "i18n-zh-gallery.png"), full_page=True)
+    page.keyboard.press("Escape")
+
+    # The account: balance by bucket, the history's rows and pages.
+    page.get_by_role("tab", name="账户").click()
+    page.get_by_text(f"可用点数：{trial - 10}").wait_for(timeout=30_000)
+    page.locator("#account-history").get_by_text("生成图片").first.wait_for()
+    assert english_left(page, email) == []
+    page.screenshot(path=str(shots / "i18n-zh-account.png"), full_page=True)
+
+    # Compare: the style wall, the cost line, My styles (its template label shows {prompt} itself).
+    page.get_by_role("tab", name="对比").click()
+    page.locator("#compare-cost").get_by_text("最多选择").wait_for(timeout=30_000)
+    page.locator("#my-styles").get_by_text("我的风格").first.click()
+    page.get_by_text("模板：您的提示词会放在 {prompt} 处").wait_for(timeout=30_000)
+    assert english_left(page, email, "{prompt}") == []  # the template's placeholder, typed as it is
+    page.screenshot(path=str(shots / "i18n-zh-compare.png"), full_page=True)
 
     page.get_by_role("tab", name="价格").click()
     page.get_by_text("点数包").first.wait_for(timeout=30_000)

@@ -151,3 +151,64 @@ def test_packs_get_the_local_methods_plans_only_card_and_support_is_on_the_money
     app.settings.support_qr_image = None
     assert "support-qr" not in httpx.get(app.url + "/pricing").text
     assert httpx.get(app.url + "/support/qr").status_code == 404
+
+
+def test_a_generation_and_a_reference_refusal_through_the_api_come_back_in_chinese(served_app, tmp_path):
+    from gradio_client import handle_file
+
+    from tests import pictures
+
+    services = served_app.services
+    user = services.accounts.create_user(email=f"zh-api-{uuid.uuid4().hex[:8]}@example.com",
+                                         password="correct horse battery")
+    services.ledger.grant(user_id=user.id, amount=100, kind="admin", idempotency_key=f"zh-api:{user.id}")
+    _, key = services.accounts.create_api_key(user_id=user.id, name="e2e")
+    good, bad = tmp_path / "good.jpg", tmp_path / "anim.png"
+    good.write_bytes(pictures.picture())
+    bad.write_bytes(b"GIF89a" + bytes(200))
+    zh = Client(served_app.url, headers={"Authorization": f"Bearer {key}", "Accept-Language": "zh-CN"},
+                verbose=False)
+    en = Client(served_app.url, headers={"Authorization": f"Bearer {key}"}, verbose=False)
+    try:
+        _, said, _ = zh.predict("雨中的灯塔", "photographic", "1:1", "1K", api_name="/generate")
+        assert said.startswith("完成：") and "下载 PNG" in said and "Done" not in said
+        _, said, _ = en.predict("a lighthouse", "photographic", "1:1", "1K", api_name="/generate")
+        assert said.startswith("Done: ") and "[Download PNG](" in said
+        before = services.ledger.balance(user.id).total
+        with pytest.raises(AppError, match="anim.png：这是 GIF 图片；请上传 PNG、JPEG 或 WebP 图片。"):
+            zh.predict("一只猫", "photographic", "1:1", "1K", [handle_file(str(good)), handle_file(str(bad))], None,
+                       api_name="/edit")
+        with pytest.raises(AppError, match="请至少添加一张参考图"):
+            zh.predict("一只猫", "photographic", "1:1", "1K", [], None, api_name="/edit")
+        with pytest.raises(AppError, match="anim.png: this is a GIF; upload a PNG, JPEG or WebP image."):
+            en.predict("a cat", "photographic", "1:1", "1K", [handle_file(str(good)), handle_file(str(bad))], None,
+                       api_name="/edit")
+        assert services.ledger.balance(user.id).total == before
+    finally:
+        zh.close()
+        en.close()
+
+
+def test_team_refusals_come_back_in_the_page_s_language(serve_app):
+    app = serve_app(SIGNUP_MODE="invite", ALLOWED_EMAIL_DOMAINS="example.com")
+
+    def post(email: str, invite: str = "", headers=ZH) -> httpx.Response:
+        client = app.client(follow_redirects=False, headers=headers)
+        page = client.get("/signup" + (f"?invite={invite}" if invite else ""))
+        return client.post("/signup", data={"email": email, "password": "correct horse battery",
+                                            "csrf": csrf_of(page), "invite": invite})
+
+    answer = post("x@example.com")
+    assert answer.status_code == 403 and "本工作室仅限受邀注册。请向管理员索取邀请链接。" in answer.text
+    assert "by invitation only" not in answer.text
+    assert "This studio is open by invitation only" in post("x@example.com", headers=EN).text
+    from services.admin import OPERATOR
+
+    invite = app.services.admin.create_invite(actor=OPERATOR)
+    answer = post("y@gmail.com", invite.token)
+    assert answer.status_code == 403 and "仅限以下域名的邮箱注册：example.com。" in answer.text
+    assert post("y@example.com", invite.token).status_code == 303
+    answer = post("z@example.com", invite.token)
+    assert answer.status_code == 403 and "此邀请已被使用。" in answer.text
+    answer = post("z@example.com", "inv_not_a_real_one")
+    assert answer.status_code == 403 and "此邀请链接无效。" in answer.text

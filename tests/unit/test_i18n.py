@@ -111,3 +111,16 @@ def test_money_follows_the_language_and_the_currency():
     assert i18n.money_units("zh-CN", 2900, "cny") == "¥29.00"
     assert i18n.money_units("en", 2900, "cny") == "CN¥29.00"
     assert i18n.number("en", 1500) == "1,500"
+
+
+def test_the_compare_cost_line_and_a_reference_refusal_in_both_languages():
+    from services.references import ReferenceRefused, ReferenceRules
+    from services.studio.compare import Quote
+
+    quote = Quote(count=6, unit=10, balance=140)
+    assert quote.line == quote.text("en") == "6 images × 10 credits = 60 · you have 140"
+    assert quote.text("zh-CN") == "6 张图片 × 10 个点数 = 60 · 您有 140 个"
+    with pytest.raises(ReferenceRefused) as refused:
+        ReferenceRules().prepare_one("scan.jpg", b"%PDF-1.4\n" + bytes(200))
+    assert str(refused.value) == "scan.jpg: this is a PDF; upload a PNG, JPEG or WebP image."
+    assert refused.value.text("zh-CN") == "scan.jpg：这是 PDF 文件；请上传 PNG、JPEG 或 WebP 图片。"
