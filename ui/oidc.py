@@ -81,13 +81,15 @@ def build_router(services: Services) -> APIRouter:
 
     @router.get("/verify-email", include_in_schema=False)
     def verify_email(token: str = ""):
+        language = current_language.get()
         try:
             verified = accounts.verify_email(token=token)
         except DomainError as err:
-            return pages.render("auth_message.html", title="Email not verified", message=err.message, ok=False,
-                                status=err.status_code)
-        extra = f" {verified.trial_granted} free credits were added to your account." if verified.trial_granted else ""
-        return pages.render("auth_message.html", title="Email verified", ok=True,
-                            message=f"Thank you: {verified.user.email} is verified.{extra}")
+            return pages.render("auth_message.html", title=i18n.t(language, "verify.failed_title"),
+                                message=err.text(language), ok=False, status=err.status_code)
+        message = i18n.t(language, "verify.done", email=verified.user.email)
+        if verified.trial_granted:
+            message += " " + i18n.t(language, "verify.trial_added", credits=verified.trial_granted)
+        return pages.render("auth_message.html", title=i18n.t(language, "verify.done_title"), ok=True, message=message)
 
     return router

@@ -123,10 +123,12 @@ class OidcProvider:
                               key="error.oidc.unreachable", provider=self.config.label) from None
         if not isinstance(data, dict) or data.get("issuer", "").rstrip("/") != self.config.issuer:
             log.warning("OIDC discovery for %s names another issuer: %r", self.config.name, data.get("issuer"))
-            raise OidcRefused(f"{self.config.label} is not set up correctly on this instance.")
+            raise OidcRefused(f"{self.config.label} is not set up correctly on this instance.",
+                              key="error.oidc.misconfigured", provider=self.config.label)
         for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
             if not isinstance(data.get(key), str):
-                raise OidcRefused(f"{self.config.label} is not set up correctly on this instance.")
+                raise OidcRefused(f"{self.config.label} is not set up correctly on this instance.",
+                                  key="error.oidc.misconfigured", provider=self.config.label)
         with self._lock:
             self._metadata = (self.now(), data)
         return data
@@ -148,14 +150,16 @@ class OidcProvider:
         except AuthlibBaseError as err:
             log.info("OIDC token exchange refused by %s: %s", self.config.name, err)
             raise OidcRefused(f"{self.config.label} did not accept this sign-in (the code was used or has "
-                              "expired). Please start again.") from None
+                              "expired). Please start again.", key="error.oidc.code_refused",
+                              provider=self.config.label) from None
         except Exception as err:  # noqa: BLE001 - network or protocol failure
             log.warning("OIDC token exchange failed for %s: %s", self.config.name, err)
             raise OidcRefused(f"{self.config.label} cannot be reached right now. Try again later.",
                               key="error.oidc.unreachable", provider=self.config.label) from None
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
-            raise OidcRefused(f"{self.config.label} did not send an ID token.")
+            raise OidcRefused(f"{self.config.label} did not send an ID token.", key="error.oidc.no_id_token",
+                              provider=self.config.label)
         claims = self._verified_claims(id_token, meta, nonce)
         email, verified = claims.get("email"), claims.get("email_verified")
         if not email and meta.get("userinfo_endpoint") and token.get("access_token"):
@@ -189,10 +193,12 @@ class OidcProvider:
         except (JoseError, ValueError, KeyError) as err:
             log.warning("ID token from %s refused: %s", self.config.name, err)
             raise OidcRefused(f"The sign-in from {self.config.label} could not be verified "
-                              f"({_reason(err)}). Please start again.") from None
+                              f"({_reason(err)}). Please start again.", key="error.oidc.unverified",
+                              provider=self.config.label, reason=_reason(err)) from None
         audience = claims.get("aud")
         if isinstance(audience, list) and len(audience) > 1 and claims.get("azp") != self.config.client_id:
-            raise OidcRefused(f"The sign-in from {self.config.label} could not be verified (audience).")
+            raise OidcRefused(f"The sign-in from {self.config.label} could not be verified (audience).",
+                              key="error.oidc.unverified", provider=self.config.label, reason="audience")
         return claims
 
     def _key_set(self, meta: dict, *, refresh: bool = False) -> KeySet:
@@ -253,7 +259,7 @@ class AccountOidc:
     def _provider(self, name: str) -> OidcProvider:
         provider = self.oidc.get(name)
         if provider is None:
-            raise NotFound("There is no such sign-in provider on this instance.")
+            raise NotFound("There is no such sign-in provider on this instance.", key="error.oidc.unknown_provider")
         return provider
 
     def oidc_redirect_uri(self, name: str) -> str:
@@ -407,7 +413,8 @@ class AccountOidc:
                     granted = self.settings.trial_credits
         except IntegrityError:
             self._settle(attempt, "signup_failed")
-            raise Conflict("This account was just created by another sign-in. Please try again.") from None
+            raise Conflict("This account was just created by another sign-in. Please try again.",
+                           key="error.oidc.race") from None
         log.info("user created id=%s role=%s via %s", user.id, role, provider)
         return user, granted
 
@@ -420,7 +427,8 @@ class AccountOidc:
             owner = s.exec(select(UserIdentity).where(UserIdentity.issuer == identity.issuer,
                                                       UserIdentity.subject == identity.subject)).first()
             if owner is not None and owner.user_id != user_id:
-                raise OidcRefused("This provider account is already linked to another account of this studio.")
+                raise OidcRefused("This provider account is already linked to another account of this studio.",
+                                  key="error.oidc.linked_elsewhere")
             user = s.get(User, user_id)
             if user is None:
                 raise NotFound("No such user.")
@@ -456,5 +464,5 @@ class AccountOidc:
                                                           UserIdentity.id != identity_id)).all()
             if not user.password_hash and not others:
                 raise ValidationFailed("This is your only way to sign in. Set a password (Forgot password on the "
-                                       "sign-in page) or link another provider first.")
+                                       "sign-in page) or link another provider first.", key="error.oidc.only_way")
             s.delete(identity)

@@ -62,11 +62,11 @@ class AccountVerification:
     def resend_verification(self, *, user_id: int, verify_url: str, ip: str | None = None) -> None:
         """Send a new link to the account's email (throttled per IP like reset requests)."""
         if not self.settings.mail_configured:
-            raise ValidationFailed("Email is not configured on this instance.")
+            raise ValidationFailed("Email is not configured on this instance.", key="error.verify.no_mail")
         with self.db.session() as s:
             user = s.get(User, user_id)
         if user is None or user.email_verified_at is not None:
-            raise ValidationFailed("Your email address is already verified.")
+            raise ValidationFailed("Your email address is already verified.", key="error.verify.already")
         self._admit(kind=VERIFY_REQUEST, email=user.email, ip=ip, counted=(VERIFY_REQUEST,),
                     window=SIGNUP_IP_WINDOW, limit=self.settings.signup_rate_per_ip_per_hour,
                     refusal="Too many verification requests from your network. Try again later.")
@@ -76,7 +76,8 @@ class AccountVerification:
     def verify_email(self, *, token: str) -> Verified:
         """Use a verification link: once, before it expires, for the address it was sent to."""
         invalid = ValidationFailed("This verification link is invalid, was already used or has expired. "
-                                   "Sign in and ask for a new one on the Account tab.")
+                                   "Sign in and ask for a new one on the Account tab.",
+                                   key="error.verify.invalid")
         if not token or len(token) > 200:
             raise invalid
         now = self.clock()

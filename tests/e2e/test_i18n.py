@@ -46,6 +46,10 @@ def test_form_refusals_are_in_the_page_s_language(served_app):
     assert r.status_code == 401 and "邮箱或密码不正确" in r.text
     r = client.post("/reset", data={"token": "nope", "password": "correct horse battery", "csrf": "bad"})
     assert r.status_code == 400 and "表单已过期" in r.text
+    r = client.get("/verify-email", params={"token": "not-a-link"})
+    assert r.status_code == 400 and "邮箱未验证" in r.text and "此验证链接无效" in r.text and "invalid" not in r.text
+    r = client.get("/auth/oidc/nope/login")
+    assert r.status_code == 404 and "本实例没有这个登录方式" in r.text and "no such" not in r.text
 
 
 def test_the_switch_sets_a_cookie_that_beats_the_browser(served_app):
