@@ -424,7 +424,12 @@ def build(services: Services, shell: Shell, *, form: GenerateForm | None = None,
         images = [{"image": image_file(image_url(request, c.result.id, "webp"), for_api=True,
                                        name=f"{i + 1}-{re.sub(r'[^a-z0-9]+', '-', c.style.lower())}.webp"),
                    "caption": c.label} for i, c in enumerate(result.cells) if c.result is not None]
-        return images, result.message, result.balance
+        language = language_of(request)
+        if language == i18n.FALLBACK:
+            return images, result.message, result.balance
+        # One line per style and the summary, in the caller's language (Accept-Language).
+        lines = [f"{cell_label(c, language)}: {c.text(language)}" for c in result.cells]
+        return images, "\n".join([*lines, result.summary_text(language)]), result.balance
 
     @user_facing
     async def compare_api(prompt_text: str, styles, aspect_ratio_value: str, resolution_value: str,

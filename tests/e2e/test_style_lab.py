@@ -131,6 +131,11 @@ def test_variations_and_saved_styles_in_compare_and_generate(serve_app, closing)
     reused = cat.event("gallery_reuse", [], event_data={"id": rows[0].id})  # the gallery's "Reuse settings"
     assert reused["success"] and _value(reused["output"]["data"][1]) == "Moody fog"
     assert cat.api(api_name="/prompt_history") == ["a pier"]
+    zh = Client(app.url, headers={**cat.client.headers, "Accept-Language": "zh-CN"}, verbose=False)
+    _open.append(zh)
+    images, message, balance = zh.predict("a pier", ["anime", "watercolor"], "1:1", "1K", api_name="/compare")
+    assert len(images) == 2 and "done" not in message and "charged" not in message, message
+    assert message.count("\n") == 2 and balance == cat.balance, "a line per style, then the summary, in Chinese"
 
 
 def test_saved_styles_api_crud_limits_and_every_validation_message(serve_app, closing):
