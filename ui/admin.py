@@ -8,6 +8,7 @@ one of the service's named tables, never a path from the request.
 from __future__ import annotations
 
 import html
+import re
 from urllib.parse import quote
 
 import gradio as gr
@@ -17,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from services import i18n
 from services.container import Services
 from services.errors import DomainError
-from services.ledger.reads import credit_label
+from services.ledger.reads import CREDIT_KIND_LABELS, credit_label
 from ui.common import Shell, language_of, tr, user_facing
 
 EXPORT_PATH = "/admin/export"
@@ -71,12 +72,13 @@ def build(services: Services, shell: Shell, *, tab: gr.Tab) -> None:
         money_plans = gr.Dataframe(interactive=False, label=shell.text("ui.admin.money_plans"))
         gr.HTML(shell.words("ui.admin.csv.money_plans", lambda lang: export_link("money_plans", i18n.t(lang, "admin.csv"))))
 
-    def frame(table) -> dict:
-        return gr.Dataframe(value=table.rows, headers=table.headers)
+    def frame(table, language: str | None = None) -> dict:
+        """A console table as shown: its headers in the page's language (the CSV keeps them in English)."""
+        return gr.Dataframe(value=table.rows, headers=[header_text(h, language) for h in table.headers])
 
     def members_view(actor, query: str, language: str | None = None):
         table = admin.members(actor=actor, query=query or "")
-        return frame(table), export_link("members", i18n.t(language, "admin.csv_members"), (query or "").strip())
+        return frame(table, language), export_link("members", i18n.t(language, "admin.csv_members"), (query or "").strip())
 
     @user_facing
     def admin_load(query: str, request: gr.Request):
@@ -90,8 +92,8 @@ def build(services: Services, shell: Shell, *, tab: gr.Tab) -> None:
         daily, plans = admin.money(actor=actor)
         refused = [[f"{e.created_at:%Y-%m-%d %H:%M}", who, e.source, e.prompt[:200]]
                    for e, who in admin.recent_rejections(actor=actor, limit=50)]
-        return (text, table, link, frame(admin.invites(actor=actor)), frame(per_day), frame(per_kind), refused,
-                frame(daily), frame(plans))
+        return (text, table, link, frame(admin.invites(actor=actor), language), frame(per_day, language),
+                frame(per_kind, language), refused, frame(daily, language), frame(plans, language))
 
     @user_facing
     def admin_search(query: str, request: gr.Request):
@@ -131,7 +133,7 @@ def build(services: Services, shell: Shell, *, tab: gr.Tab) -> None:
     def admin_invite(for_email: str, days, request: gr.Request):
         actor = shell.user(request)
         invite = admin.create_invite(actor=actor, email=for_email or None, days=days)
-        return gr.Textbox(value=invite.url, visible=True), frame(admin.invites(actor=actor))
+        return gr.Textbox(value=invite.url, visible=True), frame(admin.invites(actor=actor), language_of(request))
 
     load_outputs = [overview, members, members_csv, invites, usage_daily, usage, rejections, money_daily,
                     money_plans]
@@ -168,3 +170,20 @@ def routes(services: Services) -> APIRouter:
             "Content-Disposition": f'attachment; filename="{name}.csv"', "Cache-Control": "no-store"})
 
     return router
+
+
+_KIND_OF_LABEL = {label: kind for kind, label in CREDIT_KIND_LABELS.items()}
+
+
+def header_text(header: str, language: str | None) -> str:
+    """A console table's column name (services/admin.py names them in English) in the language:
+    "admin.col.<name>", a credit kind's label, "Revenue (USD)" with its currency; else as it is."""
+    if language in (None, i18n.FALLBACK):
+        return header
+    if header in _KIND_OF_LABEL:
+        return i18n.t(language, f"credit.kind.{_KIND_OF_LABEL[header]}")
+    revenue = re.fullmatch(r"Revenue \((.+)\)", header)
+    if revenue:
+        return i18n.t(language, "admin.col.revenue", currency=revenue.group(1))
+    key = "admin.col." + re.sub(r"[^a-z0-9]+", "_", header.lower()).strip("_")
+    return i18n.t(language, key) if key in i18n.messages(i18n.FALLBACK) else header

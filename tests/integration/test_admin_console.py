@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import timedelta
 
@@ -193,3 +194,18 @@ def test_operator_creates_invites_and_grants(console, make_user, database):
     assert admin.grant_credits(actor=OPERATOR, email=member.email, amount=3) == 3
     invite = admin.create_invite(actor=OPERATOR, email="new@example.com", days=3)
     assert invite.token.startswith("inv_") and invite.email == "new@example.com"
+
+
+def test_the_console_s_column_names_read_in_chinese_and_stay_english_in_csv(console, make_user, database):
+    """Every column of the console's tables (as services/admin.py names them) is shown in Chinese on
+    a zh-CN page (ui/admin.py); the English names stay for English pages and the CSV."""
+    from ui.admin import header_text
+
+    admin, *_ = console
+    tables = [admin.members(actor=OPERATOR), *admin.usage(actor=OPERATOR), *admin.money(actor=OPERATOR),
+              admin.invites(actor=OPERATOR)]
+    for table in tables:
+        for header in table.headers:
+            shown = header_text(header, "zh-CN")
+            assert not re.sub(r"UTC|USD|CNY|[()\s]", "", shown).isascii(), (table.name, header, shown)
+            assert header_text(header, "en") == header
