@@ -583,7 +583,7 @@ def main() -> int:
     result = asyncio.run(run(args))
     if args.only_compare:
         for r in result["compare_6"]:
-            print(f"6. compare, {r['styles']} styles at 1K, latency {r['latency_s']} s: wall {r['wall_s']} s → "
+            print(f"7. compare, {r['styles']} styles at 1K, latency {r['latency_s']} s: wall {r['wall_s']} s → "
                   f"wall/latency {r['wall_over_latency']} (target ≤ 1.3); {r['images']} images, engine peak in flight "
                   f"{r['engine_peak_in_flight']}; {r['message_tail']}")
         print(json.dumps(result))
@@ -607,7 +607,7 @@ def main() -> int:
             print(f"4. preview frame from the engine to the client, 1K, {p['frames']} frames: median {p['median_s']} s, "
                   f"max {p['max_s']} s (target ≤ 0.3)")
         for r in result["compare_6"]:
-            print(f"6. compare, {r['styles']} styles at 1K, latency {r['latency_s']} s: wall {r['wall_s']} s → "
+            print(f"7. compare, {r['styles']} styles at 1K, latency {r['latency_s']} s: wall {r['wall_s']} s → "
                   f"wall/latency {r['wall_over_latency']} (target ≤ 1.3); {r['images']} images, engine peak in flight "
                   f"{r['engine_peak_in_flight']}; {r['message_tail']}")
         k = result["compare"]
