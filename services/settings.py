@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(default=None, alias="SECRET_KEY")
     public_url: str | None = Field(default=None, alias="PUBLIC_URL")
     admin_emails: str = Field(default="", alias="ADMIN_EMAILS")
-    trial_credits: int = Field(default=40, ge=0, le=1_000_000, alias="TRIAL_CREDITS")
+    # 60: six 1K images, so a new user can compare a prompt in six styles once (the style lab).
+    trial_credits: int = Field(default=60, ge=0, le=1_000_000, alias="TRIAL_CREDITS")
     # Unset: on when mail is configured (SMTP_HOST), off otherwise.
     trial_requires_verified_email_setting: bool | None = Field(default=None, alias="TRIAL_REQUIRES_VERIFIED_EMAIL")
     support_contact: str = Field(default="support@example.com", alias="SUPPORT_CONTACT")

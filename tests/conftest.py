@@ -26,6 +26,10 @@ from tests.fakes.base import free_port
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.stripe_server import FakeStripe
 
+# The tests' balances are computed from a 40-credit trial (the product's default is 60: see
+# services/settings.py); served apps inherit it. A test about the default removes it (test_settings).
+os.environ.setdefault("TRIAL_CREDITS", "40")
+
 __all__ = ["TEST_DATABASE_URL", "free_port", "postgres_schema", "sqlite_url", "truncate_all"]
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()

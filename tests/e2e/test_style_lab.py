@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 
 import pytest
 from gradio_client import Client
@@ -204,3 +205,17 @@ def test_another_user_cannot_read_use_or_delete_a_style_api_and_ui(serve_app, cl
     _, said, _ = fay.api("a cat", "Fay's version", "1:1", "1K", api_name="/generate")
     assert "in the Fay&#x27;s version style" in said  # the message is Markdown, escaped
     assert "No style has this code" in fay.refused("A" * 16, api_name="/import_style")
+
+
+def test_a_new_user_compares_six_styles_offline_with_the_default_trial(serve_app, closing):
+    """No key, the product's default trial (60 credits, not the tests' 40): one click, six distinct
+    offline previews, exactly 60 charged."""
+    from services.settings import Settings
+
+    default_trial = Settings.model_fields["trial_credits"].default
+    app = serve_app(TRIAL_CREDITS=str(default_trial))
+    new = Person(app, "new")
+    assert new.balance == default_trial == 60
+    images, message, balance = new.api("a lighthouse at dusk", SIX, "1:1", "1K", api_name="/compare")
+    assert len(images) == 6 and balance == 0 == new.balance, message
+    assert len({Path(img["image"]).read_bytes() for img in images}) == 6, "six distinct previews"

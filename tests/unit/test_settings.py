@@ -15,7 +15,7 @@ def clean_env(monkeypatch):
 def test_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s = load_settings(env_file=None)
-    assert s.trial_credits == 40 and s.server_name == "127.0.0.1" and s.server_port == 7860
+    assert s.trial_credits == 60 and s.server_name == "127.0.0.1" and s.server_port == 7860
     assert s.resolved_database_url.startswith("sqlite:///") and s.resolved_database_url.endswith("studio.db")
     assert s.image_model == "gpt-image-2" and not s.use_openai and s.stripe_secret_key is None
     assert s.queue_concurrency >= 32
