@@ -63,7 +63,7 @@ def build(services: Services, shell: Shell, *, tab: gr.Tab) -> None:
         gr.HTML(shell.words("ui.admin.csv.usage_daily", lambda lang: export_link("usage_daily", i18n.t(lang, "admin.csv"))))
         usage = gr.Dataframe(interactive=False, label=shell.text("ui.admin.usage_kind"))
         gr.HTML(shell.words("ui.admin.csv.usage", lambda lang: export_link("usage", i18n.t(lang, "admin.csv"))))
-        rejections = gr.Dataframe(headers=["Date (UTC)", "User", "Source", "Prompt"], interactive=False,
+        rejections = gr.Dataframe(headers=REJECTION_HEADERS, interactive=False,
                                   wrap=True, label=shell.text("ui.admin.rejections"))
     with gr.Accordion(shell.text("ui.admin.money"), open=False):
         gr.Markdown(shell.text("ui.admin.money_note"))
@@ -90,8 +90,9 @@ def build(services: Services, shell: Shell, *, tab: gr.Tab) -> None:
         table, link = members_view(actor, query, language)
         per_kind, per_day = admin.usage(actor=actor)
         daily, plans = admin.money(actor=actor)
-        refused = [[f"{e.created_at:%Y-%m-%d %H:%M}", who, e.source, e.prompt[:200]]
-                   for e, who in admin.recent_rejections(actor=actor, limit=50)]
+        refused = gr.Dataframe(value=[[f"{e.created_at:%Y-%m-%d %H:%M}", who, e.source, e.prompt[:200]]
+                                      for e, who in admin.recent_rejections(actor=actor, limit=50)],
+                               headers=[header_text(h, language) for h in REJECTION_HEADERS])
         return (text, table, link, frame(admin.invites(actor=actor), language), frame(per_day, language),
                 frame(per_kind, language), refused, frame(daily, language), frame(plans, language))
 
@@ -172,6 +173,7 @@ def routes(services: Services) -> APIRouter:
     return router
 
 
+REJECTION_HEADERS = ["Date (UTC)", "User", "Source", "Prompt"]
 _KIND_OF_LABEL = {label: kind for kind, label in CREDIT_KIND_LABELS.items()}
 
 
