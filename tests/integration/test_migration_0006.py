@@ -5,29 +5,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
-from services.db import Database, alembic_config
-from tests.conftest import TEST_DATABASE_URL
-from tests.databases import postgres_schema
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_db(request, tmp_path):
-    if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'm.db'}")
-        db.upgrade()
-        yield db
-        db.dispose()
-        return
-    if not TEST_DATABASE_URL:
-        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL cases skipped (SQLite still runs)")
-    with postgres_schema(TEST_DATABASE_URL, "m6") as url:
-        db = Database(url)
-        yield db
-        db.dispose()
+from services.db import alembic_config
 
 
 def test_0006_adds_reference_images_and_masked_and_downgrades_keeping_the_rows(fresh_db):

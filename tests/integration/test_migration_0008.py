@@ -1,6 +1,6 @@
 """Migration 0008 (style lab) on SQLite and PostgreSQL: saved styles unique per user without regard
 to case (through name_key), share codes unique, deleted with their user; generations keep their rows
-when going back to 0005 and forward again."""
+when going back to 0007 and forward again."""
 
 from __future__ import annotations
 
@@ -9,26 +9,7 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from services.db import Database, alembic_config
-from tests.conftest import TEST_DATABASE_URL
-from tests.databases import postgres_schema
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_db(request, tmp_path):
-    if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'm.db'}")
-        db.upgrade()
-        yield db
-        db.dispose()
-        return
-    if not TEST_DATABASE_URL:
-        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL cases skipped (SQLite still runs)")
-    with postgres_schema(TEST_DATABASE_URL, "m8") as url:
-        db = Database(url)
-        yield db
-        db.dispose()
-
+from services.db import alembic_config
 
 STYLE = ("INSERT INTO saved_styles (user_id, name, name_key, template, share_code, created_at, updated_at) "
          "VALUES (:u, :name, :key, '{prompt}', :code, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
