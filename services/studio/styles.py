@@ -80,12 +80,8 @@ class MyStyles:
 
     def get(self, *, user_id: int, style_id) -> SavedStyle:
         """One of the user's styles; NotFound for anyone else's."""
-        sid = _id(style_id)
         with self.db.session() as s:
-            row = s.get(SavedStyle, sid) if sid is not None else None
-        if row is None or row.user_id != user_id:
-            raise NotFound("No such style among your styles.", key="error.style.not_found")
-        return row
+            return _owned(s, user_id, style_id)
 
     def find(self, *, user_id: int, name: str) -> SavedStyle | None:
         if not isinstance(name, str) or not name.strip():
@@ -142,12 +138,9 @@ class MyStyles:
     def update(self, *, user_id: int, style_id, name, template, aspect_ratio=None, resolution=None) -> SavedStyle:
         """Change one of the user's styles (all fields at once, checked first)."""
         fields = self._checked(name=name, template=template, aspect_ratio=aspect_ratio, resolution=resolution)
-        sid = _id(style_id)
         try:
             with self.db.transaction() as s:
-                row = s.get(SavedStyle, sid) if sid is not None else None
-                if row is None or row.user_id != user_id:
-                    raise NotFound("No such style among your styles.", key="error.style.not_found")
+                row = _owned(s, user_id, style_id)
                 if fields["name_key"] != row.name_key:
                     self._refuse_taken(s, user_id, fields["name_key"])
                 for key, value in fields.items():
@@ -162,11 +155,8 @@ class MyStyles:
 
     def delete(self, *, user_id: int, style_id) -> str:
         """Delete one of the user's styles (its share code stops working). Returns its name."""
-        sid = _id(style_id)
         with self.db.transaction() as s:
-            row = s.get(SavedStyle, sid) if sid is not None else None
-            if row is None or row.user_id != user_id:
-                raise NotFound("No such style among your styles.", key="error.style.not_found")
+            row = _owned(s, user_id, style_id)
             name = row.name
             s.delete(row)
         return name
@@ -182,11 +172,8 @@ class MyStyles:
 
     def export(self, *, user_id: int, style_id) -> str:
         """The style's share code (made on the first export, the same afterwards)."""
-        sid = _id(style_id)
         with self.db.transaction() as s:
-            row = s.get(SavedStyle, sid) if sid is not None else None
-            if row is None or row.user_id != user_id:
-                raise NotFound("No such style among your styles.", key="error.style.not_found")
+            row = _owned(s, user_id, style_id)
             if row.share_code is None:
                 row.share_code = secrets.token_urlsafe(12)  # 16 characters, 96 random bits
                 s.add(row)
@@ -266,6 +253,15 @@ class MyStyles:
             if candidate.lower() not in taken | builtin:
                 return candidate
         return wanted  # the create that follows refuses it (the limit)
+
+
+def _owned(s, user_id: int, style_id) -> SavedStyle:
+    """The user's style `style_id` in session `s`; NotFound for a bad id or anyone else's style."""
+    sid = _id(style_id)
+    row = s.get(SavedStyle, sid) if sid is not None else None
+    if row is None or row.user_id != user_id:
+        raise NotFound("No such style among your styles.", key="error.style.not_found")
+    return row
 
 
 def _id(value) -> int | None:
